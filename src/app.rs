@@ -1,0 +1,223 @@
+//! Supervision: validate config, load the inventory, bind every socket, then tell systemd we
+//! are ready (sd_notify READY=1 only after all sockets are bound), ping the watchdog, reload
+//! the inventory on SIGHUP and on file changes, and on SIGTERM stop accepting work and give
+//! in-flight TFTP transfers a grace period.
+use crate::config::{Config, DhcpMode};
+use crate::core::event::Event;
+use crate::events::Bus;
+use crate::inventory::{self, Inventory};
+use crate::services::dhcp::{DhcpService, LeaseDb};
+use crate::services::journal::Journal;
+use crate::services::{http, tftp, unix_now};
+use anyhow::Context;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// How long in-flight transfers may finish after SIGTERM.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Loads the inventory and reports each problem as an event (and so a log line).
+pub fn load_inventory(cfg: &Config, previous: Option<&Inventory>, bus: &Bus) -> Inventory {
+    let (inv, problems) = inventory::load(&cfg.conf_repo, cfg.server_ip, previous);
+    for p in &problems {
+        warn!("{p}");
+        bus.emit(Event::InventoryProblem {
+            path: p.path.clone(),
+            line: p.line,
+            message: p.message.clone(),
+        });
+    }
+    bus.emit(Event::InventoryLoaded {
+        machines: inv.machines().len(),
+        profiles: inv.profiles().count(),
+        problems: problems.len(),
+    });
+    inv
+}
+
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let bus = Bus::default();
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let transfers = TaskTracker::new();
+    tasks.spawn(bus.clone().run_logger());
+
+    tftp::check_root(&cfg.boot_dir).map_err(anyhow::Error::msg)?;
+    let inv = load_inventory(&cfg, None, &bus);
+    let (inv_tx, inv_rx) = watch::channel(inv);
+
+    // Bind everything before announcing readiness.
+    let mut dhcp_socks = Vec::new();
+    if cfg.dhcp.mode == DhcpMode::Server {
+        for iface in &cfg.dhcp.interfaces {
+            let s = crate::services::dhcp::bind(iface, cfg.dhcp.port)
+                .with_context(|| format!("dhcp on {iface}"))?;
+            info!(iface, port = cfg.dhcp.port, "dhcp listening");
+            dhcp_socks.push((iface.clone(), s));
+        }
+    }
+    let tftp_sock = if cfg.tftp.enabled {
+        let s = tftp::bind(cfg.tftp.listen)
+            .await
+            .with_context(|| format!("tftp on {}", cfg.tftp.listen))?;
+        info!(addr = %cfg.tftp.listen, "tftp listening");
+        Some(s)
+    } else {
+        None
+    };
+    let http_listener = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("http on {}", cfg.http.listen))?;
+    info!(addr = %cfg.http.listen, public = %cfg.http.public_url, "http listening");
+
+    if !dhcp_socks.is_empty() {
+        let (journal, leases, skipped) = Journal::open(&cfg.state_dir, unix_now())?;
+        if skipped > 0 {
+            warn!(
+                skipped,
+                "lease journal had unreadable lines (torn write after a crash?); they were dropped"
+            );
+        }
+        info!(leases = leases.len(), "lease journal replayed");
+        let db = Arc::new(Mutex::new(LeaseDb { leases, journal }));
+        let svc = Arc::new(DhcpService {
+            cfg: cfg.dhcp.clone(),
+            conf_repo: cfg.conf_repo.clone(),
+            db: db.clone(),
+            inventory: inv_rx.clone(),
+            bus: bus.clone(),
+        });
+        for (iface, sock) in dhcp_socks {
+            tasks.spawn(svc.clone().run(iface, sock, cancel.clone()));
+        }
+        // fdatasync the journal once a second: write() already survives a killed process.
+        let c = cancel.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! { _ = c.cancelled() => break, _ = tick.tick() => {} }
+                if let Err(e) = db.lock().expect("lease lock").journal.sync() {
+                    warn!("{e}");
+                }
+            }
+        });
+    }
+    if let Some(sock) = tftp_sock {
+        let svc = Arc::new(tftp::TftpService::new(
+            cfg.boot_dir.clone(),
+            cfg.tftp.clone(),
+            inv_rx.clone(),
+            bus.clone(),
+            transfers.clone(),
+        ));
+        tasks.spawn(svc.run(sock, cancel.clone()));
+    }
+    {
+        let state = http::HttpState {
+            inventory: inv_rx.clone(),
+            public_url: cfg.http.public_url.clone(),
+            bus: bus.clone(),
+        };
+        let app = http::router(state, cfg.boot_dir.clone());
+        let c = cancel.clone();
+        tasks.spawn(async move {
+            let serve = axum::serve(
+                http_listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { c.cancelled().await });
+            if let Err(e) = serve.await {
+                warn!("http server: {e}");
+            }
+        });
+    }
+
+    // Inventory reloads: SIGHUP or a change under conf_repo (debounced).
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<&'static str>(8);
+    let _watcher = watch_files(&cfg.conf_repo, reload_tx.clone());
+    {
+        let cfg = cfg.clone();
+        let bus = bus.clone();
+        let c = cancel.clone();
+        tasks.spawn(async move {
+            loop {
+                let why = tokio::select! { _ = c.cancelled() => break, w = reload_rx.recv() => match w { Some(w) => w, None => break } };
+                // Let a burst of editor writes settle, then reload once.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                while reload_rx.try_recv().is_ok() {}
+                let prev = inv_tx.borrow().clone();
+                let inv = load_inventory(&cfg, Some(&prev), &bus);
+                info!(why, machines = inv.machines().len(), "inventory reloaded");
+                inv_tx.send_replace(inv);
+            }
+        });
+    }
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let mut watchdog_usec = 0u64;
+    if sd_notify::watchdog_enabled(false, &mut watchdog_usec) && watchdog_usec > 0 {
+        let c = cancel.clone();
+        let every = Duration::from_micros(watchdog_usec / 2);
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! { _ = c.cancelled() => break, _ = tick.tick() => {} }
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
+    info!("pxelator ready");
+
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => { let _ = reload_tx.try_send("SIGHUP"); }
+        }
+    }
+    info!("stopping: no new requests; waiting up to {GRACE:?} for transfers in flight");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    cancel.cancel();
+    transfers.close();
+    if tokio::time::timeout(GRACE, transfers.wait()).await.is_err() {
+        warn!("grace period over; abandoning unfinished transfers");
+    }
+    tasks.close();
+    let _ = tokio::time::timeout(Duration::from_secs(2), tasks.wait()).await;
+    Ok(())
+}
+
+fn watch_files(
+    dir: &std::path::Path,
+    tx: tokio::sync::mpsc::Sender<&'static str>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            let ours = ev.paths.iter().all(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'))
+                    || p.components().any(|c| c.as_os_str() == ".git")
+            });
+            if !ours && !ev.kind.is_access() {
+                let _ = tx.try_send("file change");
+            }
+        }
+    })
+    .map_err(|e| warn!("file watching unavailable ({e}); reload with SIGHUP"))
+    .ok()?;
+    if let Err(e) = w.watch(dir, RecursiveMode::Recursive) {
+        warn!("cannot watch {}: {e}; reload with SIGHUP", dir.display());
+        return None;
+    }
+    Some(w)
+}

@@ -1,0 +1,406 @@
+//! Configuration: the TOML file is parsed once into [`RawConfig`] (unknown keys rejected) and
+//! validated into [`Config`]. `pxelator check-config` runs exactly this code path.
+//! This module never opens sockets or reads the inventory.
+
+use serde::Deserialize;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source} (is the path right? try `pxelator check-config --config FILE`)")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key} = {value} is not valid: {why}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        value: String,
+        why: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Directory holding the inventory (machines/, profiles/, conf/).
+    pub conf_repo: PathBuf,
+    /// Directory for runtime state (lease journal).
+    pub state_dir: PathBuf,
+    /// Directory of boot files served over TFTP and HTTP (kernels, loaders, initrds).
+    pub boot_dir: PathBuf,
+    /// The appliance's own address, given to clients as next-server / HTTP host.
+    pub server_ip: Ipv4Addr,
+    #[serde(default)]
+    pub dhcp: RawDhcp,
+    #[serde(default)]
+    pub tftp: RawTftp,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default, rename = "subnet")]
+    pub subnets: Vec<RawSubnet>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDhcp {
+    /// Interfaces to serve on (SO_BINDTODEVICE); requests arriving elsewhere are never answered.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// UDP port to listen on (67 in production; tests may move it).
+    pub port: Option<u16>,
+    /// "server" (default) or "off".
+    pub mode: Option<String>,
+    /// Write a machine file for every unknown MAC that gets a pool address.
+    pub register_unknown: Option<bool>,
+    /// Boot file for BIOS PXE ROMs that are not iPXE.
+    pub bios_loader: Option<String>,
+    /// Boot file for UEFI x64 PXE firmware that is not iPXE.
+    pub uefi_loader: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTftp {
+    pub listen: Option<SocketAddr>,
+    pub enabled: Option<bool>,
+    /// Seconds between retransmissions when the client does not ask for a timeout.
+    pub timeout_secs: Option<u8>,
+    pub retries: Option<u8>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<SocketAddr>,
+    /// How clients reach the HTTP server (default http://<server_ip>:<port>).
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSubnet {
+    /// CIDR, e.g. "10.77.1.0/24".
+    pub network: String,
+    /// Inclusive dynamic range for unknown MACs, e.g. ["10.77.1.100", "10.77.1.199"].
+    pub pool: Option<[Ipv4Addr; 2]>,
+    pub router: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub lease_secs: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhcpMode {
+    Server,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub conf_repo: PathBuf,
+    pub state_dir: PathBuf,
+    pub boot_dir: PathBuf,
+    pub server_ip: Ipv4Addr,
+    pub dhcp: DhcpConfig,
+    pub tftp: TftpConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct DhcpConfig {
+    pub mode: DhcpMode,
+    pub interfaces: Vec<String>,
+    pub port: u16,
+    pub register_unknown: bool,
+    pub net: NetConfig,
+}
+
+/// What the pure DHCP decision needs to know about the networks served.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    pub server_ip: Ipv4Addr,
+    pub subnets: Vec<Subnet>,
+    pub bios_loader: String,
+    pub uefi_loader: String,
+    pub http_base: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+    pub pool: Option<(Ipv4Addr, Ipv4Addr)>,
+    pub router: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub lease_secs: u32,
+}
+
+impl Subnet {
+    pub fn mask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(prefix_mask(self.prefix))
+    }
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & prefix_mask(self.prefix) == u32::from(self.network)
+    }
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) | !prefix_mask(self.prefix))
+    }
+}
+
+fn prefix_mask(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TftpConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    pub timeout_secs: u8,
+    pub retries: u8,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub public_url: String,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        raw.validate(path)
+    }
+}
+
+impl RawConfig {
+    pub fn validate(self, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |key: &str, value: &dyn std::fmt::Display, why: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            value: value.to_string(),
+            why: why.to_owned(),
+        };
+        let mode = match self.dhcp.mode.as_deref().unwrap_or("server") {
+            "server" => DhcpMode::Server,
+            "off" => DhcpMode::Off,
+            other => return Err(invalid("dhcp.mode", &other, "use \"server\" or \"off\"")),
+        };
+        if mode == DhcpMode::Server && self.dhcp.interfaces.is_empty() {
+            return Err(invalid(
+                "dhcp.interfaces",
+                &"[]",
+                "name at least one interface to serve on (DHCP is never answered on all interfaces), or set dhcp.mode = \"off\"",
+            ));
+        }
+        let mut subnets = Vec::new();
+        for (i, s) in self.subnets.iter().enumerate() {
+            let key = format!("subnet[{i}].network");
+            let (net, prefix) = parse_cidr(&s.network)
+                .ok_or_else(|| invalid(&key, &s.network, "expected a CIDR like 10.77.1.0/24"))?;
+            let subnet = Subnet {
+                network: net,
+                prefix,
+                pool: s.pool.map(|[a, b]| (a, b)),
+                router: s.router,
+                dns: s.dns.clone(),
+                domain: s.domain.clone(),
+                lease_secs: s.lease_secs.unwrap_or(3600),
+            };
+            if u32::from(net) & !prefix_mask(prefix) != 0 {
+                return Err(invalid(
+                    &key,
+                    &s.network,
+                    "host bits are set; use the network address",
+                ));
+            }
+            if let Some((a, b)) = subnet.pool {
+                let key = format!("subnet[{i}].pool");
+                let shown = format!("[{a}, {b}]");
+                if !subnet.contains(a) || !subnet.contains(b) {
+                    return Err(invalid(
+                        &key,
+                        &shown,
+                        &format!("both ends must lie inside {}", s.network),
+                    ));
+                }
+                if u32::from(a) > u32::from(b) {
+                    return Err(invalid(
+                        &key,
+                        &shown,
+                        "the first address must not be above the second",
+                    ));
+                }
+            }
+            if subnet.lease_secs < 60 {
+                return Err(invalid(
+                    &format!("subnet[{i}].lease_secs"),
+                    &subnet.lease_secs,
+                    "use at least 60 seconds",
+                ));
+            }
+            subnets.push(subnet);
+        }
+        if mode == DhcpMode::Server && subnets.is_empty() {
+            return Err(invalid(
+                "subnet",
+                &"(none)",
+                "add at least one [[subnet]] with network = \"a.b.c.d/len\"",
+            ));
+        }
+        let tftp_listen = self
+            .tftp
+            .listen
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 69)));
+        let http_listen = self
+            .http
+            .listen
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 80)));
+        let public_url = match self.http.public_url {
+            Some(u) => {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(invalid(
+                        "http.public_url",
+                        &u,
+                        "must start with http:// or https://",
+                    ));
+                }
+                u.trim_end_matches('/').to_owned()
+            }
+            None if http_listen.port() == 80 => format!("http://{}", self.server_ip),
+            None => format!("http://{}:{}", self.server_ip, http_listen.port()),
+        };
+        let timeout_secs = self.tftp.timeout_secs.unwrap_or(1);
+        if timeout_secs == 0 {
+            return Err(invalid("tftp.timeout_secs", &0, "use 1..=255"));
+        }
+        Ok(Config {
+            path: path.to_owned(),
+            conf_repo: self.conf_repo,
+            state_dir: self.state_dir,
+            boot_dir: self.boot_dir,
+            server_ip: self.server_ip,
+            dhcp: DhcpConfig {
+                mode,
+                interfaces: self.dhcp.interfaces,
+                port: self.dhcp.port.unwrap_or(67),
+                register_unknown: self.dhcp.register_unknown.unwrap_or(true),
+                net: NetConfig {
+                    server_ip: self.server_ip,
+                    subnets,
+                    bios_loader: self
+                        .dhcp
+                        .bios_loader
+                        .unwrap_or_else(|| "undionly.kpxe".into()),
+                    uefi_loader: self.dhcp.uefi_loader.unwrap_or_else(|| "ipxe.efi".into()),
+                    http_base: public_url.clone(),
+                },
+            },
+            tftp: TftpConfig {
+                enabled: self.tftp.enabled.unwrap_or(true),
+                listen: tftp_listen,
+                timeout_secs,
+                retries: self.tftp.retries.unwrap_or(5),
+            },
+            http: HttpConfig {
+                listen: http_listen,
+                public_url,
+            },
+        })
+    }
+}
+
+/// Parses "a.b.c.d/len".
+pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (ip, len) = s.split_once('/')?;
+    let ip: Ipv4Addr = ip.trim().parse().ok()?;
+    let len: u8 = len.trim().parse().ok()?;
+    (len <= 32).then_some((ip, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+conf_repo = "/tmp/c"
+state_dir = "/tmp/s"
+boot_dir = "/tmp/b"
+server_ip = "10.77.1.1"
+[dhcp]
+interfaces = ["br0"]
+[[subnet]]
+network = "10.77.1.0/24"
+pool = ["10.77.1.100", "10.77.1.199"]
+"#;
+
+    #[test]
+    fn good_config_validates_with_defaults() {
+        let c = Config::parse(Path::new("t.toml"), GOOD).unwrap();
+        assert_eq!(c.dhcp.port, 67);
+        assert_eq!(c.http.public_url, "http://10.77.1.1");
+        assert_eq!(
+            c.dhcp.net.subnets[0].mask(),
+            Ipv4Addr::new(255, 255, 255, 0)
+        );
+        assert!(c.dhcp.register_unknown);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let text = format!("{GOOD}\nbogus_key = 1\n");
+        let e = Config::parse(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus_key"), "{e}");
+    }
+
+    #[test]
+    fn pool_outside_subnet_names_key_and_fix() {
+        let text = GOOD.replace("10.77.1.199", "10.77.2.5");
+        let e = Config::parse(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("subnet[0].pool") && e.contains("inside 10.77.1.0/24"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dhcp_without_interface_is_refused() {
+        let text = GOOD.replace("interfaces = [\"br0\"]", "");
+        let e = Config::parse(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dhcp.interfaces"), "{e}");
+    }
+
+    #[test]
+    fn cidr_host_bits_are_refused() {
+        let text = GOOD.replace("10.77.1.0/24", "10.77.1.3/24");
+        assert!(Config::parse(Path::new("t.toml"), &text).is_err());
+    }
+}

@@ -1,0 +1,349 @@
+//! Which boot file a PXE client gets, and the per-host files generated from its profile:
+//! the iPXE script served over HTTP and the pxelinux config served over TFTP.
+//!
+//! Client architecture values are the IANA "Processor Architecture Types" of RFC 4578 §2.1
+//! (option 93): 0 x86 BIOS, 6 EFI IA32, 7 EFI BC (x64), 9 EFI x86-64, 16 x64 UEFI HTTP.
+use crate::config::NetConfig;
+use crate::core::mac::Mac;
+use crate::inventory::{BootKind, Inventory, Machine, Profile};
+
+/// What the DHCP request says about the boot firmware.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientKind {
+    /// Option 60 starts with "PXEClient" (or "HTTPClient").
+    pub pxe: bool,
+    /// Option 77 user class is "iPXE": the client runs iPXE and can fetch a script over HTTP.
+    pub ipxe: bool,
+    /// Option 93, first entry.
+    pub arch: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    Bios,
+    Uefi64,
+    UefiHttp,
+    Other(u16),
+}
+
+pub fn firmware(arch: Option<u16>) -> Firmware {
+    match arch {
+        None | Some(0) => Firmware::Bios,
+        Some(6) | Some(7) | Some(9) => Firmware::Uefi64,
+        Some(16) => Firmware::UefiHttp,
+        Some(n) => Firmware::Other(n),
+    }
+}
+
+/// The boot file name (option 67 and the BOOTP `file` field) for a client, or why none.
+pub fn boot_file(
+    client: &ClientKind,
+    profile: Option<&Profile>,
+    mac: &Mac,
+    net: &NetConfig,
+) -> Result<Option<String>, String> {
+    if !client.pxe && !client.ipxe {
+        return Ok(None);
+    }
+    let fw = firmware(client.arch);
+    let pxelinux = profile.is_some_and(|p| p.boot == BootKind::Pxelinux);
+    if pxelinux && fw == Firmware::Bios {
+        return Ok(Some("pxelinux.0".into()));
+    }
+    if client.ipxe {
+        return Ok(Some(format!(
+            "{}/boot/{}.ipxe",
+            net.http_base,
+            mac.dashed()
+        )));
+    }
+    match fw {
+        Firmware::Bios => Ok(Some(net.bios_loader.clone())),
+        Firmware::Uefi64 => Ok(Some(net.uefi_loader.clone())),
+        Firmware::UefiHttp => Ok(Some(format!("{}/files/{}", net.http_base, net.uefi_loader))),
+        Firmware::Other(n) => Err(format!(
+            "client architecture {n} (RFC 4578 option 93) has no loader configured; only x86 BIOS and x86-64 UEFI are served"
+        )),
+    }
+}
+
+fn kernel_line(machine: Option<&Machine>, profile: &Profile) -> String {
+    let mut args = profile.args.trim().to_owned();
+    if let Some(extra) = machine.and_then(|m| m.args.as_deref()) {
+        if !args.is_empty() {
+            args.push(' ');
+        }
+        args.push_str(extra.trim());
+    }
+    args
+}
+
+/// The iPXE script for `mac`: loads the profile's kernel and initrd over HTTP.
+pub fn ipxe_script(inv: &Inventory, mac: &Mac, http_base: &str) -> String {
+    let machine = inv.by_mac(mac);
+    let who = machine
+        .and_then(|m| m.hostname.clone())
+        .unwrap_or_else(|| "unknown machine".into());
+    let Some(profile) = inv.profile_for(machine) else {
+        let fix = match machine {
+            Some(m) => format!("set profile = \"...\" in {}", m.source.display()),
+            None => "create profiles/default.toml or add the machine to the inventory".into(),
+        };
+        return format!(
+            "#!ipxe\necho pxelator: no boot profile for {who} ({mac}): {fix}\nsleep 10\nexit\n"
+        );
+    };
+    let mut s = format!(
+        "#!ipxe\n# pxelator: {who} ({mac}) profile {}\n",
+        profile.name
+    );
+    match (profile.boot, &profile.kernel) {
+        (BootKind::Local, _) | (_, None) => s.push_str("exit\n"),
+        (_, Some(kernel)) => {
+            let mut line = format!("kernel {http_base}/files/{kernel}");
+            if let Some(initrd) = &profile.initrd {
+                // Some iPXE EFI builds only hand the initrd to the kernel when it is named.
+                let name = initrd.rsplit('/').next().unwrap_or(initrd);
+                line.push_str(&format!(" initrd={name}"));
+            }
+            let args = kernel_line(machine, profile);
+            if !args.is_empty() {
+                line.push(' ');
+                line.push_str(&args);
+            }
+            s.push_str(&line);
+            s.push('\n');
+            if let Some(initrd) = &profile.initrd {
+                s.push_str(&format!("initrd {http_base}/files/{initrd}\n"));
+            }
+            s.push_str("boot\n");
+        }
+    }
+    s
+}
+
+/// The pxelinux config for `mac` (`pxelinux.cfg/01-<mac>`), or None when the machine's
+/// profile is not a pxelinux one (pxelinux then falls back to its other names and `default`).
+pub fn pxelinux_config(inv: &Inventory, mac: &Mac) -> Option<String> {
+    let machine = inv.by_mac(mac);
+    let profile = inv.profile_for(machine)?;
+    match (profile.boot, &profile.kernel) {
+        (BootKind::Pxelinux, Some(kernel)) => {
+            let mut s = format!(
+                "DEFAULT pxelator\nPROMPT 0\nTIMEOUT 0\nLABEL pxelator\n  KERNEL {kernel}\n"
+            );
+            if let Some(initrd) = &profile.initrd {
+                s.push_str(&format!("  INITRD {initrd}\n"));
+            }
+            let args = kernel_line(machine, profile);
+            if !args.is_empty() {
+                s.push_str(&format!("  APPEND {args}\n"));
+            }
+            Some(s)
+        }
+        (BootKind::Local, _) => {
+            Some("DEFAULT local\nPROMPT 0\nLABEL local\n  LOCALBOOT 0\n".into())
+        }
+        _ => None,
+    }
+}
+
+/// Parses the MAC out of a pxelinux config name `pxelinux.cfg/01-aa-bb-cc-dd-ee-ff`.
+pub fn pxelinux_cfg_mac(path: &str) -> Option<Mac> {
+    path.strip_prefix("pxelinux.cfg/01-")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use std::path::PathBuf;
+
+    fn net() -> NetConfig {
+        NetConfig {
+            server_ip: Ipv4Addr::new(10, 77, 1, 1),
+            subnets: vec![],
+            bios_loader: "undionly.kpxe".into(),
+            uefi_loader: "ipxe.efi".into(),
+            http_base: "http://10.77.1.1:8080".into(),
+        }
+    }
+    fn profile(boot: BootKind) -> Profile {
+        Profile {
+            name: "p".into(),
+            boot,
+            kernel: Some("k/vmlinuz".into()),
+            initrd: Some("k/initrd.img".into()),
+            args: "console=ttyS0".into(),
+            source: PathBuf::from("profiles/p.toml"),
+        }
+    }
+    const MAC: Mac = Mac([0x52, 0x54, 0, 0xab, 0xcd, 1]);
+
+    #[test]
+    fn boot_file_table() {
+        let ipxe = profile(BootKind::Ipxe);
+        let pxl = profile(BootKind::Pxelinux);
+        let url = "http://10.77.1.1:8080/boot/52-54-00-ab-cd-01.ipxe";
+        let cases: &[(ClientKind, &Profile, Option<&str>)] = &[
+            (
+                ClientKind {
+                    pxe: false,
+                    ipxe: false,
+                    arch: None,
+                },
+                &ipxe,
+                None,
+            ),
+            (
+                ClientKind {
+                    pxe: true,
+                    ipxe: false,
+                    arch: Some(0),
+                },
+                &ipxe,
+                Some("undionly.kpxe"),
+            ),
+            (
+                ClientKind {
+                    pxe: true,
+                    ipxe: false,
+                    arch: Some(7),
+                },
+                &ipxe,
+                Some("ipxe.efi"),
+            ),
+            (
+                ClientKind {
+                    pxe: true,
+                    ipxe: false,
+                    arch: Some(9),
+                },
+                &ipxe,
+                Some("ipxe.efi"),
+            ),
+            (
+                ClientKind {
+                    pxe: true,
+                    ipxe: true,
+                    arch: Some(0),
+                },
+                &ipxe,
+                Some(url),
+            ),
+            (
+                ClientKind {
+                    pxe: true,
+                    ipxe: true,
+                    arch: Some(7),
+                },
+                &ipxe,
+                Some(url),
+            ),
+            (
+                ClientKind {
+                    pxe: true,
+                    ipxe: true,
+                    arch: Some(0),
+                },
+                &pxl,
+                Some("pxelinux.0"),
+            ),
+            (
+                ClientKind {
+                    pxe: true,
+                    ipxe: false,
+                    arch: Some(0),
+                },
+                &pxl,
+                Some("pxelinux.0"),
+            ),
+            (
+                ClientKind {
+                    pxe: true,
+                    ipxe: false,
+                    arch: Some(16),
+                },
+                &ipxe,
+                Some("http://10.77.1.1:8080/files/ipxe.efi"),
+            ),
+        ];
+        for (client, p, want) in cases {
+            let got = boot_file(client, Some(p), &MAC, &net()).unwrap();
+            assert_eq!(got.as_deref(), *want, "{client:?} {:?}", p.boot);
+        }
+        assert!(boot_file(
+            &ClientKind {
+                pxe: true,
+                ipxe: false,
+                arch: Some(11)
+            },
+            None,
+            &MAC,
+            &net()
+        )
+        .is_err());
+    }
+
+    fn inv_with(boot: BootKind, machine_args: Option<&str>) -> Inventory {
+        let mut problems = vec![];
+        let m = Machine {
+            mac: MAC,
+            ip: None,
+            hostname: Some("kiosk1".into()),
+            profile: Some("p".into()),
+            args: machine_args.map(Into::into),
+            params: Default::default(),
+            source: PathBuf::from("machines/kiosk1.toml"),
+        };
+        Inventory::build(vec![m], vec![profile(boot)], &mut problems)
+    }
+
+    #[test]
+    fn ipxe_script_loads_kernel_and_initrd_with_machine_args() {
+        let s = ipxe_script(
+            &inv_with(BootKind::Ipxe, Some("marker=abc")),
+            &MAC,
+            "http://s",
+        );
+        assert!(s.starts_with("#!ipxe\n"));
+        assert!(
+            s.contains(
+                "kernel http://s/files/k/vmlinuz initrd=initrd.img console=ttyS0 marker=abc\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("initrd http://s/files/k/initrd.img\nboot\n"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn local_profile_exits_and_unknown_mac_without_default_says_fix() {
+        assert!(
+            ipxe_script(&inv_with(BootKind::Local, None), &MAC, "http://s").ends_with("exit\n")
+        );
+        let s = ipxe_script(
+            &inv_with(BootKind::Ipxe, None),
+            &Mac([2, 0, 0, 0, 0, 9]),
+            "http://s",
+        );
+        assert!(s.contains("create profiles/default.toml"), "{s}");
+    }
+
+    #[test]
+    fn pxelinux_config_and_name() {
+        let s = pxelinux_config(&inv_with(BootKind::Pxelinux, Some("x=1")), &MAC).unwrap();
+        assert!(
+            s.contains("KERNEL k/vmlinuz\n  INITRD k/initrd.img\n  APPEND console=ttyS0 x=1\n"),
+            "{s}"
+        );
+        assert!(pxelinux_config(&inv_with(BootKind::Ipxe, None), &MAC).is_none());
+        assert_eq!(
+            pxelinux_cfg_mac("pxelinux.cfg/01-52-54-00-ab-cd-01"),
+            Some(MAC)
+        );
+        assert_eq!(pxelinux_cfg_mac("pxelinux.cfg/C0A8"), None);
+    }
+}

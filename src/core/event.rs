@@ -1,0 +1,111 @@
+//! The audit vocabulary: everything that happened, in one enum. Services emit these on the
+//! event bus; logs and (later) the audit store use the same fixed field names:
+//! `mac`, `ip`, `xid`, `iface`, `host`, `file`, `bytes`, `peer`.
+use super::mac::Mac;
+use serde::Serialize;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A DHCP/BOOTP reply was sent.
+    DhcpReply {
+        reply: String,
+        mac: Mac,
+        ip: Option<Ipv4Addr>,
+        xid: u32,
+        iface: String,
+        host: Option<String>,
+        file: Option<String>,
+    },
+    /// A DHCP request was deliberately not answered, and why.
+    DhcpIgnored {
+        request: String,
+        mac: Mac,
+        xid: u32,
+        iface: String,
+        reason: String,
+    },
+    LeaseReleased {
+        mac: Mac,
+        ip: Ipv4Addr,
+        iface: String,
+    },
+    LeaseDeclined {
+        mac: Mac,
+        ip: Ipv4Addr,
+        iface: String,
+    },
+    /// An unknown MAC got a pool address and was written into the inventory.
+    MachineRegistered {
+        mac: Mac,
+        ip: Ipv4Addr,
+        host: String,
+        path: PathBuf,
+    },
+    /// A packet that could not be decoded (or was refused before any decision).
+    PacketRejected {
+        proto: &'static str,
+        peer: SocketAddr,
+        iface: String,
+        bytes: usize,
+        reason: String,
+    },
+    TftpStarted {
+        peer: SocketAddr,
+        file: String,
+        blksize: u16,
+        windowsize: u16,
+        tsize: Option<u64>,
+    },
+    TftpFinished {
+        peer: SocketAddr,
+        file: String,
+        bytes: u64,
+        duration_ms: u64,
+    },
+    TftpFailed {
+        peer: SocketAddr,
+        file: String,
+        bytes: u64,
+        reason: String,
+    },
+    HttpServed {
+        peer: SocketAddr,
+        file: String,
+        status: u16,
+        bytes: Option<u64>,
+        mac: Option<Mac>,
+    },
+    InventoryLoaded {
+        machines: usize,
+        profiles: usize,
+        problems: usize,
+    },
+    InventoryProblem {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+impl Event {
+    /// Short name of the event kind, as used in logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::DhcpReply { .. } => "dhcp_reply",
+            Event::DhcpIgnored { .. } => "dhcp_ignored",
+            Event::LeaseReleased { .. } => "lease_released",
+            Event::LeaseDeclined { .. } => "lease_declined",
+            Event::MachineRegistered { .. } => "machine_registered",
+            Event::PacketRejected { .. } => "packet_rejected",
+            Event::TftpStarted { .. } => "tftp_started",
+            Event::TftpFinished { .. } => "tftp_finished",
+            Event::TftpFailed { .. } => "tftp_failed",
+            Event::HttpServed { .. } => "http_served",
+            Event::InventoryLoaded { .. } => "inventory_loaded",
+            Event::InventoryProblem { .. } => "inventory_problem",
+        }
+    }
+}

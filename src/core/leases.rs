@@ -1,0 +1,224 @@
+//! Lease state as plain data. Decisions read it; the DHCP service applies [`LeaseChange`]s to
+//! it after writing them to the durable journal. Times are unix seconds passed in by the caller.
+use super::mac::Mac;
+use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+/// How long an OFFER holds an address for the client that was offered it.
+pub const OFFER_HOLD_SECS: u64 = 60;
+/// How long an address declined by a client (RFC 2131 DECLINE: already in use) stays unused.
+pub const DECLINE_HOLD_SECS: u64 = 600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseState {
+    Offered,
+    Bound,
+    /// Address reported in use by someone else; owned by nobody until `until`.
+    Declined,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    pub state: LeaseState,
+    pub until: u64,
+}
+
+/// A change decided by `core::dhcp`; also the record format of the lease journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum LeaseChange {
+    Offer { mac: Mac, ip: Ipv4Addr, until: u64 },
+    Bind { mac: Mac, ip: Ipv4Addr, until: u64 },
+    Release { mac: Mac, ip: Ipv4Addr },
+    Decline { mac: Mac, ip: Ipv4Addr, until: u64 },
+}
+
+impl LeaseChange {
+    /// Offers are kept in memory only: losing one in a crash makes the client start over,
+    /// never makes two clients share an address (a REQUEST for a lost offer is re-checked).
+    pub fn is_durable(&self) -> bool {
+        !matches!(self, LeaseChange::Offer { .. })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Leases {
+    by_ip: HashMap<Ipv4Addr, Lease>,
+    by_mac: HashMap<Mac, Ipv4Addr>,
+    /// Where the last pool scan stopped; a cache only, so pool allocation is amortised O(1).
+    hint: Cell<u32>,
+}
+
+impl Leases {
+    pub fn by_mac(&self, mac: &Mac) -> Option<&Lease> {
+        self.by_mac
+            .get(mac)
+            .and_then(|ip| self.by_ip.get(ip))
+            .filter(|l| l.mac == *mac)
+    }
+    pub fn by_ip(&self, ip: &Ipv4Addr) -> Option<&Lease> {
+        self.by_ip.get(ip)
+    }
+    pub fn len(&self) -> usize {
+        self.by_ip.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.by_ip.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Lease> {
+        self.by_ip.values()
+    }
+
+    /// True if `ip` is held (unexpired) by anyone other than `mac`.
+    pub fn held_by_other(&self, ip: Ipv4Addr, mac: &Mac, now: u64) -> bool {
+        self.by_ip
+            .get(&ip)
+            .is_some_and(|l| l.until > now && (l.mac != *mac || l.state == LeaseState::Declined))
+    }
+
+    pub fn apply(&mut self, change: &LeaseChange) {
+        match *change {
+            LeaseChange::Offer { mac, ip, until } => self.put(Lease {
+                mac,
+                ip,
+                state: LeaseState::Offered,
+                until,
+            }),
+            LeaseChange::Bind { mac, ip, until } => self.put(Lease {
+                mac,
+                ip,
+                state: LeaseState::Bound,
+                until,
+            }),
+            LeaseChange::Decline { mac, ip, until } => {
+                self.by_mac.remove(&mac);
+                self.by_ip.insert(
+                    ip,
+                    Lease {
+                        mac,
+                        ip,
+                        state: LeaseState::Declined,
+                        until,
+                    },
+                );
+            }
+            LeaseChange::Release { mac, ip } => {
+                if self.by_ip.get(&ip).is_some_and(|l| l.mac == mac) {
+                    self.by_ip.remove(&ip);
+                }
+                if self.by_mac.get(&mac) == Some(&ip) {
+                    self.by_mac.remove(&mac);
+                }
+            }
+        }
+    }
+
+    fn put(&mut self, lease: Lease) {
+        if let Some(old_ip) = self.by_mac.insert(lease.mac, lease.ip) {
+            if old_ip != lease.ip && self.by_ip.get(&old_ip).is_some_and(|l| l.mac == lease.mac) {
+                self.by_ip.remove(&old_ip);
+            }
+        }
+        if let Some(prev) = self.by_ip.insert(lease.ip, lease.clone()) {
+            if prev.mac != lease.mac && self.by_mac.get(&prev.mac) == Some(&lease.ip) {
+                self.by_mac.remove(&prev.mac);
+            }
+        }
+    }
+
+    /// First address of `[first, last]` (scanning from the last stop) that `usable` accepts and
+    /// no unexpired lease holds.
+    pub fn free_in_pool(
+        &self,
+        first: Ipv4Addr,
+        last: Ipv4Addr,
+        now: u64,
+        usable: impl Fn(Ipv4Addr) -> bool,
+    ) -> Option<Ipv4Addr> {
+        let (a, b) = (u32::from(first), u32::from(last));
+        let size = u64::from(b - a) + 1;
+        let start = self.hint.get().clamp(a, b);
+        for k in 0..size {
+            let n = a + ((u64::from(start - a) + k) % size) as u32;
+            let ip = Ipv4Addr::from(n);
+            let taken = self.by_ip.get(&ip).is_some_and(|l| l.until > now);
+            if !taken && usable(ip) {
+                self.hint.set(if n == b { a } else { n + 1 });
+                return Some(ip);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    fn mac(n: u8) -> Mac {
+        Mac([0x52, 0x54, 0, 0, 0, n])
+    }
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
+
+    #[test]
+    fn rebinding_a_mac_moves_it_and_frees_the_old_address() {
+        let mut l = Leases::default();
+        l.apply(&LeaseChange::Bind {
+            mac: mac(1),
+            ip: A,
+            until: 100,
+        });
+        l.apply(&LeaseChange::Bind {
+            mac: mac(1),
+            ip: B,
+            until: 100,
+        });
+        assert!(l.by_ip(&A).is_none());
+        assert_eq!(l.by_mac(&mac(1)).unwrap().ip, B);
+    }
+
+    #[test]
+    fn pool_skips_held_and_unusable_and_reuses_expired() {
+        let mut l = Leases::default();
+        l.apply(&LeaseChange::Bind {
+            mac: mac(1),
+            ip: A,
+            until: 100,
+        });
+        assert_eq!(l.free_in_pool(A, B, 50, |_| true), Some(B));
+        assert_eq!(l.free_in_pool(A, B, 50, |ip| ip != B), None);
+        assert_eq!(l.free_in_pool(A, B, 150, |ip| ip != B), Some(A));
+    }
+
+    #[test]
+    fn declined_address_is_held_by_nobody() {
+        let mut l = Leases::default();
+        l.apply(&LeaseChange::Decline {
+            mac: mac(1),
+            ip: A,
+            until: 100,
+        });
+        assert!(l.held_by_other(A, &mac(1), 50));
+        assert!(l.by_mac(&mac(1)).is_none());
+        assert!(!l.held_by_other(A, &mac(1), 150));
+    }
+
+    #[test]
+    fn release_only_drops_the_releasing_macs_lease() {
+        let mut l = Leases::default();
+        l.apply(&LeaseChange::Bind {
+            mac: mac(1),
+            ip: A,
+            until: 100,
+        });
+        l.apply(&LeaseChange::Release { mac: mac(2), ip: A });
+        assert!(l.by_ip(&A).is_some());
+        l.apply(&LeaseChange::Release { mac: mac(1), ip: A });
+        assert!(l.is_empty());
+    }
+}

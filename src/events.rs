@@ -1,0 +1,61 @@
+//! The event bus. Publishing never waits: the bus is a broadcast channel, and a subscriber that
+//! falls behind loses the oldest events and is told how many (counted in `lagged`). The logger
+//! subscriber writes one line per event with the fixed field names of [`Event`].
+use crate::core::event::Event;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+#[derive(Clone)]
+pub struct Bus {
+    tx: broadcast::Sender<Arc<Event>>,
+    lagged: Arc<AtomicU64>,
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Bus::new(65536)
+    }
+}
+
+impl Bus {
+    pub fn new(capacity: usize) -> Bus {
+        let (tx, _) = broadcast::channel(capacity);
+        Bus {
+            tx,
+            lagged: Arc::new(AtomicU64::new(0)),
+        }
+    }
+    /// Publishes an event; never blocks, works with no subscriber.
+    pub fn emit(&self, e: Event) {
+        let _ = self.tx.send(Arc::new(e));
+    }
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+    /// Events a subscriber missed because it fell behind.
+    pub fn lagged(&self) -> u64 {
+        self.lagged.load(Ordering::Relaxed)
+    }
+
+    /// Logs every event as one line: `event kind=... {json}`. Ends when the bus closes.
+    pub async fn run_logger(self) {
+        let mut rx = self.subscribe();
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    let json = serde_json::to_string(&*e).unwrap_or_default();
+                    tracing::info!(target: "pxelator::event", kind = e.kind(), "{json}");
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    self.lagged.fetch_add(n, Ordering::Relaxed);
+                    tracing::warn!(
+                        missed = n,
+                        "event logger fell behind; events were not logged"
+                    );
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+}

@@ -1,0 +1,591 @@
+//! The inventory: machines and boot profiles read from plain files in the conf repo.
+//! Files are the single source of truth; this module parses them once into an immutable
+//! [`Inventory`] and reports every problem as `path:line: what is wrong`.
+//!
+//! Two machine layouts are read, both easy to edit with a shell:
+//! - `machines/<name>.toml` — one file per machine (mac, ip, hostname, profile, args, [params]);
+//! - the original layout `conf/<server-ip>/<machine-ip>/` with one-line files `mac` (required),
+//!   `hostname`, `profile`, `args`.
+//!
+//! Boot profiles are `profiles/<name>.toml`. A profile named `default` applies to machines that
+//! name none (including unknown MACs).
+//!
+//! A file that fails to parse never takes the rest down: it is reported, and if the previous
+//! inventory had a machine from that same file, that previous version keeps being served.
+pub mod register;
+
+use crate::core::mac::Mac;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Machine {
+    pub mac: Mac,
+    pub ip: Option<Ipv4Addr>,
+    pub hostname: Option<String>,
+    pub profile: Option<String>,
+    /// Extra kernel arguments appended after the profile's.
+    pub args: Option<String>,
+    pub params: BTreeMap<String, String>,
+    /// The file (or directory, for the `conf/` layout) this machine came from.
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootKind {
+    /// iPXE fetches a per-host script over HTTP that loads kernel + initrd.
+    Ipxe,
+    /// pxelinux.0 over TFTP with a generated `pxelinux.cfg/01-<mac>`.
+    Pxelinux,
+    /// Do not netboot: iPXE exits so the firmware boots the local disk.
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub boot: BootKind,
+    /// Paths relative to the boot directory.
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    pub args: String,
+    pub source: PathBuf,
+}
+
+/// One thing wrong with one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.path.display(), l, self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+/// What services read: lookups by MAC and IP, profiles by name. Cheap to clone (Arc inside).
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    machines: Vec<Machine>,
+    by_mac: HashMap<Mac, usize>,
+    by_ip: HashMap<Ipv4Addr, usize>,
+    profiles: BTreeMap<String, Profile>,
+}
+
+impl Inventory {
+    pub fn by_mac(&self, mac: &Mac) -> Option<&Machine> {
+        self.inner.by_mac.get(mac).map(|&i| &self.inner.machines[i])
+    }
+    pub fn by_ip(&self, ip: &Ipv4Addr) -> Option<&Machine> {
+        self.inner.by_ip.get(ip).map(|&i| &self.inner.machines[i])
+    }
+    pub fn machines(&self) -> &[Machine] {
+        &self.inner.machines
+    }
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.inner.profiles.get(name)
+    }
+    pub fn profiles(&self) -> impl Iterator<Item = &Profile> {
+        self.inner.profiles.values()
+    }
+    /// The profile that applies to a machine (or to an unknown MAC when `machine` is None).
+    pub fn profile_for(&self, machine: Option<&Machine>) -> Option<&Profile> {
+        let name = machine
+            .and_then(|m| m.profile.as_deref())
+            .unwrap_or("default");
+        self.profile(name)
+    }
+
+    /// Builds an inventory from already-parsed parts; duplicates are reported, first one wins.
+    pub fn build(
+        machines: Vec<Machine>,
+        profiles: Vec<Profile>,
+        problems: &mut Vec<Problem>,
+    ) -> Inventory {
+        let mut inner = Inner::default();
+        for p in profiles {
+            inner.profiles.insert(p.name.clone(), p);
+        }
+        for m in machines {
+            if let Some(&other) = inner.by_mac.get(&m.mac) {
+                problems.push(Problem {
+                    path: m.source.clone(),
+                    line: None,
+                    message: format!(
+                        "MAC {} already used by {}; remove one of the two",
+                        m.mac,
+                        inner.machines[other].source.display()
+                    ),
+                });
+                continue;
+            }
+            if let Some(ip) = m.ip {
+                if let Some(&other) = inner.by_ip.get(&ip) {
+                    problems.push(Problem {
+                        path: m.source.clone(),
+                        line: None,
+                        message: format!(
+                            "IP {ip} already used by {}; give this machine another address",
+                            inner.machines[other].source.display()
+                        ),
+                    });
+                    continue;
+                }
+            }
+            if let Some(p) = &m.profile {
+                if !inner.profiles.contains_key(p) {
+                    problems.push(Problem {
+                        path: m.source.clone(),
+                        line: None,
+                        message: format!(
+                            "profile {p:?} does not exist; create profiles/{p}.toml or pick one of: {}",
+                            inner.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    });
+                }
+            }
+            let i = inner.machines.len();
+            inner.by_mac.insert(m.mac, i);
+            if let Some(ip) = m.ip {
+                inner.by_ip.insert(ip, i);
+            }
+            inner.machines.push(m);
+        }
+        Inventory {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MachineFile {
+    mac: Mac,
+    ip: Option<Ipv4Addr>,
+    hostname: Option<String>,
+    profile: Option<String>,
+    args: Option<String>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    /// Informational, written by zero-touch registration.
+    #[allow(dead_code)]
+    registered: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    boot: BootKind,
+    kernel: Option<String>,
+    initrd: Option<String>,
+    #[serde(default)]
+    args: String,
+}
+
+/// Loads the inventory under `root`. `server_ip` selects `conf/<server_ip>/` of the original
+/// layout. Machines whose file is broken now but was fine in `previous` keep their old version.
+pub fn load(
+    root: &Path,
+    server_ip: Ipv4Addr,
+    previous: Option<&Inventory>,
+) -> (Inventory, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let mut machines = Vec::new();
+    let mut profiles = Vec::new();
+
+    for path in toml_files(&root.join("profiles"), &mut problems) {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        match read_toml::<ProfileFile>(&path) {
+            Ok(f) => {
+                if f.boot != BootKind::Local && f.kernel.is_none() {
+                    problems.push(Problem {
+                        path: path.clone(),
+                        line: None,
+                        message: format!(
+                            "boot = {:?} needs kernel = \"path under the boot directory\"",
+                            f.boot
+                        ),
+                    });
+                    continue;
+                }
+                if let Some(bad) = [&f.kernel, &f.initrd]
+                    .into_iter()
+                    .flatten()
+                    .find(|p| !safe_rel_path(p))
+                {
+                    problems.push(Problem {
+                        path: path.clone(),
+                        line: None,
+                        message: format!(
+                            "{bad:?} must be a relative path inside the boot directory (no '..')"
+                        ),
+                    });
+                    continue;
+                }
+                profiles.push(Profile {
+                    name,
+                    boot: f.boot,
+                    kernel: f.kernel,
+                    initrd: f.initrd,
+                    args: f.args,
+                    source: path,
+                });
+            }
+            Err(p) => {
+                problems.push(p);
+                if let Some(old) = previous.and_then(|inv| inv.profile(&name)) {
+                    profiles.push(old.clone());
+                }
+            }
+        }
+    }
+
+    for path in toml_files(&root.join("machines"), &mut problems) {
+        match read_toml::<MachineFile>(&path) {
+            Ok(f) => machines.push(Machine {
+                mac: f.mac,
+                ip: f.ip,
+                hostname: f.hostname,
+                profile: f.profile,
+                args: f.args,
+                params: f.params,
+                source: path,
+            }),
+            Err(p) => {
+                problems.push(p);
+                keep_previous(previous, &path, &mut machines);
+            }
+        }
+    }
+
+    let seed_dir = root.join("conf").join(server_ip.to_string());
+    if seed_dir.is_dir() {
+        for dir in sorted_entries(&seed_dir, &mut problems) {
+            if !dir.is_dir() {
+                continue;
+            }
+            match read_seed_machine(&dir) {
+                Ok(m) => machines.push(m),
+                Err(p) => {
+                    problems.push(p);
+                    keep_previous(previous, &dir, &mut machines);
+                }
+            }
+        }
+    }
+
+    let inv = Inventory::build(machines, profiles, &mut problems);
+    (inv, problems)
+}
+
+fn keep_previous(previous: Option<&Inventory>, source: &Path, machines: &mut Vec<Machine>) {
+    if let Some(old) = previous.and_then(|inv| inv.machines().iter().find(|m| m.source == source)) {
+        machines.push(old.clone());
+    }
+}
+
+fn read_seed_machine(dir: &Path) -> Result<Machine, Problem> {
+    let name = dir.file_name().and_then(|s| s.to_str()).unwrap_or_default();
+    let ip: Ipv4Addr = name.parse().map_err(|_| Problem {
+        path: dir.to_owned(),
+        line: None,
+        message:
+            "directory name must be the machine's IPv4 address (conf/<server-ip>/<machine-ip>/)"
+                .into(),
+    })?;
+    let one_line = |file: &str| -> Result<Option<String>, Problem> {
+        let p = dir.join(file);
+        match std::fs::read_to_string(&p) {
+            Ok(s) => {
+                let v = s.trim();
+                if v.lines().count() > 1 {
+                    return Err(Problem {
+                        path: p,
+                        line: Some(2),
+                        message: "expected a single line".into(),
+                    });
+                }
+                Ok((!v.is_empty()).then(|| v.to_owned()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Problem {
+                path: p,
+                line: None,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    };
+    let mac_text = one_line("mac")?.ok_or_else(|| Problem {
+        path: dir.join("mac"),
+        line: None,
+        message: "missing: write the machine's MAC into this file (echo 52:54:00:12:34:56 > mac)"
+            .into(),
+    })?;
+    let mac = mac_text.parse::<Mac>().map_err(|e| Problem {
+        path: dir.join("mac"),
+        line: Some(1),
+        message: e.to_string(),
+    })?;
+    Ok(Machine {
+        mac,
+        ip: Some(ip),
+        hostname: one_line("hostname")?,
+        profile: one_line("profile")?,
+        args: one_line("args")?,
+        params: BTreeMap::new(),
+        source: dir.to_owned(),
+    })
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Problem> {
+    let text = std::fs::read_to_string(path).map_err(|e| Problem {
+        path: path.to_owned(),
+        line: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    toml::from_str(&text).map_err(|e| Problem {
+        path: path.to_owned(),
+        line: e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+        message: e.message().to_owned(),
+    })
+}
+
+fn sorted_entries(dir: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    !p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with('.'))
+                })
+                .collect();
+            v.sort();
+            v
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            problems.push(Problem {
+                path: dir.to_owned(),
+                line: None,
+                message: format!("cannot list: {e}"),
+            });
+            Vec::new()
+        }
+    }
+}
+
+fn toml_files(dir: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
+    sorted_entries(dir, problems)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+        .collect()
+}
+
+/// True for a relative path with no `..`, root or prefix components.
+pub fn safe_rel_path(p: &str) -> bool {
+    !p.is_empty()
+        && Path::new(p).components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 1);
+
+    fn base() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "profiles/default.toml", "boot = \"ipxe\"\nkernel = \"vmlinuz\"\ninitrd = \"initrd.img\"\nargs = \"console=ttyS0\"\n");
+        write(
+            d.path(),
+            "machines/kiosk1.toml",
+            "mac = \"52:54:00:00:00:01\"\nip = \"10.77.1.11\"\nhostname = \"kiosk1\"\n",
+        );
+        d
+    }
+
+    #[test]
+    fn reads_both_layouts() {
+        let d = base();
+        write(
+            d.path(),
+            "conf/10.77.1.1/10.77.1.12/mac",
+            "52:54:00:00:00:02\n",
+        );
+        write(
+            d.path(),
+            "conf/10.77.1.1/10.77.1.12/hostname",
+            "old-style\n",
+        );
+        let (inv, problems) = load(d.path(), SERVER, None);
+        assert!(problems.is_empty(), "{problems:?}");
+        let m = inv.by_mac(&"52:54:00:00:00:02".parse().unwrap()).unwrap();
+        assert_eq!(m.ip, Some(Ipv4Addr::new(10, 77, 1, 12)));
+        assert_eq!(m.hostname.as_deref(), Some("old-style"));
+        assert_eq!(
+            inv.by_ip(&Ipv4Addr::new(10, 77, 1, 11))
+                .unwrap()
+                .hostname
+                .as_deref(),
+            Some("kiosk1")
+        );
+        assert_eq!(inv.profile_for(Some(m)).unwrap().name, "default");
+    }
+
+    #[test]
+    fn bad_file_reports_path_and_line_and_others_still_load() {
+        let d = base();
+        write(
+            d.path(),
+            "machines/broken.toml",
+            "mac = \"52:54:00:00:00:03\"\nip = \"10.77.1.300\"\n",
+        );
+        let (inv, problems) = load(d.path(), SERVER, None);
+        assert_eq!(problems.len(), 1);
+        let shown = problems[0].to_string();
+        assert!(shown.contains("broken.toml:2:"), "{shown}");
+        assert_eq!(inv.machines().len(), 1);
+    }
+
+    #[test]
+    fn previous_version_of_a_broken_file_keeps_serving() {
+        let d = base();
+        let (first, _) = load(d.path(), SERVER, None);
+        write(d.path(), "machines/kiosk1.toml", "mac = \"not a mac\"\n");
+        let (second, problems) = load(d.path(), SERVER, Some(&first));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].to_string().contains("not a MAC"),
+            "{}",
+            problems[0]
+        );
+        assert_eq!(
+            second
+                .by_ip(&Ipv4Addr::new(10, 77, 1, 11))
+                .unwrap()
+                .hostname
+                .as_deref(),
+            Some("kiosk1")
+        );
+    }
+
+    #[test]
+    fn duplicate_mac_and_ip_name_the_other_file() {
+        let d = base();
+        write(
+            d.path(),
+            "machines/zz-dup-mac.toml",
+            "mac = \"52:54:00:00:00:01\"\nip = \"10.77.1.50\"\n",
+        );
+        write(
+            d.path(),
+            "machines/zz-dup-ip.toml",
+            "mac = \"52:54:00:00:00:09\"\nip = \"10.77.1.11\"\n",
+        );
+        let (inv, problems) = load(d.path(), SERVER, None);
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.contains("zz-dup-mac.toml") && t.contains("kiosk1.toml")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("zz-dup-ip.toml") && t.contains("IP 10.77.1.11")),
+            "{text:?}"
+        );
+        assert_eq!(inv.machines().len(), 1);
+    }
+
+    #[test]
+    fn unknown_key_and_unknown_profile_are_reported() {
+        let d = base();
+        write(
+            d.path(),
+            "machines/typo.toml",
+            "mac = \"52:54:00:00:00:04\"\nhostnme = \"x\"\n",
+        );
+        write(
+            d.path(),
+            "machines/noprof.toml",
+            "mac = \"52:54:00:00:00:05\"\nprofile = \"nope\"\n",
+        );
+        let (_, problems) = load(d.path(), SERVER, None);
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.contains("typo.toml:2:") && t.contains("hostnme")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|t| t.contains("profiles/nope.toml")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn profile_paths_must_stay_inside_boot_dir() {
+        let d = base();
+        write(
+            d.path(),
+            "profiles/evil.toml",
+            "boot = \"ipxe\"\nkernel = \"../../etc/shadow\"\n",
+        );
+        let (inv, problems) = load(d.path(), SERVER, None);
+        assert!(inv.profile("evil").is_none());
+        assert!(
+            problems[0].to_string().contains("relative path"),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn seed_dir_without_mac_file_says_how_to_fix() {
+        let d = base();
+        write(d.path(), "conf/10.77.1.1/10.77.1.20/hostname", "x\n");
+        let (_, problems) = load(d.path(), SERVER, None);
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("echo 52:54:00:12:34:56 > mac"),
+            "{}",
+            problems[0]
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! DHCP socket task: one UDP socket per configured interface, bound to that device
+//! (SO_BINDTODEVICE) so nothing arriving elsewhere is ever answered.
+use super::journal::Journal;
+use super::{rfc3339, unix_now, InventoryRx};
+use crate::config::DhcpConfig;
+use crate::core::dhcp::{decide, Decision, RequestKind};
+use crate::core::event::Event;
+use crate::core::leases::{LeaseChange, Leases};
+use crate::events::Bus;
+use crate::inventory::register;
+use crate::proto::dhcp::{decode_request, encode_reply};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Lease state shared by the interface tasks; the journal write and the in-memory update
+/// happen under one lock so they can never disagree.
+pub struct LeaseDb {
+    pub leases: Leases,
+    pub journal: Journal,
+}
+
+pub struct DhcpService {
+    pub cfg: DhcpConfig,
+    pub conf_repo: PathBuf,
+    pub db: Arc<Mutex<LeaseDb>>,
+    pub inventory: InventoryRx,
+    pub bus: Bus,
+}
+
+/// Binds the DHCP socket for one interface.
+pub fn bind(iface: &str, port: u16) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    s.bind_device(Some(iface.as_bytes())).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot bind DHCP to interface {iface:?}: {e} (does it exist? is pxelator root or CAP_NET_RAW?)"))
+    })?;
+    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s.into())
+}
+
+impl DhcpService {
+    pub async fn run(self: Arc<Self>, iface: String, sock: UdpSocket, cancel: CancellationToken) {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let (n, peer) = tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = sock.recv_from(&mut buf) => match r {
+                    Ok(x) => x,
+                    Err(e) => { warn!(iface, "dhcp recv: {e}"); continue; }
+                },
+            };
+            if let Some((bytes, dest)) = self.handle(&iface, &buf[..n], peer) {
+                if let Err(e) = sock.send_to(&bytes, SocketAddr::V4(dest)).await {
+                    warn!(iface, %dest, "dhcp send: {e}");
+                }
+            }
+        }
+    }
+
+    /// Decode → decide → persist → encode. Returns the reply and its destination.
+    pub fn handle(
+        &self,
+        iface: &str,
+        bytes: &[u8],
+        peer: SocketAddr,
+    ) -> Option<(Vec<u8>, SocketAddrV4)> {
+        let (req, msg) = match decode_request(bytes, iface) {
+            Ok(x) => x,
+            Err(e) => {
+                // Our own and other servers' replies arrive on port 67 too; they are not errors.
+                if !matches!(e, crate::proto::dhcp::DecodeError::NotRequest(2)) {
+                    self.bus.emit(Event::PacketRejected {
+                        proto: "dhcp",
+                        peer,
+                        iface: iface.into(),
+                        bytes: bytes.len(),
+                        reason: e.to_string(),
+                    });
+                }
+                return None;
+            }
+        };
+        let now = unix_now();
+        let inv = self.inventory.borrow().clone();
+        let decision = {
+            let mut db = self.db.lock().expect("lease lock poisoned");
+            let d = decide(&req, &inv, &db.leases, &self.cfg.net, now);
+            let change = match &d {
+                Decision::Reply { change, .. } | Decision::Ignore { change, .. } => change.clone(),
+                Decision::Update { change } => Some(change.clone()),
+            };
+            if let Some(c) = change {
+                if c.is_durable() {
+                    if let Err(e) = db.journal.append(&c) {
+                        // Without a durable record we must not promise the address.
+                        warn!("{e}");
+                        self.bus.emit(Event::DhcpIgnored {
+                            request: kind_name(req.kind),
+                            mac: req.mac,
+                            xid: req.xid,
+                            iface: iface.into(),
+                            reason: e.to_string(),
+                        });
+                        return None;
+                    }
+                }
+                db.leases.apply(&c);
+            }
+            d
+        };
+        match decision {
+            Decision::Reply {
+                reply, new_machine, ..
+            } => {
+                if new_machine && self.cfg.register_unknown {
+                    self.register(&req.mac, reply.yiaddr, now);
+                }
+                self.bus.emit(Event::DhcpReply {
+                    reply: reply.kind.name().into(),
+                    mac: req.mac,
+                    ip: (!reply.yiaddr.is_unspecified()).then_some(reply.yiaddr),
+                    xid: req.xid,
+                    iface: iface.into(),
+                    host: reply.hostname.clone(),
+                    file: reply.file.clone(),
+                });
+                Some((encode_reply(&msg, &reply), reply.dest))
+            }
+            Decision::Update { change } => {
+                match change {
+                    LeaseChange::Release { mac, ip } => self.bus.emit(Event::LeaseReleased {
+                        mac,
+                        ip,
+                        iface: iface.into(),
+                    }),
+                    LeaseChange::Decline { mac, ip, .. } => self.bus.emit(Event::LeaseDeclined {
+                        mac,
+                        ip,
+                        iface: iface.into(),
+                    }),
+                    _ => {}
+                }
+                None
+            }
+            Decision::Ignore { reason, .. } => {
+                self.bus.emit(Event::DhcpIgnored {
+                    request: kind_name(req.kind),
+                    mac: req.mac,
+                    xid: req.xid,
+                    iface: iface.into(),
+                    reason,
+                });
+                None
+            }
+        }
+    }
+
+    fn register(&self, mac: &crate::core::mac::Mac, ip: Ipv4Addr, now: u64) {
+        match register::write_machine(&self.conf_repo, mac, ip, &rfc3339(now)) {
+            Ok(Some(path)) => {
+                info!(%mac, %ip, path = %path.display(), "registered new machine");
+                self.bus.emit(Event::MachineRegistered {
+                    mac: *mac,
+                    ip,
+                    host: register::default_hostname(mac),
+                    path,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(%mac, "cannot write machine file under {}: {e}", self.conf_repo.display())
+            }
+        }
+    }
+}
+
+fn kind_name(k: RequestKind) -> String {
+    match k {
+        RequestKind::Bootp => "bootrequest".into(),
+        RequestKind::Discover => "discover".into(),
+        RequestKind::Request => "request".into(),
+        RequestKind::Decline => "decline".into(),
+        RequestKind::Release => "release".into(),
+        RequestKind::Inform => "inform".into(),
+        RequestKind::Other(n) => format!("type-{n}"),
+    }
+}

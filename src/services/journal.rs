@@ -1,0 +1,160 @@
+//! The lease journal: one JSON line per durable [`LeaseChange`], appended *before* the reply
+//! that depends on it is sent. A write() that returned survives `kill -9` (it is in the page
+//! cache); `fdatasync` runs on a timer for power loss. On start the journal is replayed, then
+//! compacted to the leases still valid.
+use crate::core::leases::{LeaseChange, LeaseState, Leases};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("lease journal {path}: {source} (check that state_dir exists and is writable)")]
+pub struct JournalError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+impl Journal {
+    /// Replays `dir/leases.jsonl` into a [`Leases`], rewrites it compacted, and opens it for
+    /// appending. Unreadable lines (a torn last line after a crash) are skipped and counted.
+    pub fn open(dir: &Path, now: u64) -> Result<(Journal, Leases, usize), JournalError> {
+        let path = dir.join("leases.jsonl");
+        let err = |source| JournalError {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let mut leases = Leases::default();
+        let mut skipped = 0;
+        match File::open(&path) {
+            Ok(f) => {
+                for line in BufReader::new(f).lines() {
+                    let line = line.map_err(err)?;
+                    match serde_json::from_str::<LeaseChange>(&line) {
+                        Ok(c) => leases.apply(&c),
+                        Err(_) => skipped += 1,
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+        let tmp = dir.join("leases.jsonl.tmp");
+        {
+            let mut out = File::create(&tmp).map_err(err)?;
+            let mut text = String::new();
+            for l in leases.iter().filter(|l| l.until > now) {
+                let c = match l.state {
+                    LeaseState::Bound => LeaseChange::Bind {
+                        mac: l.mac,
+                        ip: l.ip,
+                        until: l.until,
+                    },
+                    LeaseState::Declined => LeaseChange::Decline {
+                        mac: l.mac,
+                        ip: l.ip,
+                        until: l.until,
+                    },
+                    LeaseState::Offered => continue,
+                };
+                text.push_str(&serde_json::to_string(&c).expect("lease serialises"));
+                text.push('\n');
+            }
+            out.write_all(text.as_bytes()).map_err(err)?;
+            out.sync_all().map_err(err)?;
+        }
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        let file = OpenOptions::new().append(true).open(&path).map_err(err)?;
+        // Rebuild from the compacted file so memory and disk agree exactly.
+        let mut compact = Leases::default();
+        for l in leases
+            .iter()
+            .filter(|l| l.until > now && l.state != LeaseState::Offered)
+        {
+            compact.apply(&match l.state {
+                LeaseState::Declined => LeaseChange::Decline {
+                    mac: l.mac,
+                    ip: l.ip,
+                    until: l.until,
+                },
+                _ => LeaseChange::Bind {
+                    mac: l.mac,
+                    ip: l.ip,
+                    until: l.until,
+                },
+            });
+        }
+        Ok((Journal { path, file }, compact, skipped))
+    }
+
+    /// Appends one change with a single write() call.
+    pub fn append(&mut self, change: &LeaseChange) -> Result<(), JournalError> {
+        let mut line = serde_json::to_vec(change).expect("lease change serialises");
+        line.push(b'\n');
+        self.file.write_all(&line).map_err(|source| JournalError {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    pub fn sync(&self) -> Result<(), JournalError> {
+        self.file.sync_data().map_err(|source| JournalError {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::mac::Mac;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn replay_keeps_bound_drops_expired_offers_and_torn_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut j, _, _) = Journal::open(d.path(), 100).unwrap();
+        let m = |n| Mac([2, 0, 0, 0, 0, n]);
+        j.append(&LeaseChange::Bind {
+            mac: m(1),
+            ip: Ipv4Addr::new(10, 0, 0, 1),
+            until: 1000,
+        })
+        .unwrap();
+        j.append(&LeaseChange::Bind {
+            mac: m(2),
+            ip: Ipv4Addr::new(10, 0, 0, 2),
+            until: 150,
+        })
+        .unwrap();
+        j.append(&LeaseChange::Bind {
+            mac: m(3),
+            ip: Ipv4Addr::new(10, 0, 0, 3),
+            until: 1000,
+        })
+        .unwrap();
+        j.append(&LeaseChange::Release {
+            mac: m(3),
+            ip: Ipv4Addr::new(10, 0, 0, 3),
+        })
+        .unwrap();
+        drop(j);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(d.path().join("leases.jsonl"))
+            .unwrap();
+        f.write_all(b"{\"op\":\"bind\",\"mac\":\"02:00").unwrap();
+        let (_, leases, skipped) = Journal::open(d.path(), 200).unwrap();
+        assert_eq!(skipped, 1);
+        assert_eq!(leases.len(), 1);
+        assert_eq!(leases.by_mac(&m(1)).unwrap().ip, Ipv4Addr::new(10, 0, 0, 1));
+        let text = std::fs::read_to_string(d.path().join("leases.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+}
