@@ -314,7 +314,10 @@ impl RawConfig {
                         .dhcp
                         .bios_loader
                         .unwrap_or_else(|| "undionly.kpxe".into()),
-                    uefi_loader: self.dhcp.uefi_loader.unwrap_or_else(|| "ipxe.efi".into()),
+                    uefi_loader: self
+                        .dhcp
+                        .uefi_loader
+                        .unwrap_or_else(|| "snponly.efi".into()),
                     http_base: public_url.clone(),
                 },
             },
