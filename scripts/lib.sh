@@ -103,6 +103,7 @@ TOML
 }
 
 start_pxelator() {
+  rm -f "$LAB/pxelator.log"
   PXL_PID=$(ns_bg "$SRV" "$LAB/pxelator.log" env RUST_LOG=info "$PXELATOR" serve --config "$LAB/pxelator.toml")
   for _ in $(seq 1 100); do
     grep -q "pxelator ready" "$LAB/pxelator.log" 2>/dev/null && return 0

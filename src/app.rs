@@ -52,12 +52,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     // Bind everything before announcing readiness.
     let mut dhcp_socks = Vec::new();
-    if cfg.dhcp.mode == DhcpMode::Server {
+    if cfg.dhcp.mode != DhcpMode::Off {
+        let mut ports = vec![cfg.dhcp.port];
+        if cfg.dhcp.mode == DhcpMode::Proxy {
+            ports.push(crate::services::dhcp::PROXY_PORT);
+        }
         for iface in &cfg.dhcp.interfaces {
-            let s = crate::services::dhcp::bind(iface, cfg.dhcp.port)
-                .with_context(|| format!("dhcp on {iface}"))?;
-            info!(iface, port = cfg.dhcp.port, "dhcp listening");
-            dhcp_socks.push((iface.clone(), s));
+            for &port in &ports {
+                let s = crate::services::dhcp::bind(iface, port)
+                    .with_context(|| format!("dhcp on {iface} port {port}"))?;
+                info!(iface, port, mode = ?cfg.dhcp.mode, "dhcp listening");
+                dhcp_socks.push((iface.clone(), s));
+            }
         }
     }
     let tftp_sock = if cfg.tftp.enabled {
@@ -74,7 +80,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("http on {}", cfg.http.listen))?;
     info!(addr = %cfg.http.listen, public = %cfg.http.public_url, "http listening");
 
-    if !dhcp_socks.is_empty() {
+    // Only a full server keeps leases; a proxy hands out no addresses.
+    let db = if cfg.dhcp.mode == DhcpMode::Server {
         let (journal, leases, skipped) = Journal::open(&cfg.state_dir, unix_now())?;
         if skipped > 0 {
             warn!(
@@ -83,7 +90,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             );
         }
         info!(leases = leases.len(), "lease journal replayed");
-        let db = Arc::new(Mutex::new(LeaseDb { leases, journal }));
+        Some(Arc::new(Mutex::new(LeaseDb { leases, journal })))
+    } else {
+        None
+    };
+    if !dhcp_socks.is_empty() {
         let svc = Arc::new(DhcpService {
             cfg: cfg.dhcp.clone(),
             conf_repo: cfg.conf_repo.clone(),
@@ -94,6 +105,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         for (iface, sock) in dhcp_socks {
             tasks.spawn(svc.clone().run(iface, sock, cancel.clone()));
         }
+    }
+    if let Some(db) = db {
         // fdatasync the journal once a second: write() already survives a killed process.
         let c = cancel.clone();
         tasks.spawn(async move {

@@ -53,7 +53,9 @@ pub struct RawDhcp {
     pub interfaces: Vec<String>,
     /// UDP port to listen on (67 in production; tests may move it).
     pub port: Option<u16>,
-    /// "server" (default) or "off".
+    /// "server" (default): addresses and boot files; "proxy": proxyDHCP as the PXE
+    /// specification v2.1 defines it — boot files only, to PXE clients, on ports 67 and 4011,
+    /// beside a DHCP server someone else runs; "off".
     pub mode: Option<String>,
     /// Write a machine file for every unknown MAC that gets a pool address.
     pub register_unknown: Option<bool>,
@@ -98,6 +100,7 @@ pub struct RawSubnet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DhcpMode {
     Server,
+    Proxy,
     Off,
 }
 
@@ -205,10 +208,17 @@ impl RawConfig {
         };
         let mode = match self.dhcp.mode.as_deref().unwrap_or("server") {
             "server" => DhcpMode::Server,
+            "proxy" => DhcpMode::Proxy,
             "off" => DhcpMode::Off,
-            other => return Err(invalid("dhcp.mode", &other, "use \"server\" or \"off\"")),
+            other => {
+                return Err(invalid(
+                    "dhcp.mode",
+                    &other,
+                    "use \"server\", \"proxy\" or \"off\"",
+                ))
+            }
         };
-        if mode == DhcpMode::Server && self.dhcp.interfaces.is_empty() {
+        if mode != DhcpMode::Off && self.dhcp.interfaces.is_empty() {
             return Err(invalid(
                 "dhcp.interfaces",
                 &"[]",

@@ -59,6 +59,8 @@ boot_vm() {
   local mode=$1 timeout=${2:-240} mac tap serial machine dev
   mac=$(mode_mac "$mode"); tap=t${mode//-/}; tap=${tap:0:12}
   serial=$LAB/serial-$mode.log
+  rm -f "$serial"
+  ns "$SRV" ip link del "$tap" 2>/dev/null || true
   add_tap "$tap"
   case $mode in
     bios-*) machine=(-machine pc,graphics=off); dev=(-device "e1000,netdev=n0,mac=$mac") ;;
@@ -81,5 +83,7 @@ boot_vm() {
   # The initramfs powers off; give QEMU a moment to exit by itself, then make sure.
   for _ in $(seq 1 20); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
   kill -TERM -- "-$qpid" 2>/dev/null || true
+  for _ in $(seq 1 20); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.25; done
+  ns "$SRV" ip link del "$tap" 2>/dev/null || true
   return $ok
 }

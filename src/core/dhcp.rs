@@ -188,6 +188,61 @@ pub fn decide(
     }
 }
 
+/// proxyDHCP (PXE specification v2.1): another server assigns addresses; we only tell PXE
+/// clients which boot file to load. DISCOVER on port 67 → OFFER without an address (broadcast);
+/// REQUEST on port 4011 → ACK sent straight back to the requester (`peer`).
+pub fn decide_proxy(
+    req: &DhcpRequest,
+    inv: &Inventory,
+    net: &NetConfig,
+    on_4011: bool,
+    peer: SocketAddrV4,
+) -> Decision {
+    if !req.client.pxe && !req.client.ipxe {
+        return ignore(
+            "proxy mode answers PXE clients only (no option 60 \"PXEClient\" in this request)",
+        );
+    }
+    let (kind, dest, broadcast) = match (req.kind, on_4011) {
+        (RequestKind::Discover, false) => (
+            ReplyKind::Offer,
+            SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
+            true,
+        ),
+        (RequestKind::Request, true) => (ReplyKind::Ack, peer, false),
+        (RequestKind::Request, false) => {
+            return ignore("proxy mode: a REQUEST on port 67 is for the address server")
+        }
+        (k, _) => return ignore(format!("proxy mode does not answer {k:?}")),
+    };
+    let machine = inv.by_mac(&req.mac);
+    match boot::boot_file(&req.client, inv.profile_for(machine), &req.mac, net) {
+        Ok(Some(file)) => Decision::Reply {
+            reply: Reply {
+                kind,
+                yiaddr: Ipv4Addr::UNSPECIFIED,
+                siaddr: net.server_ip,
+                server_id: net.server_ip,
+                file: Some(file),
+                lease_secs: None,
+                mask: None,
+                router: None,
+                dns: vec![],
+                domain: None,
+                hostname: None,
+                pxe: true,
+                message: None,
+                broadcast,
+                dest,
+            },
+            change: None,
+            new_machine: false,
+        },
+        Ok(None) => ignore("no boot file for this client"),
+        Err(why) => ignore(why),
+    }
+}
+
 fn is_reserved(machine: Option<&Machine>, ip: Ipv4Addr) -> bool {
     machine.and_then(|m| m.ip) == Some(ip)
 }
@@ -809,6 +864,47 @@ mod tests {
         assert_eq!(reply.file.as_deref(), Some("ipxe.efi"));
         assert_eq!(reply.siaddr, SERVER);
         assert!(reply.pxe);
+    }
+
+    #[test]
+    fn proxy_answers_pxe_discover_without_address_and_request_on_4011_to_sender() {
+        let mut r = req(RequestKind::Discover, STRANGER);
+        let peer = SocketAddrV4::new(Ipv4Addr::new(10, 77, 1, 150), 68);
+        assert!(
+            matches!(
+                decide_proxy(&r, &inv(), &net(), false, peer),
+                Decision::Ignore { .. }
+            ),
+            "non-PXE ignored"
+        );
+        r.client = ClientKind {
+            pxe: true,
+            ipxe: false,
+            arch: Some(0),
+        };
+        let Decision::Reply { reply, change, .. } = decide_proxy(&r, &inv(), &net(), false, peer)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (reply.kind, reply.yiaddr, reply.lease_secs),
+            (ReplyKind::Offer, Ipv4Addr::UNSPECIFIED, None)
+        );
+        assert_eq!(reply.file.as_deref(), Some("undionly.kpxe"));
+        assert_eq!(reply.dest.ip(), &Ipv4Addr::BROADCAST);
+        assert!(reply.pxe && change.is_none());
+        r.kind = RequestKind::Request;
+        assert!(
+            matches!(
+                decide_proxy(&r, &inv(), &net(), false, peer),
+                Decision::Ignore { .. }
+            ),
+            "REQUEST on 67 ignored"
+        );
+        let Decision::Reply { reply, .. } = decide_proxy(&r, &inv(), &net(), true, peer) else {
+            panic!()
+        };
+        assert_eq!((reply.kind, reply.dest), (ReplyKind::Ack, peer));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 use super::journal::Journal;
 use super::{rfc3339, unix_now, InventoryRx};
 use crate::config::DhcpConfig;
-use crate::core::dhcp::{decide, Decision, RequestKind};
+use crate::config::DhcpMode;
+use crate::core::dhcp::{decide, decide_proxy, Decision, RequestKind};
 use crate::core::event::Event;
 use crate::core::leases::{LeaseChange, Leases};
 use crate::events::Bus;
@@ -26,10 +27,14 @@ pub struct LeaseDb {
 pub struct DhcpService {
     pub cfg: DhcpConfig,
     pub conf_repo: PathBuf,
-    pub db: Arc<Mutex<LeaseDb>>,
+    /// None in proxy mode: a proxy hands out no addresses.
+    pub db: Option<Arc<Mutex<LeaseDb>>>,
     pub inventory: InventoryRx,
     pub bus: Bus,
 }
+
+/// The proxyDHCP port where PXE clients send their boot-server REQUEST.
+pub const PROXY_PORT: u16 = 4011;
 
 /// Binds the DHCP socket for one interface.
 pub fn bind(iface: &str, port: u16) -> std::io::Result<UdpSocket> {
@@ -47,6 +52,7 @@ pub fn bind(iface: &str, port: u16) -> std::io::Result<UdpSocket> {
 
 impl DhcpService {
     pub async fn run(self: Arc<Self>, iface: String, sock: UdpSocket, cancel: CancellationToken) {
+        let on_4011 = sock.local_addr().is_ok_and(|a| a.port() == PROXY_PORT);
         let mut buf = vec![0u8; 4096];
         loop {
             let (n, peer) = tokio::select! {
@@ -56,7 +62,7 @@ impl DhcpService {
                     Err(e) => { warn!(iface, "dhcp recv: {e}"); continue; }
                 },
             };
-            if let Some((bytes, dest)) = self.handle(&iface, &buf[..n], peer) {
+            if let Some((bytes, dest)) = self.handle(&iface, &buf[..n], peer, on_4011) {
                 if let Err(e) = sock.send_to(&bytes, SocketAddr::V4(dest)).await {
                     warn!(iface, %dest, "dhcp send: {e}");
                 }
@@ -70,6 +76,7 @@ impl DhcpService {
         iface: &str,
         bytes: &[u8],
         peer: SocketAddr,
+        on_4011: bool,
     ) -> Option<(Vec<u8>, SocketAddrV4)> {
         let (req, msg) = match decode_request(bytes, iface) {
             Ok(x) => x,
@@ -89,8 +96,14 @@ impl DhcpService {
         };
         let now = unix_now();
         let inv = self.inventory.borrow().clone();
-        let decision = {
-            let mut db = self.db.lock().expect("lease lock poisoned");
+        let decision = if self.cfg.mode == DhcpMode::Proxy {
+            let SocketAddr::V4(peer4) = peer else {
+                return None;
+            };
+            decide_proxy(&req, &inv, &self.cfg.net, on_4011, peer4)
+        } else {
+            let Some(db) = &self.db else { return None };
+            let mut db = db.lock().expect("lease lock poisoned");
             let d = decide(&req, &inv, &db.leases, &self.cfg.net, now);
             let change = match &d {
                 Decision::Reply { change, .. } | Decision::Ignore { change, .. } => change.clone(),
