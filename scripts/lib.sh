@@ -86,6 +86,7 @@ boot_dir = "$LAB/boot"
 server_ip = "$NET.1"
 [dhcp]
 interfaces = ["br0"]
+ipv6_empty_ra = ${LAB_RA:-true}
 ${DHCP_EXTRA:-}
 [tftp]
 listen = "0.0.0.0:69"
@@ -102,9 +103,9 @@ ${SUBNET_EXTRA:-}
 TOML
 }
 
-start_pxelator() {
+start_pxelator() { # [config file]
   rm -f "$LAB/pxelator.log"
-  PXL_PID=$(ns_bg "$SRV" "$LAB/pxelator.log" env RUST_LOG=info "$PXELATOR" serve --config "$LAB/pxelator.toml")
+  PXL_PID=$(ns_bg "$SRV" "$LAB/pxelator.log" env RUST_LOG=info "$PXELATOR" serve --config "${1:-$LAB/pxelator.toml}")
   for _ in $(seq 1 100); do
     grep -q "pxelator ready" "$LAB/pxelator.log" 2>/dev/null && return 0
     kill -0 "$PXL_PID" 2>/dev/null || break

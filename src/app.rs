@@ -66,6 +66,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         }
     }
+    let mut ra_socks = Vec::new();
+    if cfg.dhcp.mode != DhcpMode::Off && cfg.dhcp.ipv6_empty_ra {
+        for iface in &cfg.dhcp.interfaces {
+            let (s, idx) = crate::services::ra::bind(iface)
+                .with_context(|| format!("ipv6_empty_ra on {iface}"))?;
+            info!(
+                iface,
+                "answering IPv6 router solicitations with an empty advertisement"
+            );
+            ra_socks.push((iface.clone(), s, idx));
+        }
+    }
     let tftp_sock = if cfg.tftp.enabled {
         let s = tftp::bind(cfg.tftp.listen)
             .await
@@ -105,6 +117,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         for (iface, sock) in dhcp_socks {
             tasks.spawn(svc.clone().run(iface, sock, cancel.clone()));
         }
+    }
+    for (iface, sock, idx) in ra_socks {
+        tasks.spawn(crate::services::ra::run(iface, sock, idx, cancel.clone()));
     }
     if let Some(db) = db {
         // fdatasync the journal once a second: write() already survives a killed process.

@@ -61,6 +61,9 @@ pub struct RawDhcp {
     pub register_unknown: Option<bool>,
     /// Boot file for BIOS PXE ROMs that are not iPXE.
     pub bios_loader: Option<String>,
+    /// Answer IPv6 router solicitations on the DHCP interfaces with an empty advertisement, so
+    /// iPXE stops waiting ~13 s for IPv6 autoconfiguration. Only for segments with no IPv6 router.
+    pub ipv6_empty_ra: Option<bool>,
     /// Boot file for UEFI x64 PXE firmware that is not iPXE.
     pub uefi_loader: Option<String>,
 }
@@ -119,6 +122,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct DhcpConfig {
     pub mode: DhcpMode,
+    pub ipv6_empty_ra: bool,
     pub interfaces: Vec<String>,
     pub port: u16,
     pub register_unknown: bool,
@@ -314,6 +318,7 @@ impl RawConfig {
             server_ip: self.server_ip,
             dhcp: DhcpConfig {
                 mode,
+                ipv6_empty_ra: self.dhcp.ipv6_empty_ra.unwrap_or(false),
                 interfaces: self.dhcp.interfaces,
                 port: self.dhcp.port.unwrap_or(67),
                 register_unknown: self.dhcp.register_unknown.unwrap_or(true),

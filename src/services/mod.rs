@@ -4,6 +4,7 @@
 pub mod dhcp;
 pub mod http;
 pub mod journal;
+pub mod ra;
 pub mod tftp;
 
 use crate::inventory::Inventory;
