@@ -47,6 +47,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tasks.spawn(bus.clone().run_logger());
 
     tftp::check_root(&cfg.boot_dir).map_err(anyhow::Error::msg)?;
+    // The audit writer subscribes before anything can emit, so no event misses the store.
+    if let Some(path) = &cfg.audit_path {
+        let store = crate::audit::sqlite::SqliteStore::open(path)?;
+        info!(path = %path.display(), "audit store open");
+        tasks.spawn(crate::audit::run_writer(
+            bus.clone(),
+            Arc::new(Mutex::new(store)),
+            cancel.clone(),
+        ));
+    }
     let inv = load_inventory(&cfg, None, &bus);
     let (inv_tx, inv_rx) = watch::channel(inv);
 

@@ -43,6 +43,17 @@ pub struct RawConfig {
     pub http: RawHttp,
     #[serde(default, rename = "subnet")]
     pub subnets: Vec<RawSubnet>,
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Store every event in the embedded store (default true).
+    pub enabled: Option<bool>,
+    /// SQLite file (default <state_dir>/audit.sqlite).
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +128,8 @@ pub struct Config {
     pub dhcp: DhcpConfig,
     pub tftp: TftpConfig,
     pub http: HttpConfig,
+    /// Embedded audit store file, or None when auditing is off.
+    pub audit_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -310,7 +323,16 @@ impl RawConfig {
         if timeout_secs == 0 {
             return Err(invalid("tftp.timeout_secs", &0, "use 1..=255"));
         }
+        let audit_path = match self.audit.enabled.unwrap_or(true) {
+            true => Some(
+                self.audit
+                    .path
+                    .unwrap_or_else(|| self.state_dir.join("audit.sqlite")),
+            ),
+            false => None,
+        };
         Ok(Config {
+            audit_path,
             path: path.to_owned(),
             conf_repo: self.conf_repo,
             state_dir: self.state_dir,

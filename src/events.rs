@@ -6,9 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+/// An event with the wall-clock time it was emitted (unix milliseconds).
+#[derive(Debug)]
+pub struct Stamped {
+    pub time_ms: i64,
+    pub event: Event,
+}
+
 #[derive(Clone)]
 pub struct Bus {
-    tx: broadcast::Sender<Arc<Event>>,
+    tx: broadcast::Sender<Arc<Stamped>>,
     lagged: Arc<AtomicU64>,
 }
 
@@ -27,11 +34,19 @@ impl Bus {
         }
     }
     /// Publishes an event; never blocks, works with no subscriber.
-    pub fn emit(&self, e: Event) {
-        let _ = self.tx.send(Arc::new(e));
+    pub fn emit(&self, event: Event) {
+        let time_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let _ = self.tx.send(Arc::new(Stamped { time_ms, event }));
     }
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Stamped>> {
         self.tx.subscribe()
+    }
+    /// Records events a subscriber missed.
+    pub fn note_lagged(&self, n: u64) {
+        self.lagged.fetch_add(n, Ordering::Relaxed);
     }
     /// Events a subscriber missed because it fell behind.
     pub fn lagged(&self) -> u64 {
@@ -43,12 +58,12 @@ impl Bus {
         let mut rx = self.subscribe();
         loop {
             match rx.recv().await {
-                Ok(e) => {
-                    let json = serde_json::to_string(&*e).unwrap_or_default();
-                    tracing::info!(target: "pxelator::event", kind = e.kind(), "{json}");
+                Ok(s) => {
+                    let json = serde_json::to_string(&s.event).unwrap_or_default();
+                    tracing::info!(target: "pxelator::event", kind = s.event.kind(), "{json}");
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    self.lagged.fetch_add(n, Ordering::Relaxed);
+                    self.note_lagged(n);
                     tracing::warn!(
                         missed = n,
                         "event logger fell behind; events were not logged"

@@ -8,8 +8,10 @@
 //! - [`inventory`] — conf-repo files → [`inventory::Inventory`] with `path:line` problems; registration writes.
 //! - [`services`]  — socket tasks (dhcp, tftp, http): receive, decode, decide, send, emit events.
 //! - [`events`]    — the event bus: protocol tasks publish without ever waiting; the logger subscribes.
+//! - [`audit`]     — the audit store: bus → batched writer → embedded SQLite; Mongo-style queries.
 //! - [`app`]       — supervision: sockets, reload on SIGHUP and file change, sd_notify, graceful SIGTERM.
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod core;
 pub mod events;

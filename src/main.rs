@@ -37,6 +37,85 @@ enum Cmd {
         )]
         config: PathBuf,
     },
+    /// Query the audit store (every DHCP, TFTP, HTTP and inventory event).
+    Audit {
+        #[arg(
+            long,
+            short,
+            env = "PXELATOR_CONFIG",
+            default_value = "/etc/pxelator/pxelator.toml"
+        )]
+        config: PathBuf,
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Events matching a MongoDB-style filter, as JSON lines, e.g. '{"mac": "52:54:00:12:34:56"}'.
+    Find {
+        filter: String,
+        /// e.g. '{"time": -1}'
+        #[arg(long)]
+        sort: Option<String>,
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Print the query plan (which index is used) instead of results.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// The latest event for a MAC, an IPv4 address or a hostname.
+    LastSeen { who: String },
+    /// Number of stored events.
+    Count,
+}
+
+fn audit(config: &std::path::Path, cmd: AuditCmd) -> anyhow::Result<bool> {
+    use anyhow::Context;
+    let cfg = Config::load(config)?;
+    let path = cfg
+        .audit_path
+        .context("auditing is off in this config ([audit] enabled = false)")?;
+    let store = pxelator::audit::sqlite::SqliteStore::open_read_only(&path)?;
+    let json = |what: &str, s: &str| -> anyhow::Result<serde_json::Value> {
+        serde_json::from_str(s).with_context(|| format!("{what} {s:?} is not valid JSON"))
+    };
+    match cmd {
+        AuditCmd::Find {
+            filter,
+            sort,
+            limit,
+            explain,
+        } => {
+            let f = json("filter", &filter)?;
+            let s = sort.as_deref().map(|s| json("sort", s)).transpose()?;
+            if explain {
+                for line in store.explain(&f, s.as_ref())? {
+                    println!("{line}");
+                }
+                return Ok(true);
+            }
+            for doc in store.find(&f, s.as_ref(), limit)? {
+                println!("{doc}");
+            }
+            Ok(true)
+        }
+        AuditCmd::LastSeen { who } => match store.last_seen(&who)? {
+            Some(doc) => {
+                println!("{doc}");
+                Ok(true)
+            }
+            None => {
+                eprintln!("{who}: never seen");
+                Ok(false)
+            }
+        },
+        AuditCmd::Count => {
+            println!("{}", store.count()?);
+            Ok(true)
+        }
+    }
 }
 
 /// Exit codes: 64 bad config (EX_USAGE), 65 inventory problems (EX_DATAERR), 1 runtime failure.
@@ -76,6 +155,14 @@ fn main() -> ExitCode {
                 ExitCode::from(65)
             }
         }
+        Cmd::Audit { config, cmd } => match audit(&config, cmd) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(2),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Cmd::Serve { config } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,

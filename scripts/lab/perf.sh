@@ -2,12 +2,14 @@
 # replies on port 67, so it needs an address on its interface). Source after lib.sh.
 RELAY_NET=10.78
 
-# A client namespace 'perf' with $NET.2 and a relay address $RELAY_NET.0.2/16.
+# A client namespace 'perf' on the LAN ($NET.2) that is also the relay for segment
+# $RELAY_NET.0.0/16 (its address there: $RELAY_NET.0.2). The server reaches that segment
+# through the relay, as in a routed network; it has no address on it itself.
 setup_perf_client() {
   add_client perf 52:54:00:bb:00:01
   ns "$RUN-perf" ip addr add "$NET.2/24" dev eth0
   ns "$RUN-perf" ip addr add "$RELAY_NET.0.2/16" dev eth0
-  ns "$SRV" ip addr add "$RELAY_NET.0.1/16" dev br0
+  ns "$SRV" ip route add "$RELAY_NET.0.0/16" via "$NET.2"
 }
 
 # The relayed segment: a /16 pool large enough for every simulated client.

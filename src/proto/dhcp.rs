@@ -354,6 +354,28 @@ mod tests {
     }
 
     #[test]
+    fn relay_agent_information_is_echoed_only_for_relayed_requests() {
+        use dhcproto::v4::relay::{RelayAgentInformation, RelayInfo};
+        let mut info = RelayAgentInformation::default();
+        info.insert(RelayInfo::AgentCircuitId(b"port7".to_vec()));
+        let opt82 = DhcpOption::RelayAgentInformation(info);
+        let bytes = build_request(Some(MessageType::Discover), MAC, 9, vec![opt82.clone()]);
+        let (_, mut req) = decode_request(&bytes, "x").unwrap();
+        let direct = decode_any(&encode_reply(&req, &sample_reply(ReplyKind::Offer))).unwrap();
+        assert!(direct
+            .opts()
+            .get(OptionCode::RelayAgentInformation)
+            .is_none());
+        req.set_giaddr(Ipv4Addr::new(10, 88, 0, 1));
+        let relayed = decode_any(&encode_reply(&req, &sample_reply(ReplyKind::Offer))).unwrap();
+        assert_eq!(
+            relayed.opts().get(OptionCode::RelayAgentInformation),
+            Some(&opt82)
+        );
+        assert_eq!(relayed.giaddr(), Ipv4Addr::new(10, 88, 0, 1));
+    }
+
+    #[test]
     fn bootp_reply_has_no_dhcp_message_type() {
         let (_, req) = decode_request(&build_request(None, MAC, 9, vec![]), "x").unwrap();
         let m = decode_any(&encode_reply(&req, &sample_reply(ReplyKind::Bootp))).unwrap();

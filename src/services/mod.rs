@@ -43,8 +43,20 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
+/// RFC 3339 UTC timestamp with milliseconds.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let base = rfc3339(secs.max(0) as u64);
+    format!("{}.{:03}Z", base.trim_end_matches('Z'), ms.rem_euclid(1000))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc3339_ms_keeps_milliseconds() {
+        assert_eq!(super::rfc3339_ms(1_500), "1970-01-01T00:00:01.500Z");
+    }
+
     #[test]
     fn rfc3339_known_dates() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");

@@ -1,0 +1,189 @@
+//! The audit store: every event on the bus becomes one queryable document. Only this module
+//! touches a store. Protocol tasks never wait on it: the writer subscribes to the bus and writes
+//! in batches; events it could not keep up with are counted (`Bus::lagged`), never silently lost.
+//!
+//! Embedded default: SQLite (WAL) at `audit.path`, readable with the stock `sqlite3` CLI:
+//! `events(id, time_ms, source, kind, mac, ip, host, doc)` with `doc` the event as JSON.
+pub mod query;
+pub mod sqlite;
+
+use crate::core::event::Event;
+use crate::events::{Bus, Stamped};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit store {path}: {source} (check audit.path in the config and that the directory is writable)")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("audit store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Query(#[from] query::QueryError),
+    #[error("{0:?} is neither a MAC, an IPv4 address nor a hostname")]
+    BadWho(String),
+}
+
+/// One stored document: the indexed columns plus the full event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub time_ms: i64,
+    pub source: &'static str,
+    pub kind: &'static str,
+    pub mac: Option<String>,
+    pub ip: Option<String>,
+    pub host: Option<String>,
+    pub doc: Value,
+}
+
+fn source_of(e: &Event) -> &'static str {
+    match e {
+        Event::DhcpReply { .. }
+        | Event::DhcpIgnored { .. }
+        | Event::LeaseReleased { .. }
+        | Event::LeaseDeclined { .. }
+        | Event::MachineRegistered { .. } => "dhcp",
+        Event::PacketRejected { proto, .. } => proto,
+        Event::TftpStarted { .. } | Event::TftpFinished { .. } | Event::TftpFailed { .. } => "tftp",
+        Event::HttpServed { .. } => "http",
+        Event::InventoryLoaded { .. } | Event::InventoryProblem { .. } => "inventory",
+    }
+}
+
+impl Record {
+    pub fn from_event(e: &Event, time_ms: i64) -> Record {
+        let doc = serde_json::to_value(e).unwrap_or(Value::Null);
+        let text = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
+        // TFTP and HTTP know the peer's address, not its MAC: index the peer IP.
+        let ip = text("ip")
+            .or_else(|| text("peer").and_then(|p| p.rsplit_once(':').map(|(ip, _)| ip.to_owned())));
+        Record {
+            time_ms,
+            source: source_of(e),
+            kind: e.kind(),
+            mac: text("mac"),
+            ip,
+            host: text("host"),
+            doc,
+        }
+    }
+}
+
+/// Fills in `mac` (and `host`) of records that only know an IP, from the latest DHCP ACK for
+/// that IP: so "everything about this MAC" includes its TFTP and HTTP traffic.
+#[derive(Debug, Default)]
+pub struct Enricher {
+    by_ip: HashMap<String, (String, Option<String>)>,
+}
+
+impl Enricher {
+    pub fn enrich(&mut self, r: &mut Record) {
+        if r.kind == "dhcp_reply" && r.doc.get("reply").and_then(Value::as_str) == Some("ack") {
+            if let (Some(ip), Some(mac)) = (&r.ip, &r.mac) {
+                self.by_ip.insert(ip.clone(), (mac.clone(), r.host.clone()));
+            }
+        }
+        if r.mac.is_none() {
+            if let Some((mac, host)) = r.ip.as_ref().and_then(|ip| self.by_ip.get(ip)) {
+                r.mac = Some(mac.clone());
+                if r.host.is_none() {
+                    r.host = host.clone();
+                }
+            }
+        }
+    }
+}
+
+/// Subscribes to the bus and writes batches (≤ 1000 events or 100 ms) to the store.
+pub async fn run_writer(
+    bus: Bus,
+    store: Arc<Mutex<sqlite::SqliteStore>>,
+    cancel: CancellationToken,
+) {
+    let mut rx = bus.subscribe();
+    let mut enricher = Enricher::default();
+    let mut batch: Vec<Record> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        let flush = tokio::select! {
+            _ = cancel.cancelled() => true,
+            _ = tick.tick() => !batch.is_empty(),
+            r = rx.recv() => match r {
+                Ok(s) => {
+                    let Stamped { time_ms, event } = &*s;
+                    let mut rec = Record::from_event(event, *time_ms);
+                    enricher.enrich(&mut rec);
+                    batch.push(rec);
+                    batch.len() >= 1000
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    bus.note_lagged(n);
+                    warn!(missed = n, "audit writer fell behind; events were not stored");
+                    false
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => true,
+            },
+        };
+        if flush && !batch.is_empty() {
+            let rows = std::mem::take(&mut batch);
+            let st = store.clone();
+            let res =
+                tokio::task::spawn_blocking(move || st.lock().expect("audit lock").insert(&rows))
+                    .await;
+            match res {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => warn!("{e}"),
+                Err(e) => warn!("audit writer: {e}"),
+            }
+        }
+        if cancel.is_cancelled() {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::mac::Mac;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn tftp_record_gets_mac_and_host_from_earlier_ack() {
+        let mac = Mac([0x52, 0x54, 0, 0, 0, 1]);
+        let ack = Event::DhcpReply {
+            reply: "ack".into(),
+            mac,
+            ip: Some(Ipv4Addr::new(10, 0, 0, 5)),
+            xid: 1,
+            iface: "br0".into(),
+            host: Some("kiosk1".into()),
+            file: None,
+        };
+        let tftp = Event::TftpFinished {
+            peer: "10.0.0.5:2000".parse().unwrap(),
+            file: "undionly.kpxe".into(),
+            bytes: 10,
+            duration_ms: 1,
+        };
+        let mut e = Enricher::default();
+        let mut a = Record::from_event(&ack, 1);
+        e.enrich(&mut a);
+        let mut t = Record::from_event(&tftp, 2);
+        assert_eq!(
+            (t.source, t.ip.as_deref(), t.mac.as_deref()),
+            ("tftp", Some("10.0.0.5"), None)
+        );
+        e.enrich(&mut t);
+        assert_eq!(t.mac.as_deref(), Some("52:54:00:00:00:01"));
+        assert_eq!(t.host.as_deref(), Some("kiosk1"));
+    }
+}

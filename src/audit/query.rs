@@ -1,0 +1,299 @@
+//! MongoDB-style filters, sorts and limits, translated to SQL over the embedded store's schema.
+//! Pure: JSON in, SQL text + bound parameters out. Errors name the operator or field at fault.
+//!
+//! Supported: `{field: value}` (equality), `$eq $ne $gt $gte $lt $lte $in $nin $exists`,
+//! `$and $or` (arrays of filters). `time`, `source`, `kind`, `mac`, `ip` and `host` are real
+//! columns (indexed); any other field is read from the JSON document (`json_extract(doc, '$.f')`).
+use serde_json::Value;
+
+/// Columns of the `events` table that filters may use directly.
+pub const COLUMNS: &[&str] = &["time", "source", "kind", "mac", "ip", "host"];
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum QueryError {
+    #[error("filter is not a JSON object: {0} (example: '{{\"mac\": \"52:54:00:12:34:56\"}}')")]
+    NotObject(String),
+    #[error("unknown operator {op} in field {field:?}; use one of $eq $ne $gt $gte $lt $lte $in $nin $exists")]
+    UnknownOperator { field: String, op: String },
+    #[error("{op} needs {what}, got {got}")]
+    BadOperand {
+        op: String,
+        what: &'static str,
+        got: String,
+    },
+    #[error("field name {0:?} is not allowed (letters, digits, '_' and '.' only)")]
+    BadField(String),
+    #[error("sort must be an object like '{{\"time\": -1}}' with 1 or -1 values, got {0}")]
+    BadSort(String),
+}
+
+/// A bound SQL parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Null,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Sql {
+    pub where_clause: String,
+    pub params: Vec<Param>,
+}
+
+fn column_expr(field: &str) -> Result<String, QueryError> {
+    if field.is_empty()
+        || !field
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
+        return Err(QueryError::BadField(field.to_owned()));
+    }
+    Ok(match field {
+        "time" => "time_ms".into(),
+        f if COLUMNS.contains(&f) => f.into(),
+        f => format!("json_extract(doc, '$.{f}')"),
+    })
+}
+
+fn param(v: &Value, op: &str) -> Result<Param, QueryError> {
+    Ok(match v {
+        Value::Null => Param::Null,
+        Value::Bool(b) => Param::Int(i64::from(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Param::Int(i),
+            None => Param::Real(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => Param::Text(s.clone()),
+        other => {
+            return Err(QueryError::BadOperand {
+                op: op.into(),
+                what: "a string, number, bool or null",
+                got: other.to_string(),
+            })
+        }
+    })
+}
+
+/// Translates a filter document to a WHERE clause ("1" when empty).
+pub fn filter_to_sql(filter: &Value) -> Result<Sql, QueryError> {
+    let mut sql = Sql::default();
+    sql.where_clause = clause(filter, &mut sql.params)?;
+    Ok(sql)
+}
+
+fn clause(filter: &Value, params: &mut Vec<Param>) -> Result<String, QueryError> {
+    let Value::Object(map) = filter else {
+        return Err(QueryError::NotObject(filter.to_string()));
+    };
+    let mut parts = Vec::new();
+    for (key, val) in map {
+        match key.as_str() {
+            "$and" | "$or" => {
+                let Value::Array(items) = val else {
+                    return Err(QueryError::BadOperand {
+                        op: key.clone(),
+                        what: "an array of filters",
+                        got: val.to_string(),
+                    });
+                };
+                if items.is_empty() {
+                    return Err(QueryError::BadOperand {
+                        op: key.clone(),
+                        what: "a non-empty array",
+                        got: "[]".into(),
+                    });
+                }
+                let subs = items
+                    .iter()
+                    .map(|f| clause(f, params))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let joiner = if key == "$and" { " AND " } else { " OR " };
+                parts.push(format!("({})", subs.join(joiner)));
+            }
+            k if k.starts_with('$') => {
+                return Err(QueryError::UnknownOperator {
+                    field: "(top level)".into(),
+                    op: k.into(),
+                });
+            }
+            field => {
+                let col = column_expr(field)?;
+                match val {
+                    Value::Object(ops) if ops.keys().any(|k| k.starts_with('$')) => {
+                        for (op, operand) in ops {
+                            parts.push(operator(&col, field, op, operand, params)?);
+                        }
+                    }
+                    v => parts.push(operator(&col, field, "$eq", v, params)?),
+                }
+            }
+        }
+    }
+    Ok(if parts.is_empty() {
+        "1".into()
+    } else {
+        parts.join(" AND ")
+    })
+}
+
+fn operator(
+    col: &str,
+    field: &str,
+    op: &str,
+    operand: &Value,
+    params: &mut Vec<Param>,
+) -> Result<String, QueryError> {
+    let cmp = |sym: &str, params: &mut Vec<Param>| -> Result<String, QueryError> {
+        params.push(param(operand, op)?);
+        Ok(format!("{col} {sym} ?"))
+    };
+    match op {
+        "$eq" if operand.is_null() => Ok(format!("{col} IS NULL")),
+        "$ne" if operand.is_null() => Ok(format!("{col} IS NOT NULL")),
+        "$eq" => cmp("=", params),
+        "$ne" => {
+            params.push(param(operand, op)?);
+            Ok(format!("({col} IS NULL OR {col} != ?)"))
+        }
+        "$gt" => cmp(">", params),
+        "$gte" => cmp(">=", params),
+        "$lt" => cmp("<", params),
+        "$lte" => cmp("<=", params),
+        "$in" | "$nin" => {
+            let Value::Array(items) = operand else {
+                return Err(QueryError::BadOperand {
+                    op: op.into(),
+                    what: "an array",
+                    got: operand.to_string(),
+                });
+            };
+            if items.is_empty() {
+                return Ok(if op == "$in" { "0".into() } else { "1".into() });
+            }
+            for v in items {
+                params.push(param(v, op)?);
+            }
+            let marks = vec!["?"; items.len()].join(", ");
+            Ok(if op == "$in" {
+                format!("{col} IN ({marks})")
+            } else {
+                format!("({col} IS NULL OR {col} NOT IN ({marks}))")
+            })
+        }
+        "$exists" => match operand {
+            Value::Bool(true) => Ok(format!("{col} IS NOT NULL")),
+            Value::Bool(false) => Ok(format!("{col} IS NULL")),
+            other => Err(QueryError::BadOperand {
+                op: op.into(),
+                what: "true or false",
+                got: other.to_string(),
+            }),
+        },
+        other => Err(QueryError::UnknownOperator {
+            field: field.into(),
+            op: other.into(),
+        }),
+    }
+}
+
+/// Translates `{"field": 1|-1, ...}` to an ORDER BY list (default: time ascending).
+pub fn sort_to_sql(sort: Option<&Value>) -> Result<String, QueryError> {
+    let Some(sort) = sort else {
+        return Ok("time_ms ASC, id ASC".into());
+    };
+    let Value::Object(map) = sort else {
+        return Err(QueryError::BadSort(sort.to_string()));
+    };
+    let mut parts = Vec::new();
+    for (field, dir) in map {
+        let d = match dir.as_i64() {
+            Some(1) => "ASC",
+            Some(-1) => "DESC",
+            _ => return Err(QueryError::BadSort(sort.to_string())),
+        };
+        parts.push(format!("{} {d}", column_expr(field)?));
+    }
+    parts.push("id ASC".into());
+    Ok(parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn translation_table() {
+        let cases = [
+            (json!({}), "1", vec![]),
+            (
+                json!({"mac": "aa"}),
+                "mac = ?",
+                vec![Param::Text("aa".into())],
+            ),
+            (
+                json!({"time": {"$gte": 5, "$lt": 9}}),
+                "time_ms >= ? AND time_ms < ?",
+                vec![Param::Int(5), Param::Int(9)],
+            ),
+            (
+                json!({"bytes": {"$gt": 1.5}}),
+                "json_extract(doc, '$.bytes') > ?",
+                vec![Param::Real(1.5)],
+            ),
+            (
+                json!({"kind": {"$in": ["a", "b"]}}),
+                "kind IN (?, ?)",
+                vec![Param::Text("a".into()), Param::Text("b".into())],
+            ),
+            (json!({"host": null}), "host IS NULL", vec![]),
+            (
+                json!({"file": {"$exists": true}}),
+                "json_extract(doc, '$.file') IS NOT NULL",
+                vec![],
+            ),
+            (
+                json!({"$or": [{"ip": "1"}, {"mac": "2"}]}),
+                "(ip = ? OR mac = ?)",
+                vec![Param::Text("1".into()), Param::Text("2".into())],
+            ),
+        ];
+        for (filter, want, params) in cases {
+            let got = filter_to_sql(&filter).unwrap();
+            assert_eq!(got.where_clause, want, "{filter}");
+            assert_eq!(got.params, params, "{filter}");
+        }
+    }
+
+    #[test]
+    fn errors_point_at_the_operator() {
+        let e = filter_to_sql(&json!({"mac": {"$regex": "x"}})).unwrap_err();
+        assert!(
+            e.to_string().contains("$regex") && e.to_string().contains("mac"),
+            "{e}"
+        );
+        assert!(matches!(
+            filter_to_sql(&json!([1])),
+            Err(QueryError::NotObject(_))
+        ));
+        assert!(matches!(
+            filter_to_sql(&json!({"kind": {"$in": "x"}})),
+            Err(QueryError::BadOperand { .. })
+        ));
+        assert!(matches!(
+            filter_to_sql(&json!({"a') OR 1=1 --": 1})),
+            Err(QueryError::BadField(_))
+        ));
+        assert!(matches!(
+            filter_to_sql(&json!({"$where": 1})),
+            Err(QueryError::UnknownOperator { .. })
+        ));
+        assert!(sort_to_sql(Some(&json!({"time": 2}))).is_err());
+        assert_eq!(
+            sort_to_sql(Some(&json!({"time": -1}))).unwrap(),
+            "time_ms DESC, id ASC"
+        );
+    }
+}

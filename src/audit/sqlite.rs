@@ -1,0 +1,303 @@
+//! Embedded audit store on SQLite (rusqlite, bundled), WAL mode. The schema is plain so the
+//! stock `sqlite3` CLI can read it; see README "Audit".
+use super::query::{filter_to_sql, sort_to_sql, Param};
+use super::{AuditError, Record};
+use crate::core::mac::Mac;
+use rusqlite::{params_from_iter, Connection, OpenFlags};
+use serde_json::Value;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    id      INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,   -- unix milliseconds
+    source  TEXT NOT NULL,      -- dhcp, tftp, http, inventory
+    kind    TEXT NOT NULL,      -- Event kind, e.g. dhcp_reply
+    mac     TEXT,
+    ip      TEXT,
+    host    TEXT,
+    doc     TEXT NOT NULL       -- the whole event as JSON
+);
+CREATE INDEX IF NOT EXISTS events_mac_time  ON events(mac, time_ms);
+CREATE INDEX IF NOT EXISTS events_ip_time   ON events(ip, time_ms);
+CREATE INDEX IF NOT EXISTS events_host_time ON events(host, time_ms);
+CREATE INDEX IF NOT EXISTS events_kind_time ON events(kind, time_ms);
+";
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, Value as V};
+        Ok(ToSqlOutput::Owned(match self {
+            Param::Int(i) => V::Integer(*i),
+            Param::Real(f) => V::Real(*f),
+            Param::Text(s) => V::Text(s.clone()),
+            Param::Null => V::Null,
+        }))
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store for writing.
+    pub fn open(path: &Path) -> Result<SqliteStore, AuditError> {
+        let err = |source| AuditError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(SqliteStore { conn })
+    }
+
+    /// Opens an existing store read-only (the CLI, while the daemon writes).
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, AuditError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| AuditError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(SqliteStore { conn })
+    }
+
+    pub fn insert(&mut self, rows: &[Record]) -> Result<usize, AuditError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached("INSERT INTO events (time_ms, source, kind, mac, ip, host, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+            for r in rows {
+                st.execute(rusqlite::params![
+                    r.time_ms,
+                    r.source,
+                    r.kind,
+                    r.mac,
+                    r.ip,
+                    r.host,
+                    r.doc.to_string()
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(rows.len())
+    }
+
+    pub fn count(&self) -> Result<u64, AuditError> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))?
+            as u64)
+    }
+
+    /// Documents matching a MongoDB-style filter, each with `time` (RFC 3339), `time_ms`,
+    /// `source` and the indexed `mac`/`ip`/`host` (enriched) added to the event's own fields.
+    pub fn find(
+        &self,
+        filter: &Value,
+        sort: Option<&Value>,
+        limit: Option<u64>,
+    ) -> Result<Vec<Value>, AuditError> {
+        let w = filter_to_sql(filter)?;
+        let order = sort_to_sql(sort)?;
+        let mut sql = format!(
+            "SELECT time_ms, source, mac, ip, host, doc FROM events WHERE {} ORDER BY {order}",
+            w.where_clause
+        );
+        if let Some(n) = limit {
+            sql.push_str(&format!(" LIMIT {n}"));
+        }
+        let mut st = self.conn.prepare(&sql)?;
+        let rows = st.query_map(params_from_iter(w.params.iter()), |r| {
+            let time_ms: i64 = r.get(0)?;
+            let mut doc: Value =
+                serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut doc {
+                m.insert(
+                    "time".into(),
+                    Value::String(crate::services::rfc3339_ms(time_ms)),
+                );
+                m.insert("time_ms".into(), time_ms.into());
+                m.insert("source".into(), Value::String(r.get(1)?));
+                for (i, k) in [(2, "mac"), (3, "ip"), (4, "host")] {
+                    if let Some(v) = r.get::<_, Option<String>>(i)? {
+                        m.insert(k.into(), Value::String(v));
+                    }
+                }
+            }
+            Ok(doc)
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The latest event for a MAC, an IPv4 address or a hostname (uses that column's index).
+    pub fn last_seen(&self, who: &str) -> Result<Option<Value>, AuditError> {
+        let field = if who.parse::<Mac>().is_ok() {
+            "mac"
+        } else if who.parse::<Ipv4Addr>().is_ok() {
+            "ip"
+        } else if !who.is_empty()
+            && who
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            "host"
+        } else {
+            return Err(AuditError::BadWho(who.to_owned()));
+        };
+        let key = if field == "mac" {
+            who.parse::<Mac>()
+                .map(|m| m.to_string())
+                .unwrap_or_default()
+        } else {
+            who.to_owned()
+        };
+        let filter = serde_json::json!({ field: key });
+        Ok(self
+            .find(&filter, Some(&serde_json::json!({"time": -1})), Some(1))?
+            .into_iter()
+            .next())
+    }
+
+    /// `EXPLAIN QUERY PLAN` for a filter: says which index SQLite uses.
+    pub fn explain(&self, filter: &Value, sort: Option<&Value>) -> Result<Vec<String>, AuditError> {
+        let w = filter_to_sql(filter)?;
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT doc FROM events WHERE {} ORDER BY {}",
+            w.where_clause,
+            sort_to_sql(sort)?
+        );
+        let mut st = self.conn.prepare(&sql)?;
+        let rows = st.query_map(params_from_iter(w.params.iter()), |r| r.get::<_, String>(3))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Enricher, Record};
+    use crate::core::event::Event;
+    use crate::core::mac::Mac;
+    use serde_json::json;
+
+    fn sample(store: &mut SqliteStore) {
+        let mac = Mac([0x52, 0x54, 0, 0, 0, 1]);
+        let ip = Some(Ipv4Addr::new(10, 0, 0, 5));
+        let events = [
+            Event::DhcpReply {
+                reply: "offer".into(),
+                mac,
+                ip,
+                xid: 1,
+                iface: "br0".into(),
+                host: Some("kiosk1".into()),
+                file: None,
+            },
+            Event::DhcpReply {
+                reply: "ack".into(),
+                mac,
+                ip,
+                xid: 1,
+                iface: "br0".into(),
+                host: Some("kiosk1".into()),
+                file: None,
+            },
+            Event::TftpFinished {
+                peer: "10.0.0.5:2000".parse().unwrap(),
+                file: "undionly.kpxe".into(),
+                bytes: 70000,
+                duration_ms: 12,
+            },
+            Event::HttpServed {
+                peer: "10.0.0.5:3000".parse().unwrap(),
+                file: "/files/k/vmlinuz".into(),
+                status: 200,
+                bytes: Some(8_000_000),
+                mac: None,
+            },
+            Event::TftpFinished {
+                peer: "10.0.0.9:2000".parse().unwrap(),
+                file: "other".into(),
+                bytes: 5,
+                duration_ms: 1,
+            },
+        ];
+        let mut enr = Enricher::default();
+        let rows: Vec<Record> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut r = Record::from_event(e, 1_000 + i as i64);
+                enr.enrich(&mut r);
+                r
+            })
+            .collect();
+        store.insert(&rows).unwrap();
+    }
+
+    #[test]
+    fn find_by_mac_returns_that_machines_dhcp_tftp_http_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(&d.path().join("audit.db")).unwrap();
+        sample(&mut s);
+        let docs = s
+            .find(&json!({"mac": "52:54:00:00:00:01"}), None, None)
+            .unwrap();
+        let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            ["dhcp_reply", "dhcp_reply", "tftp_finished", "http_served"]
+        );
+        assert_eq!(docs[2]["host"], "kiosk1");
+        assert_eq!(s.count().unwrap(), 5);
+    }
+
+    #[test]
+    fn last_seen_by_mac_ip_and_host() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(&d.path().join("audit.db")).unwrap();
+        sample(&mut s);
+        for who in ["52-54-00-00-00-01", "10.0.0.5", "kiosk1"] {
+            let doc = s.last_seen(who).unwrap().unwrap();
+            assert_eq!(doc["kind"], "http_served", "{who}");
+            assert_eq!(doc["time_ms"], 1003);
+        }
+        assert!(s.last_seen("nobody").unwrap().is_none());
+        assert!(matches!(s.last_seen("a b"), Err(AuditError::BadWho(_))));
+    }
+
+    #[test]
+    fn document_fields_sort_limit_and_index_use() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(&d.path().join("audit.db")).unwrap();
+        sample(&mut s);
+        let big = s
+            .find(
+                &json!({"bytes": {"$gte": 70000}}),
+                Some(&json!({"bytes": -1})),
+                Some(1),
+            )
+            .unwrap();
+        assert_eq!(big[0]["file"], "/files/k/vmlinuz");
+        let plan = s
+            .explain(&json!({"mac": "52:54:00:00:00:01"}), None)
+            .unwrap()
+            .join(" ");
+        assert!(plan.contains("events_mac_time"), "{plan}");
+        let e = s
+            .find(&json!({"mac": {"$regex": "52"}}), None, None)
+            .unwrap_err();
+        assert!(e.to_string().contains("$regex"), "{e}");
+    }
+}
