@@ -54,6 +54,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tasks.spawn(crate::audit::run_writer(
             bus.clone(),
             Arc::new(Mutex::new(store)),
+            cfg.audit_max_age,
             cancel.clone(),
         ));
     }
@@ -159,6 +160,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             inventory: inv_rx.clone(),
             public_url: cfg.http.public_url.clone(),
             bus: bus.clone(),
+            audit_path: cfg.audit_path.clone(),
         };
         let app = http::router(state, cfg.boot_dir.clone());
         let c = cancel.clone();

@@ -54,6 +54,8 @@ pub struct RawAudit {
     pub enabled: Option<bool>,
     /// SQLite file (default <state_dir>/audit.sqlite).
     pub path: Option<PathBuf>,
+    /// Delete events older than this many days (checked hourly); unset keeps everything.
+    pub max_age_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +132,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Embedded audit store file, or None when auditing is off.
     pub audit_path: Option<PathBuf>,
+    /// Events older than this are deleted (None: kept forever).
+    pub audit_max_age: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -331,8 +335,19 @@ impl RawConfig {
             ),
             false => None,
         };
+        if self.audit.max_age_days == Some(0) {
+            return Err(invalid(
+                "audit.max_age_days",
+                &0,
+                "use at least 1, or remove the key to keep everything",
+            ));
+        }
         Ok(Config {
             audit_path,
+            audit_max_age: self
+                .audit
+                .max_age_days
+                .map(|d| std::time::Duration::from_secs(u64::from(d) * 86400)),
             path: path.to_owned(),
             conf_repo: self.conf_repo,
             state_dir: self.state_dir,

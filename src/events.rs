@@ -35,10 +35,7 @@ impl Bus {
     }
     /// Publishes an event; never blocks, works with no subscriber.
     pub fn emit(&self, event: Event) {
-        let time_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let time_ms = crate::services::unix_now_ms();
         let _ = self.tx.send(Arc::new(Stamped { time_ms, event }));
     }
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Stamped>> {

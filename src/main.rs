@@ -15,37 +15,34 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Where the config file is (shared by every subcommand).
+#[derive(clap::Args)]
+struct ConfigArg {
+    #[arg(
+        long = "config",
+        short = 'c',
+        env = "PXELATOR_CONFIG",
+        default_value = "/etc/pxelator/pxelator.toml"
+    )]
+    path: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the daemon.
     Serve {
-        #[arg(
-            long,
-            short,
-            env = "PXELATOR_CONFIG",
-            default_value = "/etc/pxelator/pxelator.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Validate the config and the inventory it points to, then exit.
     CheckConfig {
-        #[arg(
-            long,
-            short,
-            env = "PXELATOR_CONFIG",
-            default_value = "/etc/pxelator/pxelator.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Query the audit store (every DHCP, TFTP, HTTP and inventory event).
     Audit {
-        #[arg(
-            long,
-            short,
-            env = "PXELATOR_CONFIG",
-            default_value = "/etc/pxelator/pxelator.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         #[command(subcommand)]
         cmd: AuditCmd,
     },
@@ -129,7 +126,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.cmd {
-        Cmd::CheckConfig { config } => {
+        Cmd::CheckConfig {
+            config: ConfigArg { path: config },
+        } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -155,7 +154,10 @@ fn main() -> ExitCode {
                 ExitCode::from(65)
             }
         }
-        Cmd::Audit { config, cmd } => match audit(&config, cmd) {
+        Cmd::Audit {
+            config: ConfigArg { path: config },
+            cmd,
+        } => match audit(&config, cmd) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(2),
             Err(e) => {
@@ -163,7 +165,9 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Cmd::Serve { config } => {
+        Cmd::Serve {
+            config: ConfigArg { path: config },
+        } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {

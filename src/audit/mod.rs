@@ -102,13 +102,16 @@ impl Enricher {
     }
 }
 
-/// Subscribes to the bus and writes batches (≤ 1000 events or 100 ms) to the store.
+/// Subscribes to the bus and writes batches (≤ 1000 events or 100 ms) to the store; with
+/// `max_age`, deletes older events once an hour.
 pub async fn run_writer(
     bus: Bus,
     store: Arc<Mutex<sqlite::SqliteStore>>,
+    max_age: Option<Duration>,
     cancel: CancellationToken,
 ) {
     let mut rx = bus.subscribe();
+    let mut next_prune = tokio::time::Instant::now();
     let mut enricher = Enricher::default();
     let mut batch: Vec<Record> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -142,6 +145,22 @@ pub async fn run_writer(
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => warn!("{e}"),
                 Err(e) => warn!("audit writer: {e}"),
+            }
+        }
+        if let Some(age) = max_age {
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune += Duration::from_secs(3600);
+                let cutoff = crate::services::unix_now_ms() - age.as_millis() as i64;
+                let st = store.clone();
+                match tokio::task::spawn_blocking(move || {
+                    st.lock().expect("audit lock").prune(cutoff)
+                })
+                .await
+                {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "audit retention"),
+                    Ok(Err(e)) => warn!("audit retention: {e}"),
+                    _ => {}
+                }
             }
         }
         if cancel.is_cancelled() {

@@ -93,6 +93,13 @@ impl SqliteStore {
         Ok(rows.len())
     }
 
+    /// Deletes events older than `before_ms` (retention); returns how many went.
+    pub fn prune(&mut self, before_ms: i64) -> Result<usize, AuditError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM events WHERE time_ms < ?1", [before_ms])?)
+    }
+
     pub fn count(&self) -> Result<u64, AuditError> {
         Ok(self
             .conn
@@ -261,6 +268,19 @@ mod tests {
         );
         assert_eq!(docs[2]["host"], "kiosk1");
         assert_eq!(s.count().unwrap(), 5);
+    }
+
+    #[test]
+    fn prune_deletes_only_older_events() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(&d.path().join("audit.db")).unwrap();
+        sample(&mut s);
+        assert_eq!(s.prune(1002).unwrap(), 2);
+        assert_eq!(s.count().unwrap(), 3);
+        assert_eq!(
+            s.find(&json!({}), None, Some(1)).unwrap()[0]["time_ms"],
+            1002
+        );
     }
 
     #[test]

@@ -80,6 +80,34 @@ pub struct Reply {
     pub dest: SocketAddrV4,
 }
 
+impl Reply {
+    /// A reply with no address, boot file or options beyond the server identifier.
+    pub fn bare(
+        kind: ReplyKind,
+        server_id: Ipv4Addr,
+        dest: SocketAddrV4,
+        broadcast: bool,
+    ) -> Reply {
+        Reply {
+            kind,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            server_id,
+            file: None,
+            lease_secs: None,
+            mask: None,
+            router: None,
+            dns: vec![],
+            domain: None,
+            hostname: None,
+            pxe: false,
+            message: None,
+            broadcast,
+            dest,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Persist `change` (if any), then send `reply`. `new_machine` marks a pool address given to
@@ -219,21 +247,10 @@ pub fn decide_proxy(
     match boot::boot_file(&req.client, inv.profile_for(machine), &req.mac, net) {
         Ok(Some(file)) => Decision::Reply {
             reply: Reply {
-                kind,
-                yiaddr: Ipv4Addr::UNSPECIFIED,
                 siaddr: net.server_ip,
-                server_id: net.server_ip,
                 file: Some(file),
-                lease_secs: None,
-                mask: None,
-                router: None,
-                dns: vec![],
-                domain: None,
-                hostname: None,
                 pxe: true,
-                message: None,
-                broadcast,
-                dest,
+                ..Reply::bare(kind, net.server_ip, dest, broadcast)
             },
             change: None,
             new_machine: false,
@@ -421,23 +438,7 @@ fn reply(
 ) -> Result<Reply, String> {
     let (dest, broadcast) = destination(req, kind);
     if kind == ReplyKind::Nak {
-        return Ok(Reply {
-            kind,
-            yiaddr,
-            siaddr: Ipv4Addr::UNSPECIFIED,
-            server_id: net.server_ip,
-            file: None,
-            lease_secs: None,
-            mask: None,
-            router: None,
-            dns: vec![],
-            domain: None,
-            hostname: None,
-            pxe: false,
-            message: None,
-            broadcast,
-            dest,
-        });
+        return Ok(Reply::bare(kind, net.server_ip, dest, broadcast));
     }
     let file = boot::boot_file(&req.client, inv.profile_for(machine), &req.mac, net)?;
     Ok(Reply {

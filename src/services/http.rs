@@ -21,6 +21,9 @@ pub struct HttpState {
     pub inventory: InventoryRx,
     pub public_url: String,
     pub bus: Bus,
+    /// The embedded audit store, opened read-only per request (WAL lets readers run beside
+    /// the writer); None when auditing is off.
+    pub audit_path: Option<PathBuf>,
 }
 
 pub fn router(state: HttpState, boot_dir: PathBuf) -> Router {
@@ -28,6 +31,8 @@ pub fn router(state: HttpState, boot_dir: PathBuf) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/boot/{name}", get(ipxe_script))
+        .route("/api/audit/find", get(audit_find))
+        .route("/api/audit/last-seen/{who}", get(audit_last_seen))
         .nest_service(
             "/files",
             ServeDir::new(boot_dir).append_index_html_on_directories(false),
@@ -53,6 +58,94 @@ async fn ipxe_script(State(st): State<HttpState>, Path(name): Path<String>) -> R
         script,
     )
         .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct FindParams {
+    /// MongoDB-style filter as JSON (default `{}`).
+    filter: Option<String>,
+    sort: Option<String>,
+    limit: Option<u64>,
+}
+
+/// Runs a read-only audit query off the async threads; maps every error to a status.
+async fn audit_query<F>(st: &HttpState, f: F) -> Response
+where
+    F: FnOnce(&crate::audit::sqlite::SqliteStore) -> Result<Response, crate::audit::AuditError>
+        + Send
+        + 'static,
+{
+    let Some(path) = st.audit_path.clone() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "auditing is off in this config ([audit] enabled = false)\n",
+        )
+            .into_response();
+    };
+    let res = tokio::task::spawn_blocking(move || {
+        let store = crate::audit::sqlite::SqliteStore::open_read_only(&path)?;
+        f(&store)
+    })
+    .await;
+    use crate::audit::AuditError as E;
+    match res {
+        Ok(Ok(r)) => r,
+        Ok(Err(e @ (E::Query(_) | E::BadWho(_)))) => {
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
+        Ok(Err(e @ (E::Open { .. } | E::Sql(_)))) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("audit query failed: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+fn json_param(what: &str, text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("{what} is not valid JSON: {e}\n"))
+}
+
+/// `GET /api/audit/find?filter={...}&sort={...}&limit=N` → JSON lines.
+async fn audit_find(
+    State(st): State<HttpState>,
+    axum::extract::Query(q): axum::extract::Query<FindParams>,
+) -> Response {
+    let parsed = (
+        json_param("filter", q.filter.as_deref().unwrap_or("{}")),
+        q.sort.as_deref().map(|s| json_param("sort", s)).transpose(),
+    );
+    let (filter, sort) = match parsed {
+        (Ok(f), Ok(s)) => (f, s),
+        (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    audit_query(&st, move |store| {
+        let docs = store.find(&filter, sort.as_ref(), q.limit)?;
+        let mut body = String::new();
+        for d in docs {
+            body.push_str(&d.to_string());
+            body.push('\n');
+        }
+        Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+    })
+    .await
+}
+
+/// `GET /api/audit/last-seen/<mac|ip|host>` → one JSON document, or 404.
+async fn audit_last_seen(State(st): State<HttpState>, Path(who): Path<String>) -> Response {
+    audit_query(&st, move |store| {
+        Ok(match store.last_seen(&who)? {
+            Some(doc) => (
+                [(header::CONTENT_TYPE, "application/json")],
+                doc.to_string(),
+            )
+                .into_response(),
+            None => (StatusCode::NOT_FOUND, format!("{who}: never seen\n")).into_response(),
+        })
+    })
+    .await
 }
 
 /// Emits one `HttpServed` event per request, with the MAC when the path names one.

@@ -21,6 +21,14 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Unix milliseconds now.
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// RFC 3339 UTC timestamp (seconds) without pulling in a date crate.
 pub fn rfc3339(secs: u64) -> String {
     let days = (secs / 86400) as i64;
