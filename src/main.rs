@@ -62,6 +62,9 @@ enum AuditCmd {
         #[arg(long)]
         explain: bool,
     },
+    /// Aggregation pipeline, e.g. '[{"$match": {"kind": "tftp_finished"}},
+    /// {"$group": {"_id": "$ip", "avg_ms": {"$avg": "$duration_ms"}}}]'.
+    Aggregate { pipeline: String },
     /// The latest event for a MAC, an IPv4 address or a hostname.
     LastSeen { who: String },
     /// Number of stored events.
@@ -94,6 +97,12 @@ fn audit(config: &std::path::Path, cmd: AuditCmd) -> anyhow::Result<bool> {
                 return Ok(true);
             }
             for doc in store.find(&f, s.as_ref(), limit)? {
+                println!("{doc}");
+            }
+            Ok(true)
+        }
+        AuditCmd::Aggregate { pipeline } => {
+            for doc in store.aggregate(&json("pipeline", &pipeline)?)? {
                 println!("{doc}");
             }
             Ok(true)

@@ -297,3 +297,308 @@ mod tests {
         );
     }
 }
+
+/// An aggregation pipeline translated to one SQL statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    pub sql: String,
+    pub params: Vec<Param>,
+    /// Output document keys, in SELECT order: `_id` parts first, then accumulators.
+    pub id_keys: IdShape,
+    pub fields: Vec<String>,
+}
+
+/// How `_id` is built from the first SELECT columns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdShape {
+    /// `_id: null` — one group over everything.
+    Null,
+    /// `_id: "$field"`.
+    Single,
+    /// `_id: {name: "$field", ...}`.
+    Object(Vec<String>),
+}
+
+fn field_ref(v: &Value, op: &str) -> Result<String, QueryError> {
+    match v.as_str().and_then(|s| s.strip_prefix('$')) {
+        Some(f) => column_expr(f),
+        None => Err(QueryError::BadOperand {
+            op: op.into(),
+            what: "a field reference like \"$ip\"",
+            got: v.to_string(),
+        }),
+    }
+}
+
+/// Translates `[{$match}, {$group}, {$sort}, {$limit}, {$project}]` (each optional, in this
+/// order) to SQL. `$first`/`$last` follow time order.
+pub fn pipeline_to_sql(pipeline: &Value) -> Result<Aggregate, QueryError> {
+    let Value::Array(stages) = pipeline else {
+        return Err(QueryError::BadOperand {
+            op: "pipeline".into(),
+            what: "an array of stages",
+            got: pipeline.to_string(),
+        });
+    };
+    let mut filter = Sql {
+        where_clause: "1".into(),
+        params: vec![],
+    };
+    let mut group: Option<&serde_json::Map<String, Value>> = None;
+    let mut sort: Option<&serde_json::Map<String, Value>> = None;
+    let mut limit: Option<u64> = None;
+    let mut project: Option<&serde_json::Map<String, Value>> = None;
+    for stage in stages {
+        let Value::Object(m) = stage else {
+            return Err(QueryError::NotObject(stage.to_string()));
+        };
+        let (name, body) = match m.iter().next() {
+            Some(x) if m.len() == 1 => x,
+            _ => {
+                return Err(QueryError::BadOperand {
+                    op: "stage".into(),
+                    what: "exactly one $operator per stage",
+                    got: stage.to_string(),
+                })
+            }
+        };
+        let late = |what: &str| QueryError::BadOperand {
+            op: name.clone(),
+            what: "to come earlier in the pipeline",
+            got: what.to_owned(),
+        };
+        match name.as_str() {
+            "$match" if group.is_none() && sort.is_none() => filter = filter_to_sql(body)?,
+            "$match" => {
+                return Err(late(
+                    "$match after $group/$sort (only one leading $match is supported)",
+                ))
+            }
+            "$group" if group.is_none() => {
+                group = Some(
+                    body.as_object()
+                        .ok_or_else(|| QueryError::NotObject(body.to_string()))?,
+                );
+            }
+            "$sort" => {
+                sort = Some(
+                    body.as_object()
+                        .ok_or_else(|| QueryError::BadSort(body.to_string()))?,
+                )
+            }
+            "$limit" => {
+                limit = Some(body.as_u64().ok_or_else(|| QueryError::BadOperand {
+                    op: "$limit".into(),
+                    what: "a positive integer",
+                    got: body.to_string(),
+                })?)
+            }
+            "$project" => {
+                project = Some(
+                    body.as_object()
+                        .ok_or_else(|| QueryError::NotObject(body.to_string()))?,
+                )
+            }
+            other => {
+                return Err(QueryError::UnknownOperator {
+                    field: "(pipeline)".into(),
+                    op: format!("{other} (stages: $match $group $sort $limit $project)"),
+                })
+            }
+        }
+    }
+    let Some(group) = group else {
+        return Err(QueryError::BadOperand {
+            op: "pipeline".into(),
+            what: "a $group stage (use `audit find` for plain queries)",
+            got: pipeline.to_string(),
+        });
+    };
+    let mut select = Vec::new();
+    let mut group_by = Vec::new();
+    let id = group.get("_id").ok_or_else(|| QueryError::BadOperand {
+        op: "$group".into(),
+        what: "an _id",
+        got: Value::Object(group.clone()).to_string(),
+    })?;
+    let id_keys = match id {
+        Value::Null => IdShape::Null,
+        Value::String(_) => {
+            let e = field_ref(id, "$group._id")?;
+            select.push(format!("{e} AS g0"));
+            group_by.push("g0".to_string());
+            IdShape::Single
+        }
+        Value::Object(parts) => {
+            let mut keys = Vec::new();
+            for (i, (k, v)) in parts.iter().enumerate() {
+                select.push(format!("{} AS g{i}", field_ref(v, "$group._id")?));
+                group_by.push(format!("g{i}"));
+                keys.push(k.clone());
+            }
+            IdShape::Object(keys)
+        }
+        other => {
+            return Err(QueryError::BadOperand {
+                op: "$group._id".into(),
+                what: "null, \"$field\" or {name: \"$field\"}",
+                got: other.to_string(),
+            })
+        }
+    };
+    let mut fields = Vec::new();
+    for (name, acc) in group.iter().filter(|(k, _)| k.as_str() != "_id") {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(QueryError::BadField(name.clone()));
+        }
+        let (op, arg) = match acc
+            .as_object()
+            .and_then(|m| (m.len() == 1).then(|| m.iter().next()).flatten())
+        {
+            Some(x) => x,
+            None => {
+                return Err(QueryError::BadOperand {
+                    op: format!("$group.{name}"),
+                    what: "one accumulator like {\"$sum\": 1}",
+                    got: acc.to_string(),
+                })
+            }
+        };
+        let expr = match op.as_str() {
+            "$sum" if arg.is_number() => format!("total({})", arg),
+            "$sum" => format!("total({})", field_ref(arg, op)?),
+            "$avg" => format!("avg({})", field_ref(arg, op)?),
+            "$min" => format!("min({})", field_ref(arg, op)?),
+            "$max" => format!("max({})", field_ref(arg, op)?),
+            "$count" => "count(*)".to_string(),
+            "$first" => format!(
+                "json_extract(json_group_array({}), '$[0]')",
+                field_ref(arg, op)?
+            ),
+            "$last" => format!(
+                "json_extract(json_group_array({}), '$[#-1]')",
+                field_ref(arg, op)?
+            ),
+            other => {
+                return Err(QueryError::UnknownOperator {
+                    field: name.clone(),
+                    op: format!("{other} (accumulators: $sum $avg $min $max $count $first $last)"),
+                })
+            }
+        };
+        select.push(format!("{expr} AS \"{name}\""));
+        fields.push(name.clone());
+    }
+    if let Some(p) = project {
+        let keep: Vec<&String> = p
+            .iter()
+            .filter(|(_, v)| v.as_i64() == Some(1) || v.as_bool() == Some(true))
+            .map(|(k, _)| k)
+            .collect();
+        if !keep.is_empty() {
+            fields.retain(|f| keep.contains(&f));
+        }
+        for (k, v) in p {
+            if v.as_i64() == Some(0) || v.as_bool() == Some(false) {
+                fields.retain(|f| f != k);
+            }
+        }
+    }
+    let mut sql = format!(
+        "SELECT {} FROM (SELECT * FROM events WHERE {} ORDER BY time_ms, id)",
+        if select.is_empty() {
+            "1".into()
+        } else {
+            select.join(", ")
+        },
+        filter.where_clause
+    );
+    if !group_by.is_empty() {
+        sql.push_str(&format!(" GROUP BY {}", group_by.join(", ")));
+    }
+    if let Some(sort) = sort {
+        let mut order = Vec::new();
+        for (k, dir) in sort {
+            let d = match dir.as_i64() {
+                Some(1) => "ASC",
+                Some(-1) => "DESC",
+                _ => return Err(QueryError::BadSort(Value::Object(sort.clone()).to_string())),
+            };
+            let col = if k == "_id" && !group_by.is_empty() {
+                group_by.join(", ")
+            } else if group.contains_key(k) {
+                format!("\"{k}\"")
+            } else {
+                return Err(QueryError::BadOperand {
+                    op: "$sort".into(),
+                    what: "_id or a $group output field",
+                    got: k.clone(),
+                });
+            };
+            order.push(format!("{col} {d}"));
+        }
+        sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
+    }
+    if let Some(n) = limit {
+        sql.push_str(&format!(" LIMIT {n}"));
+    }
+    Ok(Aggregate {
+        sql,
+        params: filter.params,
+        id_keys,
+        fields,
+    })
+}
+
+#[cfg(test)]
+mod pipeline_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn group_avg_by_ip_translates() {
+        let a = pipeline_to_sql(&json!([
+            {"$match": {"kind": "ping"}},
+            {"$group": {"_id": "$ip", "avg_rtt": {"$avg": "$rtt"}, "n": {"$sum": 1}}},
+            {"$sort": {"avg_rtt": -1}},
+            {"$limit": 5}
+        ]))
+        .unwrap();
+        assert_eq!(
+            a.sql,
+            "SELECT ip AS g0, avg(json_extract(doc, '$.rtt')) AS \"avg_rtt\", total(1) AS \"n\" FROM (SELECT * FROM events WHERE kind = ? ORDER BY time_ms, id) GROUP BY g0 ORDER BY \"avg_rtt\" DESC LIMIT 5"
+        );
+        assert_eq!(a.params, vec![Param::Text("ping".into())]);
+        assert_eq!(
+            (a.id_keys, a.fields),
+            (
+                IdShape::Single,
+                vec!["avg_rtt".to_string(), "n".to_string()]
+            )
+        );
+    }
+
+    #[test]
+    fn pipeline_errors_name_the_stage_or_accumulator() {
+        let e = pipeline_to_sql(&json!([{"$group": {"_id": "$ip", "x": {"$median": "$rtt"}}}]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("$median"), "{e}");
+        let e = pipeline_to_sql(&json!([{"$unwind": "$x"}]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("$unwind"), "{e}");
+        let e = pipeline_to_sql(&json!([{"$group": {"_id": "ip"}}]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"$ip\""), "{e}");
+        assert!(
+            pipeline_to_sql(&json!([{"$match": {}}])).is_err(),
+            "no $group"
+        );
+        assert!(
+            pipeline_to_sql(&json!({"$group": {}})).is_err(),
+            "not an array"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! Embedded audit store on SQLite (rusqlite, bundled), WAL mode. The schema is plain so the
 //! stock `sqlite3` CLI can read it; see README "Audit".
-use super::query::{filter_to_sql, sort_to_sql, Param};
+use super::query::{filter_to_sql, pipeline_to_sql, sort_to_sql, IdShape, Param};
 use super::{AuditError, Record};
 use crate::core::mac::Mac;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
@@ -147,6 +147,47 @@ impl SqliteStore {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Runs an aggregation pipeline (`$match $group $sort $limit $project`), one document per group.
+    pub fn aggregate(&self, pipeline: &Value) -> Result<Vec<Value>, AuditError> {
+        let a = pipeline_to_sql(pipeline)?;
+        let mut st = self.conn.prepare(&a.sql)?;
+        let names: Vec<String> = st.column_names().map(str::to_owned).collect();
+        let rows = st.query_map(params_from_iter(a.params.iter()), |r| {
+            let cell = |i: usize| -> rusqlite::Result<Value> {
+                use rusqlite::types::ValueRef as V;
+                Ok(match r.get_ref(i)? {
+                    V::Null => Value::Null,
+                    V::Integer(n) => n.into(),
+                    V::Real(f) => serde_json::Number::from_f64(f)
+                        .map(Value::Number)
+                        .unwrap_or(Value::Null),
+                    V::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+                    V::Blob(_) => Value::Null,
+                })
+            };
+            let mut doc = serde_json::Map::new();
+            let id = match &a.id_keys {
+                IdShape::Null => Value::Null,
+                IdShape::Single => cell(0)?,
+                IdShape::Object(keys) => {
+                    let mut o = serde_json::Map::new();
+                    for (i, k) in keys.iter().enumerate() {
+                        o.insert(k.clone(), cell(i)?);
+                    }
+                    Value::Object(o)
+                }
+            };
+            doc.insert("_id".into(), id);
+            for f in &a.fields {
+                if let Some(i) = names.iter().position(|n| n == f) {
+                    doc.insert(f.clone(), cell(i)?);
+                }
+            }
+            Ok(Value::Object(doc))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// The latest event for a MAC, an IPv4 address or a hostname (uses that column's index).
     pub fn last_seen(&self, who: &str) -> Result<Option<Value>, AuditError> {
         let field = if who.parse::<Mac>().is_ok() {
@@ -268,6 +309,38 @@ mod tests {
         );
         assert_eq!(docs[2]["host"], "kiosk1");
         assert_eq!(s.count().unwrap(), 5);
+    }
+
+    #[test]
+    fn aggregate_groups_sums_and_averages() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(&d.path().join("audit.db")).unwrap();
+        sample(&mut s);
+        let out = s
+            .aggregate(&json!([
+                {"$match": {"source": "tftp"}},
+                {"$group": {"_id": "$ip", "bytes": {"$sum": "$bytes"}, "n": {"$count": {}}, "first": {"$first": "$file"}}},
+                {"$sort": {"bytes": -1}}
+            ]))
+            .unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[0],
+            json!({"_id": "10.0.0.5", "bytes": 70000.0, "n": 1, "first": "undionly.kpxe"})
+        );
+        assert_eq!(out[1]["_id"], "10.0.0.9");
+        let all = s
+            .aggregate(&json!([{"$group": {"_id": null, "n": {"$sum": 1}}}]))
+            .unwrap();
+        assert_eq!(all, vec![json!({"_id": null, "n": 5.0})]);
+        let by = s
+            .aggregate(&json!([{"$group": {"_id": {"k": "$kind", "m": "$mac"}, "c": {"$sum": 1}}}, {"$sort": {"_id": 1}}, {"$limit": 1}]))
+            .unwrap();
+        assert_eq!(
+            by[0]["_id"],
+            json!({"k": "dhcp_reply", "m": "52:54:00:00:00:01"})
+        );
+        assert_eq!(by[0]["c"], 2.0);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub fn router(state: HttpState, boot_dir: PathBuf) -> Router {
         .route("/boot/{name}", get(ipxe_script))
         .route("/api/audit/find", get(audit_find))
         .route("/api/audit/last-seen/{who}", get(audit_last_seen))
+        .route("/api/audit/aggregate", get(audit_aggregate))
         .nest_service(
             "/files",
             ServeDir::new(boot_dir).append_index_html_on_directories(false),
@@ -128,6 +129,31 @@ async fn audit_find(
             body.push_str(&d.to_string());
             body.push('\n');
         }
+        Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct AggregateParams {
+    pipeline: String,
+}
+
+/// `GET /api/audit/aggregate?pipeline=[...]` → JSON lines, one per group.
+async fn audit_aggregate(
+    State(st): State<HttpState>,
+    axum::extract::Query(q): axum::extract::Query<AggregateParams>,
+) -> Response {
+    let pipeline = match json_param("pipeline", &q.pipeline) {
+        Ok(p) => p,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    audit_query(&st, move |store| {
+        let body: String = store
+            .aggregate(&pipeline)?
+            .iter()
+            .map(|d| format!("{d}\n"))
+            .collect();
         Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
     })
     .await
