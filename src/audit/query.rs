@@ -198,6 +198,15 @@ fn operator(
     }
 }
 
+/// `1` → ASC, `-1` → DESC (MongoDB sort directions).
+fn direction(v: &Value) -> Option<&'static str> {
+    match v.as_i64() {
+        Some(1) => Some("ASC"),
+        Some(-1) => Some("DESC"),
+        _ => None,
+    }
+}
+
 /// Translates `{"field": 1|-1, ...}` to an ORDER BY list (default: time ascending).
 pub fn sort_to_sql(sort: Option<&Value>) -> Result<String, QueryError> {
     let Some(sort) = sort else {
@@ -208,11 +217,7 @@ pub fn sort_to_sql(sort: Option<&Value>) -> Result<String, QueryError> {
     };
     let mut parts = Vec::new();
     for (field, dir) in map {
-        let d = match dir.as_i64() {
-            Some(1) => "ASC",
-            Some(-1) => "DESC",
-            _ => return Err(QueryError::BadSort(sort.to_string())),
-        };
+        let d = direction(dir).ok_or_else(|| QueryError::BadSort(sort.to_string()))?;
         parts.push(format!("{} {d}", column_expr(field)?));
     }
     parts.push("id ASC".into());
@@ -519,11 +524,8 @@ pub fn pipeline_to_sql(pipeline: &Value) -> Result<Aggregate, QueryError> {
     if let Some(sort) = sort {
         let mut order = Vec::new();
         for (k, dir) in sort {
-            let d = match dir.as_i64() {
-                Some(1) => "ASC",
-                Some(-1) => "DESC",
-                _ => return Err(QueryError::BadSort(Value::Object(sort.clone()).to_string())),
-            };
+            let d = direction(dir)
+                .ok_or_else(|| QueryError::BadSort(Value::Object(sort.clone()).to_string()))?;
             let col = if k == "_id" && !group_by.is_empty() {
                 group_by.join(", ")
             } else if group.contains_key(k) {

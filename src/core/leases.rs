@@ -28,6 +28,18 @@ pub struct Lease {
     pub until: u64,
 }
 
+impl Lease {
+    /// The durable record that recreates this lease (None for an in-memory offer).
+    pub fn as_change(&self) -> Option<LeaseChange> {
+        let (mac, ip, until) = (self.mac, self.ip, self.until);
+        match self.state {
+            LeaseState::Bound => Some(LeaseChange::Bind { mac, ip, until }),
+            LeaseState::Declined => Some(LeaseChange::Decline { mac, ip, until }),
+            LeaseState::Offered => None,
+        }
+    }
+}
+
 /// A change decided by `core::dhcp`; also the record format of the lease journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]

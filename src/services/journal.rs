@@ -2,7 +2,7 @@
 //! that depends on it is sent. A write() that returned survives `kill -9` (it is in the page
 //! cache); `fdatasync` runs on a timer for power loss. On start the journal is replayed, then
 //! compacted to the leases still valid.
-use crate::core::leases::{LeaseChange, LeaseState, Leases};
+use crate::core::leases::{LeaseChange, Leases};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -44,25 +44,18 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(err(e)),
         }
+        // Compaction: the still-valid bound and declined leases, as the records that recreate them.
+        let keep: Vec<LeaseChange> = leases
+            .iter()
+            .filter(|l| l.until > now)
+            .filter_map(|l| l.as_change())
+            .collect();
         let tmp = dir.join("leases.jsonl.tmp");
         {
             let mut out = File::create(&tmp).map_err(err)?;
             let mut text = String::new();
-            for l in leases.iter().filter(|l| l.until > now) {
-                let c = match l.state {
-                    LeaseState::Bound => LeaseChange::Bind {
-                        mac: l.mac,
-                        ip: l.ip,
-                        until: l.until,
-                    },
-                    LeaseState::Declined => LeaseChange::Decline {
-                        mac: l.mac,
-                        ip: l.ip,
-                        until: l.until,
-                    },
-                    LeaseState::Offered => continue,
-                };
-                text.push_str(&serde_json::to_string(&c).expect("lease serialises"));
+            for c in &keep {
+                text.push_str(&serde_json::to_string(c).expect("lease serialises"));
                 text.push('\n');
             }
             out.write_all(text.as_bytes()).map_err(err)?;
@@ -70,24 +63,10 @@ impl Journal {
         }
         std::fs::rename(&tmp, &path).map_err(err)?;
         let file = OpenOptions::new().append(true).open(&path).map_err(err)?;
-        // Rebuild from the compacted file so memory and disk agree exactly.
+        // Rebuild from exactly what was written so memory and disk agree.
         let mut compact = Leases::default();
-        for l in leases
-            .iter()
-            .filter(|l| l.until > now && l.state != LeaseState::Offered)
-        {
-            compact.apply(&match l.state {
-                LeaseState::Declined => LeaseChange::Decline {
-                    mac: l.mac,
-                    ip: l.ip,
-                    until: l.until,
-                },
-                _ => LeaseChange::Bind {
-                    mac: l.mac,
-                    ip: l.ip,
-                    until: l.until,
-                },
-            });
+        for c in &keep {
+            compact.apply(c);
         }
         Ok((Journal { path, file }, compact, skipped))
     }
