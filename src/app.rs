@@ -51,8 +51,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some(path) = &cfg.audit_path {
         let store = crate::audit::sqlite::SqliteStore::open(path)?;
         info!(path = %path.display(), "audit store open");
+        let queue = bus
+            .audit_queue()
+            .expect("the audit queue is taken once, here");
         tasks.spawn(crate::audit::run_writer(
-            bus.clone(),
+            queue,
             Arc::new(Mutex::new(store)),
             cfg.audit_max_age,
             cancel.clone(),

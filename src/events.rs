@@ -17,6 +17,10 @@ pub struct Stamped {
 pub struct Bus {
     tx: broadcast::Sender<Arc<Stamped>>,
     lagged: Arc<AtomicU64>,
+    /// The audit writer's own queue: unbounded, so it neither blocks publishers nor drops
+    /// events when the store is slow (memory grows instead; a disk spool is still to come).
+    audit: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Arc<Stamped>>>>,
+    emitted: Arc<AtomicU64>,
 }
 
 impl Default for Bus {
@@ -31,12 +35,30 @@ impl Bus {
         Bus {
             tx,
             lagged: Arc::new(AtomicU64::new(0)),
+            audit: Arc::new(std::sync::OnceLock::new()),
+            emitted: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The lossless queue for the audit writer; None if it was already taken.
+    pub fn audit_queue(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Arc<Stamped>>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.audit.set(tx).ok().map(|()| rx)
+    }
+
+    /// Events published so far.
+    pub fn emitted(&self) -> u64 {
+        self.emitted.load(Ordering::Relaxed)
     }
     /// Publishes an event; never blocks, works with no subscriber.
     pub fn emit(&self, event: Event) {
         let time_ms = crate::services::unix_now_ms();
-        let _ = self.tx.send(Arc::new(Stamped { time_ms, event }));
+        let stamped = Arc::new(Stamped { time_ms, event });
+        self.emitted.fetch_add(1, Ordering::Relaxed);
+        if let Some(q) = self.audit.get() {
+            let _ = q.send(stamped.clone());
+        }
+        let _ = self.tx.send(stamped);
     }
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Stamped>> {
         self.tx.subscribe()
