@@ -216,11 +216,15 @@ pub fn sort_to_sql(sort: Option<&Value>) -> Result<String, QueryError> {
         return Err(QueryError::BadSort(sort.to_string()));
     };
     let mut parts = Vec::new();
+    let mut last = "ASC";
     for (field, dir) in map {
         let d = direction(dir).ok_or_else(|| QueryError::BadSort(sort.to_string()))?;
         parts.push(format!("{} {d}", column_expr(field)?));
+        last = d;
     }
-    parts.push("id ASC".into());
+    // Tie-break on insertion order in the same direction as the last key, so an index on
+    // (column, time_ms) — which ends in the rowid — satisfies the whole ORDER BY.
+    parts.push(format!("id {last}"));
     Ok(parts.join(", "))
 }
 
@@ -298,7 +302,7 @@ mod tests {
         assert!(sort_to_sql(Some(&json!({"time": 2}))).is_err());
         assert_eq!(
             sort_to_sql(Some(&json!({"time": -1}))).unwrap(),
-            "time_ms DESC, id ASC"
+            "time_ms DESC, id DESC"
         );
     }
 }
