@@ -1,6 +1,7 @@
 //! The audit store: every event on the bus becomes one queryable document. Only this module
-//! touches a store. Protocol tasks never wait on it: the writer subscribes to the bus and writes
-//! in batches; events it could not keep up with are counted (`Bus::lagged`), never silently lost.
+//! touches a store. Protocol tasks never wait on it: the writer drains its own unbounded queue
+//! from the bus (`Bus::audit_queue`) and writes in batches, so nothing is dropped when the store
+//! is slow; memory absorbs the backlog (an on-disk spool is still to come).
 //!
 //! Embedded default: SQLite (WAL) at `audit.path`, readable with the stock `sqlite3` CLI:
 //! `events(id, time_ms, source, kind, mac, ip, host, doc)` with `doc` the event as JSON.
