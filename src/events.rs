@@ -64,7 +64,7 @@ impl Bus {
         self.tx.subscribe()
     }
     /// Records events a subscriber missed.
-    pub fn note_lagged(&self, n: u64) {
+    fn note_lagged(&self, n: u64) {
         self.lagged.fetch_add(n, Ordering::Relaxed);
     }
     /// Events a subscriber missed because it fell behind.

@@ -1,7 +1,8 @@
 //! The audit store: every event on the bus becomes one queryable document. Only this module
 //! touches a store. Protocol tasks never wait on it: the writer drains its own unbounded queue
 //! from the bus (`Bus::audit_queue`) and writes in batches, so nothing is dropped when the store
-//! is slow; memory absorbs the backlog (an on-disk spool is still to come).
+//! is slow; memory absorbs the backlog. A failed insert (disk full, file locked) is logged and
+//! that batch is lost: the on-disk spool that would keep it is still to come.
 //!
 //! Embedded default: SQLite (WAL) at `audit.path`, readable with the stock `sqlite3` CLI:
 //! `events(id, time_ms, source, kind, mac, ip, host, doc)` with `doc` the event as JSON.

@@ -3,7 +3,6 @@
 use super::journal::Journal;
 use super::{rfc3339, unix_now, InventoryRx};
 use crate::config::DhcpConfig;
-use crate::config::DhcpMode;
 use crate::core::dhcp::{decide, decide_proxy, Decision, RequestKind};
 use crate::core::event::Event;
 use crate::core::leases::{LeaseChange, Leases};
@@ -27,7 +26,7 @@ pub struct LeaseDb {
 pub struct DhcpService {
     pub cfg: DhcpConfig,
     pub conf_repo: PathBuf,
-    /// None in proxy mode: a proxy hands out no addresses.
+    /// Some exactly in server mode; None makes this service a proxy (no addresses handed out).
     pub db: Option<Arc<Mutex<LeaseDb>>>,
     pub inventory: InventoryRx,
     pub bus: Bus,
@@ -96,13 +95,8 @@ impl DhcpService {
         };
         let now = unix_now();
         let inv = self.inventory.borrow().clone();
-        let decision = if self.cfg.mode == DhcpMode::Proxy {
-            let SocketAddr::V4(peer4) = peer else {
-                return None;
-            };
-            decide_proxy(&req, &inv, &self.cfg.net, on_4011, peer4)
-        } else {
-            let Some(db) = &self.db else { return None };
+        // The lease DB exists exactly when this is a full server; without one we are a proxy.
+        let decision = if let Some(db) = &self.db {
             let mut db = db.lock().expect("lease lock poisoned");
             let d = decide(&req, &inv, &db.leases, &self.cfg.net, now);
             let change = match &d {
@@ -127,6 +121,11 @@ impl DhcpService {
                 db.leases.apply(&c);
             }
             d
+        } else {
+            let SocketAddr::V4(peer4) = peer else {
+                return None;
+            };
+            decide_proxy(&req, &inv, &self.cfg.net, on_4011, peer4)
         };
         match decision {
             Decision::Reply {

@@ -15,10 +15,7 @@ pub type InventoryRx = watch::Receiver<Inventory>;
 
 /// Unix seconds now; the only place services read the wall clock for decisions.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    (unix_now_ms() / 1000).max(0) as u64
 }
 
 /// Unix milliseconds now.
