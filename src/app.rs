@@ -191,7 +191,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 let why = tokio::select! { _ = c.cancelled() => break, w = reload_rx.recv() => match w { Some(w) => w, None => break } };
                 // Let a burst of editor writes settle, then reload once.
                 tokio::time::sleep(Duration::from_millis(150)).await;
-                while reload_rx.try_recv().is_ok() {}
+                let mut whys = vec![why];
+                while let Ok(w) = reload_rx.try_recv() {
+                    if !whys.contains(&w) {
+                        whys.push(w);
+                    }
+                }
+                let why = whys.join("+");
                 let prev = inv_tx.borrow().clone();
                 let inv = load_inventory(&cfg, Some(&prev), &bus);
                 info!(why, machines = inv.machines().len(), "inventory reloaded");
