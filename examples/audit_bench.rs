@@ -2,7 +2,8 @@
 //! hosts, written through the same `SqliteStore::insert` the daemon uses, then the queries the
 //! original system was judged by. Run: `scripts/bench-audit [EVENTS]` (default 10 000 000).
 use pxelator::audit::sqlite::SqliteStore;
-use pxelator::audit::Record;
+use pxelator::audit::{record_id, AuditStore, Record};
+use std::borrow::Cow;
 use serde_json::json;
 use std::time::Instant;
 
@@ -57,9 +58,10 @@ fn record(i: u64, rng: &mut Rng, t0: i64) -> Record {
         ),
     };
     Record {
+        id: record_id(time_ms, i),
         time_ms,
-        source,
-        kind,
+        source: Cow::Borrowed(source),
+        kind: Cow::Borrowed(kind),
         mac: Some(mac),
         ip: Some(ip),
         host: Some(host),
@@ -78,7 +80,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
     let path = std::path::Path::new(&dir).join("audit.sqlite");
-    let mut store = SqliteStore::open(&path).expect("open store");
+    let mut store = SqliteStore::open(&path, &[]).expect("open store");
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let t0 = 1_790_000_000_000i64;
     let batch = 10_000u64;

@@ -48,16 +48,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     tftp::check_root(&cfg.boot_dir).map_err(anyhow::Error::msg)?;
     // The audit writer subscribes before anything can emit, so no event misses the store.
-    if let Some(path) = &cfg.audit_path {
-        let store = crate::audit::sqlite::SqliteStore::open(path)?;
-        info!(path = %path.display(), "audit store open");
+    if let Some(audit) = &cfg.audit {
+        let store = crate::audit::open_store(audit)?;
+        let spool = crate::audit::spool::Spool::open(&audit.spool_dir)?;
+        info!(store = ?audit.backend, spool = %audit.spool_dir.display(), "audit store open");
         let queue = bus
             .audit_queue()
             .expect("the audit queue is taken once, here");
-        tasks.spawn(crate::audit::run_writer(
+        tasks.spawn(crate::audit::writer::run_writer(
             queue,
-            Arc::new(Mutex::new(store)),
-            cfg.audit_max_age,
+            store,
+            spool,
+            audit.max_age,
+            Arc::new(crate::audit::writer::WriterStats::default()),
             cancel.clone(),
         ));
     }
@@ -163,7 +166,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             inventory: inv_rx.clone(),
             public_url: cfg.http.public_url.clone(),
             bus: bus.clone(),
-            audit_path: cfg.audit_path.clone(),
+            audit: cfg.audit.clone(),
         };
         let app = http::router(state, cfg.boot_dir.clone());
         let c = cancel.clone();

@@ -54,8 +54,16 @@ pub struct RawAudit {
     pub enabled: Option<bool>,
     /// SQLite file (default <state_dir>/audit.sqlite).
     pub path: Option<PathBuf>,
+    /// `mongodb://host[:port]/[database]`: store in MongoDB instead of the embedded file
+    /// (database defaults to "pxelator", collection "events").
+    pub url: Option<String>,
     /// Delete events older than this many days (checked hourly); unset keeps everything.
     pub max_age_days: Option<u32>,
+    /// Extra indexes on document fields, e.g. ["rtt", "file"]: each becomes (field, time).
+    #[serde(default)]
+    pub indexes: Vec<String>,
+    /// Where batches wait while the store is slow or unreachable (default <state_dir>/audit-spool).
+    pub spool_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,10 +138,26 @@ pub struct Config {
     pub dhcp: DhcpConfig,
     pub tftp: TftpConfig,
     pub http: HttpConfig,
-    /// Embedded audit store file, or None when auditing is off.
-    pub audit_path: Option<PathBuf>,
+    /// The audit store, or None when auditing is off.
+    pub audit: Option<AuditConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuditBackend {
+    /// The embedded SQLite file.
+    Sqlite(PathBuf),
+    /// A MongoDB URL (`mongodb://…`).
+    Mongo(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub backend: AuditBackend,
     /// Events older than this are deleted (None: kept forever).
-    pub audit_max_age: Option<std::time::Duration>,
+    pub max_age: Option<std::time::Duration>,
+    /// Document fields to index (validated names).
+    pub indexes: Vec<String>,
+    pub spool_dir: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -327,14 +351,6 @@ impl RawConfig {
         if timeout_secs == 0 {
             return Err(invalid("tftp.timeout_secs", &0, "use 1..=255"));
         }
-        let audit_path = match self.audit.enabled.unwrap_or(true) {
-            true => Some(
-                self.audit
-                    .path
-                    .unwrap_or_else(|| self.state_dir.join("audit.sqlite")),
-            ),
-            false => None,
-        };
         if self.audit.max_age_days == Some(0) {
             return Err(invalid(
                 "audit.max_age_days",
@@ -342,12 +358,58 @@ impl RawConfig {
                 "use at least 1, or remove the key to keep everything",
             ));
         }
-        Ok(Config {
-            audit_path,
-            audit_max_age: self
+        for f in &self.audit.indexes {
+            if f.is_empty()
+                || f.starts_with('.')
+                || !f
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            {
+                return Err(invalid(
+                    "audit.indexes",
+                    f,
+                    "a document field name: letters, digits, '_' and '.' (e.g. \"rtt\")",
+                ));
+            }
+        }
+        let backend = match (&self.audit.url, &self.audit.path) {
+            (Some(u), Some(_)) => {
+                return Err(invalid(
+                    "audit.url",
+                    u,
+                    "set either audit.url (MongoDB) or audit.path (embedded), not both",
+                ))
+            }
+            (Some(u), None) if u.starts_with("mongodb://") || u.starts_with("mongodb+srv://") => {
+                AuditBackend::Mongo(u.clone())
+            }
+            (Some(u), None) => {
+                return Err(invalid(
+                    "audit.url",
+                    u,
+                    "expected mongodb://host[:port]/[database]; remove it for the embedded store",
+                ))
+            }
+            (None, p) => AuditBackend::Sqlite(
+                p.clone()
+                    .unwrap_or_else(|| self.state_dir.join("audit.sqlite")),
+            ),
+        };
+        let audit = self.audit.enabled.unwrap_or(true).then(|| AuditConfig {
+            backend,
+            max_age: self
                 .audit
                 .max_age_days
                 .map(|d| std::time::Duration::from_secs(u64::from(d) * 86400)),
+            indexes: self.audit.indexes.clone(),
+            spool_dir: self
+                .audit
+                .spool_dir
+                .clone()
+                .unwrap_or_else(|| self.state_dir.join("audit-spool")),
+        });
+        Ok(Config {
+            audit,
             path: path.to_owned(),
             conf_repo: self.conf_repo,
             state_dir: self.state_dir,

@@ -10,6 +10,8 @@ use tokio::sync::broadcast;
 #[derive(Debug)]
 pub struct Stamped {
     pub time_ms: i64,
+    /// Emit order in this process (0, 1, 2, …).
+    pub seq: u64,
     pub event: Event,
 }
 
@@ -17,8 +19,8 @@ pub struct Stamped {
 pub struct Bus {
     tx: broadcast::Sender<Arc<Stamped>>,
     lagged: Arc<AtomicU64>,
-    /// The audit writer's own queue: unbounded, so it neither blocks publishers nor drops
-    /// events when the store is slow (memory grows instead; a disk spool is still to come).
+    /// The audit writer's own queue: unbounded so publishers never block, but the writer drains
+    /// it continuously (it never waits on the store: slow-store batches go to the disk spool).
     audit: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Arc<Stamped>>>>,
     emitted: Arc<AtomicU64>,
 }
@@ -53,8 +55,12 @@ impl Bus {
     /// Publishes an event; never blocks, works with no subscriber.
     pub fn emit(&self, event: Event) {
         let time_ms = crate::services::unix_now_ms();
-        let stamped = Arc::new(Stamped { time_ms, event });
-        self.emitted.fetch_add(1, Ordering::Relaxed);
+        let seq = self.emitted.fetch_add(1, Ordering::Relaxed);
+        let stamped = Arc::new(Stamped {
+            time_ms,
+            seq,
+            event,
+        });
         if let Some(q) = self.audit.get() {
             let _ = q.send(stamped.clone());
         }

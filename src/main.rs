@@ -74,10 +74,10 @@ enum AuditCmd {
 fn audit(config: &std::path::Path, cmd: AuditCmd) -> anyhow::Result<bool> {
     use anyhow::Context;
     let cfg = Config::load(config)?;
-    let path = cfg
-        .audit_path
+    let audit = cfg
+        .audit
         .context("auditing is off in this config ([audit] enabled = false)")?;
-    let store = pxelator::audit::sqlite::SqliteStore::open_read_only(&path)?;
+    let store = pxelator::audit::open_reader(&audit)?;
     let json = |what: &str, s: &str| -> anyhow::Result<serde_json::Value> {
         serde_json::from_str(s).with_context(|| format!("{what} {s:?} is not valid JSON"))
     };

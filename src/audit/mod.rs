@@ -1,24 +1,32 @@
-//! The audit store: every event on the bus becomes one queryable document. Only this module
-//! touches a store. Protocol tasks never wait on it: the writer drains its own unbounded queue
-//! from the bus (`Bus::audit_queue`) and writes in batches, so nothing is dropped when the store
-//! is slow; memory absorbs the backlog. A failed insert (disk full, file locked) is logged and
-//! that batch is lost: the on-disk spool that would keep it is still to come.
+//! The audit store: every event on the bus becomes one queryable document, in the embedded
+//! SQLite file (default) or in MongoDB (`audit.url`). Only this module touches a store.
 //!
-//! Embedded default: SQLite (WAL) at `audit.path`, readable with the stock `sqlite3` CLI:
+//! - [`AuditStore`]: what a backend does (insert, find, aggregate, last-seen, explain, prune);
+//!   [`sqlite::SqliteStore`] and [`mongo::MongoStore`] implement it with one query language
+//!   ([`query`]: MongoDB-style filters and pipelines, validated the same way for both).
+//! - [`writer`]: drains the bus's audit queue; protocol tasks never wait on the store. Batches
+//!   go to a store thread through a small bounded channel; when that is full or the store
+//!   fails, they go to the on-disk [`spool`] and are replayed in order when the store returns.
+//!   Every record carries a unique id ([`record_id`]), and both stores ignore an id they
+//!   already hold, so a replay never writes an event twice.
+//! - [`migrate`]: CouchDB dump import, JSON lines and mongorestore-compatible BSON export.
+//!
+//! Embedded schema (readable with the stock `sqlite3` CLI):
 //! `events(id, time_ms, source, kind, mac, ip, host, doc)` with `doc` the event as JSON.
+// MIGRATE
+pub mod mongo;
 pub mod query;
+pub mod spool;
 pub mod sqlite;
+pub mod writer;
 
+use crate::config::{AuditBackend, AuditConfig};
 use crate::core::event::Event;
-use crate::events::Stamped;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::mpsc::UnboundedReceiver;
-use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -29,18 +37,108 @@ pub enum AuditError {
     },
     #[error("audit store: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("audit store {url}: {source} (check audit.url and that MongoDB is reachable)")]
+    Mongo {
+        url: String,
+        source: Box<mongodb::error::Error>,
+    },
     #[error(transparent)]
     Query(#[from] query::QueryError),
     #[error("{0:?} is neither a MAC, an IPv4 address nor a hostname")]
     BadWho(String),
+    #[error("audit spool {path}: {source} (check audit.spool_dir and free disk space)")]
+    Spool {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A backend of the audit store. Queries take the shared query language of [`query`].
+pub trait AuditStore: Send {
+    /// Creates the collection/table and indexes; called before the first insert and again
+    /// after a failure (MongoDB may be unreachable at start).
+    fn prepare(&mut self) -> Result<(), AuditError>;
+    /// Stores records; a record whose id is already stored is skipped (replays are safe).
+    fn insert(&mut self, rows: &[Record]) -> Result<usize, AuditError>;
+    /// Deletes events older than `before_ms`; returns how many went.
+    fn prune(&mut self, before_ms: i64) -> Result<u64, AuditError>;
+    fn count(&self) -> Result<u64, AuditError>;
+    /// Documents matching a filter, each with `time` (RFC 3339), `time_ms`, `source`, `kind`
+    /// and the (enriched) `mac`/`ip`/`host` beside the event's own fields.
+    fn find(
+        &self,
+        filter: &Value,
+        sort: Option<&Value>,
+        limit: Option<u64>,
+    ) -> Result<Vec<Value>, AuditError>;
+    /// Runs an aggregation pipeline; one document per group.
+    fn aggregate(&self, pipeline: &Value) -> Result<Vec<Value>, AuditError>;
+    /// Which index the query would use, in the backend's words.
+    fn explain(&self, filter: &Value, sort: Option<&Value>) -> Result<Vec<String>, AuditError>;
+    /// Every document in time order, for export; `f` is called once per document.
+    fn scan(&self, f: &mut dyn FnMut(Value) -> Result<(), AuditError>) -> Result<(), AuditError>;
+
+    /// The latest event for a MAC, an IPv4 address or a hostname (uses that field's index).
+    fn last_seen(&self, who: &str) -> Result<Option<Value>, AuditError> {
+        let filter = who_filter(who)?;
+        Ok(self
+            .find(&filter, Some(&serde_json::json!({"time": -1})), Some(1))?
+            .into_iter()
+            .next())
+    }
+}
+
+/// `{"mac": …}`, `{"ip": …}` or `{"host": …}` for a MAC (any notation), an IPv4 address or a
+/// hostname.
+pub fn who_filter(who: &str) -> Result<Value, AuditError> {
+    use crate::core::mac::Mac;
+    if let Ok(m) = who.parse::<Mac>() {
+        return Ok(serde_json::json!({ "mac": m.to_string() }));
+    }
+    if who.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(serde_json::json!({ "ip": who }));
+    }
+    if !who.is_empty()
+        && who
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Ok(serde_json::json!({ "host": who }));
+    }
+    Err(AuditError::BadWho(who.to_owned()))
+}
+
+/// Opens the configured store for writing (the daemon, imports).
+pub fn open_store(cfg: &AuditConfig) -> Result<Box<dyn AuditStore>, AuditError> {
+    Ok(match &cfg.backend {
+        AuditBackend::Sqlite(p) => Box::new(sqlite::SqliteStore::open(p, &cfg.indexes)?),
+        AuditBackend::Mongo(u) => Box::new(mongo::MongoStore::open(u, &cfg.indexes)?),
+    })
+}
+
+/// Opens the configured store for queries (CLI, HTTP API) while the daemon writes.
+pub fn open_reader(cfg: &AuditConfig) -> Result<Box<dyn AuditStore>, AuditError> {
+    Ok(match &cfg.backend {
+        AuditBackend::Sqlite(p) => Box::new(sqlite::SqliteStore::open_read_only(p)?),
+        AuditBackend::Mongo(u) => Box::new(mongo::MongoStore::open(u, &[])?),
+    })
+}
+
+/// A record id: emit time in the high bits, a per-process sequence in the low 20, so ids sort
+/// by time and one id names one event even across restarts and spool replays.
+pub fn record_id(time_ms: i64, seq: u64) -> i64 {
+    (time_ms << 20) | (seq & 0xF_FFFF) as i64
 }
 
 /// One stored document: the indexed columns plus the full event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    pub id: i64,
     pub time_ms: i64,
-    pub source: &'static str,
-    pub kind: &'static str,
+    pub source: Cow<'static, str>,
+    pub kind: Cow<'static, str>,
     pub mac: Option<String>,
     pub ip: Option<String>,
     pub host: Option<String>,
@@ -62,16 +160,21 @@ fn source_of(e: &Event) -> &'static str {
 }
 
 impl Record {
-    pub fn from_event(e: &Event, time_ms: i64) -> Record {
-        let doc = serde_json::to_value(e).unwrap_or(Value::Null);
+    pub fn from_event(e: &Event, time_ms: i64, seq: u64) -> Record {
+        let mut doc = serde_json::to_value(e).unwrap_or(Value::Null);
+        // Absent and null mean the same in queries on both stores: keep only the former.
+        if let Value::Object(m) = &mut doc {
+            m.retain(|_, v| !v.is_null());
+        }
         let text = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
         // TFTP and HTTP know the peer's address, not its MAC: index the peer IP.
         let ip = text("ip")
             .or_else(|| text("peer").and_then(|p| p.rsplit_once(':').map(|(ip, _)| ip.to_owned())));
         Record {
+            id: record_id(time_ms, seq),
             time_ms,
-            source: source_of(e),
-            kind: e.kind(),
+            source: Cow::Borrowed(source_of(e)),
+            kind: Cow::Borrowed(e.kind()),
             mac: text("mac"),
             ip,
             host: text("host"),
@@ -105,126 +208,11 @@ impl Enricher {
     }
 }
 
-/// Drains the bus's audit queue and writes batches (≤ 1000 events or 100 ms) to the store;
-/// with `max_age`, deletes older events once an hour. On cancel it stores everything already
-/// queued before returning.
-pub async fn run_writer(
-    mut queue: UnboundedReceiver<Arc<Stamped>>,
-    store: Arc<Mutex<sqlite::SqliteStore>>,
-    max_age: Option<Duration>,
-    cancel: CancellationToken,
-) {
-    let mut enricher = Enricher::default();
-    let mut batch: Vec<Record> = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut next_prune = tokio::time::Instant::now();
-    let mut push = |s: &Stamped, batch: &mut Vec<Record>| {
-        let mut rec = Record::from_event(&s.event, s.time_ms);
-        enricher.enrich(&mut rec);
-        batch.push(rec);
-    };
-    loop {
-        let stopping = tokio::select! {
-            _ = cancel.cancelled() => true,
-            _ = tick.tick() => false,
-            r = queue.recv() => match r {
-                Some(s) => {
-                    push(&s, &mut batch);
-                    // Take whatever else is already queued, up to a batch.
-                    while batch.len() < 1000 {
-                        match queue.try_recv() {
-                            Ok(s) => push(&s, &mut batch),
-                            Err(_) => break,
-                        }
-                    }
-                    false
-                }
-                None => true,
-            },
-        };
-        if stopping {
-            while let Ok(s) = queue.try_recv() {
-                push(&s, &mut batch);
-            }
-        }
-        if !batch.is_empty() && (stopping || batch.len() >= 1000 || tick_due(&batch)) {
-            let rows = std::mem::take(&mut batch);
-            let st = store.clone();
-            let res =
-                tokio::task::spawn_blocking(move || st.lock().expect("audit lock").insert(&rows))
-                    .await;
-            match res {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => warn!("{e}"),
-                Err(e) => warn!("audit writer: {e}"),
-            }
-        }
-        if let Some(age) = max_age {
-            if tokio::time::Instant::now() >= next_prune {
-                next_prune += Duration::from_secs(3600);
-                let cutoff = crate::services::unix_now_ms() - age.as_millis() as i64;
-                let st = store.clone();
-                match tokio::task::spawn_blocking(move || {
-                    st.lock().expect("audit lock").prune(cutoff)
-                })
-                .await
-                {
-                    Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "audit retention"),
-                    Ok(Err(e)) => warn!("audit retention: {e}"),
-                    _ => {}
-                }
-            }
-        }
-        if stopping {
-            break;
-        }
-    }
-}
-
-/// A batch is written when full, on shutdown, or when its oldest event is 100 ms old.
-fn tick_due(batch: &[Record]) -> bool {
-    batch
-        .first()
-        .is_some_and(|r| crate::services::unix_now_ms() - r.time_ms >= 100)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::mac::Mac;
     use std::net::Ipv4Addr;
-
-    /// Issue 5: the count of stored events equals the count emitted, under a burst far faster
-    /// than SQLite commits, including events still queued at shutdown.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_emitted_event_is_stored_under_a_burst() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("audit.db");
-        let store = Arc::new(Mutex::new(sqlite::SqliteStore::open(&path).unwrap()));
-        let bus = crate::events::Bus::new(16);
-        let cancel = CancellationToken::new();
-        let writer = tokio::spawn(run_writer(
-            bus.audit_queue().unwrap(),
-            store.clone(),
-            None,
-            cancel.clone(),
-        ));
-        let n = 100_000u32;
-        for i in 0..n {
-            bus.emit(Event::TftpStarted {
-                peer: "10.0.0.1:1000".parse().unwrap(),
-                file: format!("f{i}"),
-                blksize: 512,
-                windowsize: 1,
-                tsize: None,
-            });
-        }
-        cancel.cancel();
-        writer.await.unwrap();
-        assert_eq!(bus.emitted(), u64::from(n));
-        assert_eq!(store.lock().unwrap().count().unwrap(), u64::from(n));
-        assert!(bus.audit_queue().is_none(), "the queue can be taken once");
-    }
 
     #[test]
     fn tftp_record_gets_mac_and_host_from_earlier_ack() {
@@ -245,11 +233,11 @@ mod tests {
             duration_ms: 1,
         };
         let mut e = Enricher::default();
-        let mut a = Record::from_event(&ack, 1);
+        let mut a = Record::from_event(&ack, 1, 0);
         e.enrich(&mut a);
-        let mut t = Record::from_event(&tftp, 2);
+        let mut t = Record::from_event(&tftp, 2, 1);
         assert_eq!(
-            (t.source, t.ip.as_deref(), t.mac.as_deref()),
+            (t.source.as_ref(), t.ip.as_deref(), t.mac.as_deref()),
             ("tftp", Some("10.0.0.5"), None)
         );
         e.enrich(&mut t);

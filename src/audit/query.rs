@@ -42,7 +42,7 @@ pub struct Sql {
     pub params: Vec<Param>,
 }
 
-fn column_expr(field: &str) -> Result<String, QueryError> {
+pub fn column_expr(field: &str) -> Result<String, QueryError> {
     if field.is_empty()
         || !field
             .chars()
@@ -51,7 +51,7 @@ fn column_expr(field: &str) -> Result<String, QueryError> {
         return Err(QueryError::BadField(field.to_owned()));
     }
     Ok(match field {
-        "time" => "time_ms".into(),
+        "time" | "time_ms" => "time_ms".into(),
         f if COLUMNS.contains(&f) => f.into(),
         f => format!("json_extract(doc, '$.{f}')"),
     })
@@ -456,6 +456,8 @@ pub fn pipeline_to_sql(pipeline: &Value) -> Result<Aggregate, QueryError> {
         }
     };
     let mut fields = Vec::new();
+    // $first/$last need the rows in time order; everything else reads them as the index gives.
+    let mut time_ordered = false;
     for (name, acc) in group.iter().filter(|(k, _)| k.as_str() != "_id") {
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(QueryError::BadField(name.clone()));
@@ -474,20 +476,26 @@ pub fn pipeline_to_sql(pipeline: &Value) -> Result<Aggregate, QueryError> {
             }
         };
         let expr = match op.as_str() {
-            "$sum" if arg.is_number() => format!("total({})", arg),
-            "$sum" => format!("total({})", field_ref(arg, op)?),
+            "$sum" if arg.is_number() => format!("coalesce(sum({arg}), 0)"),
+            "$sum" => format!("coalesce(sum({}), 0)", field_ref(arg, op)?),
             "$avg" => format!("avg({})", field_ref(arg, op)?),
             "$min" => format!("min({})", field_ref(arg, op)?),
             "$max" => format!("max({})", field_ref(arg, op)?),
             "$count" => "count(*)".to_string(),
-            "$first" => format!(
-                "json_extract(json_group_array({}), '$[0]')",
-                field_ref(arg, op)?
-            ),
-            "$last" => format!(
-                "json_extract(json_group_array({}), '$[#-1]')",
-                field_ref(arg, op)?
-            ),
+            "$first" => {
+                time_ordered = true;
+                format!(
+                    "json_extract(json_group_array({}), '$[0]')",
+                    field_ref(arg, op)?
+                )
+            }
+            "$last" => {
+                time_ordered = true;
+                format!(
+                    "json_extract(json_group_array({}), '$[#-1]')",
+                    field_ref(arg, op)?
+                )
+            }
             other => {
                 return Err(QueryError::UnknownOperator {
                     field: name.clone(),
@@ -513,15 +521,19 @@ pub fn pipeline_to_sql(pipeline: &Value) -> Result<Aggregate, QueryError> {
             }
         }
     }
-    let mut sql = format!(
-        "SELECT {} FROM (SELECT * FROM events WHERE {} ORDER BY time_ms, id)",
-        if select.is_empty() {
-            "1".into()
-        } else {
-            select.join(", ")
-        },
-        filter.where_clause
-    );
+    let select = if select.is_empty() {
+        "1".into()
+    } else {
+        select.join(", ")
+    };
+    let mut sql = if time_ordered {
+        format!(
+            "SELECT {select} FROM (SELECT * FROM events WHERE {} ORDER BY time_ms, id)",
+            filter.where_clause
+        )
+    } else {
+        format!("SELECT {select} FROM events WHERE {}", filter.where_clause)
+    };
     if !group_by.is_empty() {
         sql.push_str(&format!(" GROUP BY {}", group_by.join(", ")));
     }
@@ -572,7 +584,7 @@ mod pipeline_tests {
         .unwrap();
         assert_eq!(
             a.sql,
-            "SELECT ip AS g0, avg(json_extract(doc, '$.rtt')) AS \"avg_rtt\", total(1) AS \"n\" FROM (SELECT * FROM events WHERE kind = ? ORDER BY time_ms, id) GROUP BY g0 ORDER BY \"avg_rtt\" DESC LIMIT 5"
+            "SELECT ip AS g0, avg(json_extract(doc, '$.rtt')) AS \"avg_rtt\", coalesce(sum(1), 0) AS \"n\" FROM events WHERE kind = ? GROUP BY g0 ORDER BY \"avg_rtt\" DESC LIMIT 5"
         );
         assert_eq!(a.params, vec![Param::Text("ping".into())]);
         assert_eq!(

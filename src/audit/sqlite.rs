@@ -1,16 +1,14 @@
 //! Embedded audit store on SQLite (rusqlite, bundled), WAL mode. The schema is plain so the
 //! stock `sqlite3` CLI can read it; see README "Audit".
-use super::query::{filter_to_sql, pipeline_to_sql, sort_to_sql, IdShape, Param};
-use super::{AuditError, Record};
-use crate::core::mac::Mac;
+use super::query::{column_expr, filter_to_sql, pipeline_to_sql, sort_to_sql, IdShape, Param};
+use super::{AuditError, AuditStore, Record};
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 use serde_json::Value;
-use std::net::Ipv4Addr;
 use std::path::Path;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
-    id      INTEGER PRIMARY KEY,
+    id      INTEGER PRIMARY KEY, -- (time_ms << 20) | emit sequence: unique per event
     time_ms INTEGER NOT NULL,   -- unix milliseconds
     source  TEXT NOT NULL,      -- dhcp, tftp, http, inventory
     kind    TEXT NOT NULL,      -- Event kind, e.g. dhcp_reply
@@ -24,6 +22,31 @@ CREATE INDEX IF NOT EXISTS events_ip_time   ON events(ip, time_ms);
 CREATE INDEX IF NOT EXISTS events_host_time ON events(host, time_ms);
 CREATE INDEX IF NOT EXISTS events_kind_time ON events(kind, time_ms);
 ";
+
+/// Columns read back for a document, in the order [`row_doc`] expects.
+const OUT_COLUMNS: &str = "time_ms, source, kind, mac, ip, host, doc";
+
+/// A stored row as the document queries return: the event's fields plus `time` (RFC 3339),
+/// `time_ms`, `source`, `kind` and the enriched `mac`/`ip`/`host`.
+fn row_doc(r: &rusqlite::Row) -> rusqlite::Result<Value> {
+    let time_ms: i64 = r.get(0)?;
+    let mut doc: Value = serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut doc {
+        m.insert(
+            "time".into(),
+            Value::String(crate::services::rfc3339_ms(time_ms)),
+        );
+        m.insert("time_ms".into(), time_ms.into());
+        m.insert("source".into(), Value::String(r.get(1)?));
+        m.insert("kind".into(), Value::String(r.get(2)?));
+        for (i, k) in [(3, "mac"), (4, "ip"), (5, "host")] {
+            if let Some(v) = r.get::<_, Option<String>>(i)? {
+                m.insert(k.into(), Value::String(v));
+            }
+        }
+    }
+    Ok(doc)
+}
 
 pub struct SqliteStore {
     conn: Connection,
@@ -42,8 +65,9 @@ impl rusqlite::ToSql for Param {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store for writing.
-    pub fn open(path: &Path) -> Result<SqliteStore, AuditError> {
+    /// Opens (creating if needed) the store for writing, with `(field, time)` indexes on the
+    /// given document fields (`events_by_<field>`).
+    pub fn open(path: &Path, indexes: &[String]) -> Result<SqliteStore, AuditError> {
         let err = |source| AuditError::Open {
             path: path.to_owned(),
             source,
@@ -57,6 +81,18 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // A writer held up by another (e.g. `sqlite3` holding a lock) gives up after 1 s and
+        // the batch goes to the spool.
+        conn.busy_timeout(std::time::Duration::from_secs(1))
+            .map_err(err)?;
+        for f in indexes {
+            let expr = column_expr(f)?;
+            let name = format!("events_by_{}", f.replace('.', "_"));
+            conn.execute_batch(&format!(
+                "CREATE INDEX IF NOT EXISTS \"{name}\" ON events({expr}, time_ms)"
+            ))
+            .map_err(err)?;
+        }
         Ok(SqliteStore { conn })
     }
 
@@ -72,16 +108,23 @@ impl SqliteStore {
         })?;
         Ok(SqliteStore { conn })
     }
+}
 
-    pub fn insert(&mut self, rows: &[Record]) -> Result<usize, AuditError> {
+impl AuditStore for SqliteStore {
+    fn prepare(&mut self) -> Result<(), AuditError> {
+        Ok(())
+    }
+
+    fn insert(&mut self, rows: &[Record]) -> Result<usize, AuditError> {
         let tx = self.conn.transaction()?;
         {
-            let mut st = tx.prepare_cached("INSERT INTO events (time_ms, source, kind, mac, ip, host, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+            let mut st = tx.prepare_cached("INSERT OR IGNORE INTO events (id, time_ms, source, kind, mac, ip, host, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
             for r in rows {
                 st.execute(rusqlite::params![
+                    r.id,
                     r.time_ms,
-                    r.source,
-                    r.kind,
+                    r.source.as_ref(),
+                    r.kind.as_ref(),
                     r.mac,
                     r.ip,
                     r.host,
@@ -93,23 +136,20 @@ impl SqliteStore {
         Ok(rows.len())
     }
 
-    /// Deletes events older than `before_ms` (retention); returns how many went.
-    pub fn prune(&mut self, before_ms: i64) -> Result<usize, AuditError> {
+    fn prune(&mut self, before_ms: i64) -> Result<u64, AuditError> {
         Ok(self
             .conn
-            .execute("DELETE FROM events WHERE time_ms < ?1", [before_ms])?)
+            .execute("DELETE FROM events WHERE time_ms < ?1", [before_ms])? as u64)
     }
 
-    pub fn count(&self) -> Result<u64, AuditError> {
+    fn count(&self) -> Result<u64, AuditError> {
         Ok(self
             .conn
             .query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))?
             as u64)
     }
 
-    /// Documents matching a MongoDB-style filter, each with `time` (RFC 3339), `time_ms`,
-    /// `source` and the indexed `mac`/`ip`/`host` (enriched) added to the event's own fields.
-    pub fn find(
+    fn find(
         &self,
         filter: &Value,
         sort: Option<&Value>,
@@ -118,37 +158,29 @@ impl SqliteStore {
         let w = filter_to_sql(filter)?;
         let order = sort_to_sql(sort)?;
         let mut sql = format!(
-            "SELECT time_ms, source, mac, ip, host, doc FROM events WHERE {} ORDER BY {order}",
+            "SELECT {OUT_COLUMNS} FROM events WHERE {} ORDER BY {order}",
             w.where_clause
         );
         if let Some(n) = limit {
             sql.push_str(&format!(" LIMIT {n}"));
         }
         let mut st = self.conn.prepare(&sql)?;
-        let rows = st.query_map(params_from_iter(w.params.iter()), |r| {
-            let time_ms: i64 = r.get(0)?;
-            let mut doc: Value =
-                serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or(Value::Null);
-            if let Value::Object(m) = &mut doc {
-                m.insert(
-                    "time".into(),
-                    Value::String(crate::services::rfc3339_ms(time_ms)),
-                );
-                m.insert("time_ms".into(), time_ms.into());
-                m.insert("source".into(), Value::String(r.get(1)?));
-                for (i, k) in [(2, "mac"), (3, "ip"), (4, "host")] {
-                    if let Some(v) = r.get::<_, Option<String>>(i)? {
-                        m.insert(k.into(), Value::String(v));
-                    }
-                }
-            }
-            Ok(doc)
-        })?;
+        let rows = st.query_map(params_from_iter(w.params.iter()), row_doc)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// Runs an aggregation pipeline (`$match $group $sort $limit $project`), one document per group.
-    pub fn aggregate(&self, pipeline: &Value) -> Result<Vec<Value>, AuditError> {
+    fn scan(&self, f: &mut dyn FnMut(Value) -> Result<(), AuditError>) -> Result<(), AuditError> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {OUT_COLUMNS} FROM events ORDER BY time_ms, id"
+        ))?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            f(row_doc(r)?)?;
+        }
+        Ok(())
+    }
+
+    fn aggregate(&self, pipeline: &Value) -> Result<Vec<Value>, AuditError> {
         let a = pipeline_to_sql(pipeline)?;
         let mut st = self.conn.prepare(&a.sql)?;
         let names: Vec<String> = st.column_names().map(str::to_owned).collect();
@@ -188,37 +220,8 @@ impl SqliteStore {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// The latest event for a MAC, an IPv4 address or a hostname (uses that column's index).
-    pub fn last_seen(&self, who: &str) -> Result<Option<Value>, AuditError> {
-        let field = if who.parse::<Mac>().is_ok() {
-            "mac"
-        } else if who.parse::<Ipv4Addr>().is_ok() {
-            "ip"
-        } else if !who.is_empty()
-            && who
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
-            "host"
-        } else {
-            return Err(AuditError::BadWho(who.to_owned()));
-        };
-        let key = if field == "mac" {
-            who.parse::<Mac>()
-                .map(|m| m.to_string())
-                .unwrap_or_default()
-        } else {
-            who.to_owned()
-        };
-        let filter = serde_json::json!({ field: key });
-        Ok(self
-            .find(&filter, Some(&serde_json::json!({"time": -1})), Some(1))?
-            .into_iter()
-            .next())
-    }
-
     /// `EXPLAIN QUERY PLAN` for a filter: says which index SQLite uses.
-    pub fn explain(&self, filter: &Value, sort: Option<&Value>) -> Result<Vec<String>, AuditError> {
+    fn explain(&self, filter: &Value, sort: Option<&Value>) -> Result<Vec<String>, AuditError> {
         let w = filter_to_sql(filter)?;
         let sql = format!(
             "EXPLAIN QUERY PLAN SELECT doc FROM events WHERE {} ORDER BY {}",
@@ -238,6 +241,7 @@ mod tests {
     use crate::core::event::Event;
     use crate::core::mac::Mac;
     use serde_json::json;
+    use std::net::Ipv4Addr;
 
     fn sample(store: &mut SqliteStore) {
         let mac = Mac([0x52, 0x54, 0, 0, 0, 1]);
@@ -286,7 +290,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                let mut r = Record::from_event(e, 1_000 + i as i64);
+                let mut r = Record::from_event(e, 1_000 + i as i64, i as u64);
                 enr.enrich(&mut r);
                 r
             })
@@ -297,7 +301,7 @@ mod tests {
     #[test]
     fn find_by_mac_returns_that_machines_dhcp_tftp_http_in_order() {
         let d = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(&d.path().join("audit.db")).unwrap();
+        let mut s = SqliteStore::open(&d.path().join("audit.db"), &[]).unwrap();
         sample(&mut s);
         let docs = s
             .find(&json!({"mac": "52:54:00:00:00:01"}), None, None)
@@ -314,7 +318,7 @@ mod tests {
     #[test]
     fn aggregate_groups_sums_and_averages() {
         let d = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(&d.path().join("audit.db")).unwrap();
+        let mut s = SqliteStore::open(&d.path().join("audit.db"), &[]).unwrap();
         sample(&mut s);
         let out = s
             .aggregate(&json!([
@@ -326,13 +330,13 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(
             out[0],
-            json!({"_id": "10.0.0.5", "bytes": 70000.0, "n": 1, "first": "undionly.kpxe"})
+            json!({"_id": "10.0.0.5", "bytes": 70000, "n": 1, "first": "undionly.kpxe"})
         );
         assert_eq!(out[1]["_id"], "10.0.0.9");
         let all = s
             .aggregate(&json!([{"$group": {"_id": null, "n": {"$sum": 1}}}]))
             .unwrap();
-        assert_eq!(all, vec![json!({"_id": null, "n": 5.0})]);
+        assert_eq!(all, vec![json!({"_id": null, "n": 5})]);
         let by = s
             .aggregate(&json!([{"$group": {"_id": {"k": "$kind", "m": "$mac"}, "c": {"$sum": 1}}}, {"$sort": {"_id": 1}}, {"$limit": 1}]))
             .unwrap();
@@ -340,13 +344,13 @@ mod tests {
             by[0]["_id"],
             json!({"k": "dhcp_reply", "m": "52:54:00:00:00:01"})
         );
-        assert_eq!(by[0]["c"], 2.0);
+        assert_eq!(by[0]["c"], 2);
     }
 
     #[test]
     fn prune_deletes_only_older_events() {
         let d = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(&d.path().join("audit.db")).unwrap();
+        let mut s = SqliteStore::open(&d.path().join("audit.db"), &[]).unwrap();
         sample(&mut s);
         assert_eq!(s.prune(1002).unwrap(), 2);
         assert_eq!(s.count().unwrap(), 3);
@@ -359,7 +363,7 @@ mod tests {
     #[test]
     fn last_seen_by_mac_ip_and_host() {
         let d = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(&d.path().join("audit.db")).unwrap();
+        let mut s = SqliteStore::open(&d.path().join("audit.db"), &[]).unwrap();
         sample(&mut s);
         for who in ["52-54-00-00-00-01", "10.0.0.5", "kiosk1"] {
             let doc = s.last_seen(who).unwrap().unwrap();
@@ -373,7 +377,7 @@ mod tests {
     #[test]
     fn document_fields_sort_limit_and_index_use() {
         let d = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(&d.path().join("audit.db")).unwrap();
+        let mut s = SqliteStore::open(&d.path().join("audit.db"), &[]).unwrap();
         sample(&mut s);
         let big = s
             .find(

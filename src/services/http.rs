@@ -21,9 +21,9 @@ pub struct HttpState {
     pub inventory: InventoryRx,
     pub public_url: String,
     pub bus: Bus,
-    /// The embedded audit store, opened read-only per request (WAL lets readers run beside
+    /// The audit store, opened read-only per request (SQLite's WAL lets readers run beside
     /// the writer); None when auditing is off.
-    pub audit_path: Option<PathBuf>,
+    pub audit: Option<crate::config::AuditConfig>,
 }
 
 pub fn router(state: HttpState, boot_dir: PathBuf) -> Router {
@@ -72,11 +72,11 @@ struct FindParams {
 /// Runs a read-only audit query off the async threads; maps every error to a status.
 async fn audit_query<F>(st: &HttpState, f: F) -> Response
 where
-    F: FnOnce(&crate::audit::sqlite::SqliteStore) -> Result<Response, crate::audit::AuditError>
+    F: FnOnce(&dyn crate::audit::AuditStore) -> Result<Response, crate::audit::AuditError>
         + Send
         + 'static,
 {
-    let Some(path) = st.audit_path.clone() else {
+    let Some(cfg) = st.audit.clone() else {
         return (
             StatusCode::NOT_FOUND,
             "auditing is off in this config ([audit] enabled = false)\n",
@@ -84,8 +84,8 @@ where
             .into_response();
     };
     let res = tokio::task::spawn_blocking(move || {
-        let store = crate::audit::sqlite::SqliteStore::open_read_only(&path)?;
-        f(&store)
+        let store = crate::audit::open_reader(&cfg)?;
+        f(&*store)
     })
     .await;
     use crate::audit::AuditError as E;
@@ -94,9 +94,7 @@ where
         Ok(Err(e @ (E::Query(_) | E::BadWho(_)))) => {
             (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
         }
-        Ok(Err(e @ (E::Open { .. } | E::Sql(_)))) => {
-            (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
-        }
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("audit query failed: {e}\n"),
