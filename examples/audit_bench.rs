@@ -3,8 +3,8 @@
 //! original system was judged by. Run: `scripts/bench-audit [EVENTS]` (default 10 000 000).
 use pxelator::audit::sqlite::SqliteStore;
 use pxelator::audit::{record_id, AuditStore, Record};
-use std::borrow::Cow;
 use serde_json::json;
+use std::borrow::Cow;
 use std::time::Instant;
 
 /// Small deterministic PRNG (xorshift64*), so runs are comparable.

@@ -49,7 +49,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tftp::check_root(&cfg.boot_dir).map_err(anyhow::Error::msg)?;
     // The audit writer subscribes before anything can emit, so no event misses the store.
     if let Some(audit) = &cfg.audit {
-        let store = crate::audit::open_store(audit)?;
+        // Opening may block (the MongoDB driver's blocking API): not on an async thread.
+        let store = {
+            let a = audit.clone();
+            tokio::task::spawn_blocking(move || crate::audit::open_store(&a)).await??
+        };
         let spool = crate::audit::spool::Spool::open(&audit.spool_dir)?;
         info!(store = ?audit.backend, spool = %audit.spool_dir.display(), "audit store open");
         let queue = bus

@@ -29,6 +29,23 @@ impl MongoStore {
     /// Builds the client; no I/O happens until the first operation (so an unreachable server
     /// at start only delays storing: the writer spools).
     pub fn open(url: &str, indexes: &[String]) -> Result<MongoStore, AuditError> {
+        Self::open_in(url, None, indexes)
+    }
+
+    /// Like [`MongoStore::open`] but in the named database (tests use a throwaway one).
+    pub fn open_database(
+        url: &str,
+        database: &str,
+        indexes: &[String],
+    ) -> Result<MongoStore, AuditError> {
+        Self::open_in(url, Some(database), indexes)
+    }
+
+    fn open_in(
+        url: &str,
+        database: Option<&str>,
+        indexes: &[String],
+    ) -> Result<MongoStore, AuditError> {
         let err = |e: mongodb::error::Error| AuditError::Mongo {
             url: url.to_owned(),
             source: Box::new(e),
@@ -37,9 +54,9 @@ impl MongoStore {
         opts.app_name = Some("pxelator".into());
         opts.server_selection_timeout = Some(Duration::from_secs(3));
         opts.connect_timeout = Some(Duration::from_secs(3));
-        let db_name = opts
-            .default_database
-            .clone()
+        let db_name = database
+            .map(str::to_owned)
+            .or_else(|| opts.default_database.clone())
             .unwrap_or_else(|| "pxelator".into());
         let client = Client::with_options(opts).map_err(err)?;
         let db = client.database(&db_name);
@@ -119,10 +136,7 @@ impl AuditStore for MongoStore {
     }
 
     fn count(&self) -> Result<u64, AuditError> {
-        self.coll
-            .count_documents(doc! {})
-            .run()
-            .map_err(self.err())
+        self.coll.count_documents(doc! {}).run().map_err(self.err())
     }
 
     fn find(

@@ -41,18 +41,17 @@ impl Spool {
         let name = format!("{:020}.jsonl", first.id.max(0));
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(&name);
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(Self::err(&tmp))?);
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(Self::err(&tmp))?);
         for r in rows {
             serde_json::to_writer(&mut out, r)
                 .map_err(|e| AuditError::Other(format!("audit spool {}: {e}", tmp.display())))?;
             out.write_all(b"\n").map_err(Self::err(&tmp))?;
         }
-        let file = out
-            .into_inner()
-            .map_err(|e| AuditError::Spool {
-                path: tmp.clone(),
-                source: e.into_error(),
-            })?;
+        let file = out.into_inner().map_err(|e| AuditError::Spool {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
         file.sync_all().map_err(Self::err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(Self::err(&path))?;
         if let Ok(d) = std::fs::File::open(&self.dir) {

@@ -115,9 +115,7 @@ fn hand_over(
             Err(e) => {
                 warn!("{e}; waiting for the audit store instead");
                 if let Err(e) = tx.send(batch) {
-                    stats
-                        .dropped
-                        .fetch_add(e.0.len() as u64, Ordering::Relaxed);
+                    stats.dropped.fetch_add(e.0.len() as u64, Ordering::Relaxed);
                 }
             }
         },
@@ -139,7 +137,10 @@ fn store_thread(
     let mut healthy = match store.prepare() {
         Ok(()) => true,
         Err(e) => {
-            warn!("{e}; events wait in {} until it is back", spool.dir().display());
+            warn!(
+                "{e}; events wait in {} until it is back",
+                spool.dir().display()
+            );
             false
         }
     };
@@ -159,7 +160,10 @@ fn store_thread(
                         stats.stored.fetch_add(b.len() as u64, Ordering::Relaxed);
                     }
                     Err(e) => {
-                        warn!("{e}; events wait in {} until it is back", spool.dir().display());
+                        warn!(
+                            "{e}; events wait in {} until it is back",
+                            spool.dir().display()
+                        );
                         healthy = false;
                         next_try = Instant::now() + backoff;
                         spool_or_keep(&spool, &stats, &mut *store, b);
@@ -261,9 +265,7 @@ fn replay(store: &mut dyn AuditStore, spool: &Spool, stats: &WriterStats) -> boo
                 warn!("{e}");
                 return false;
             }
-            stats
-                .stored
-                .fetch_add(rows.len() as u64, Ordering::Relaxed);
+            stats.stored.fetch_add(rows.len() as u64, Ordering::Relaxed);
             if let Err(e) = Spool::remove(&seg) {
                 warn!("{e}");
                 return false;

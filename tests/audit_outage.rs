@@ -1,0 +1,200 @@
+//! Issue 5: the store is unavailable for 60 s under event load (embedded: the file is locked
+//! by another connection; MongoDB: nothing listens at the URL until the outage ends). Events
+//! keep being emitted throughout; afterwards the count of stored events equals the count
+//! emitted, the spool is empty and nothing was dropped. The outage is real: the test also
+//! checks that events went through the spool.
+//!
+//! PXELATOR_OUTAGE_SECS shortens the outage for a quick local run (default 60, as the issue
+//! asks; scripts/test uses the default).
+use pxelator::audit::mongo::MongoStore;
+use pxelator::audit::spool::Spool;
+use pxelator::audit::sqlite::SqliteStore;
+use pxelator::audit::writer::{run_writer, WriterStats};
+use pxelator::audit::AuditStore;
+use pxelator::core::event::Event;
+use pxelator::events::Bus;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+fn outage() -> Duration {
+    Duration::from_secs(
+        std::env::var("PXELATOR_OUTAGE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    )
+}
+
+fn event(i: u64) -> Event {
+    Event::TftpFinished {
+        peer: ([10, 77, 1, (i % 200) as u8 + 2], 2000).into(),
+        file: format!("f{}", i % 17),
+        bytes: i,
+        duration_ms: i % 1000,
+    }
+}
+
+/// Emits ~`rate` events per second for `secs`; returns how many.
+async fn load(bus: Bus, rate: u64, dur: Duration) -> u64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while start.elapsed() < dur {
+        tick.tick().await;
+        for _ in 0..rate / 100 {
+            bus.emit(event(n));
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Waits (bounded) until `count()` reaches `want`.
+fn wait_for_count(count: &dyn Fn() -> u64, want: u64, limit: Duration) -> u64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let c = count();
+        if c >= want || Instant::now() > deadline {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_locked_for_the_outage_loses_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("audit.sqlite");
+    let store = SqliteStore::open(&path, &[]).unwrap();
+    let spool = Spool::open(&d.path().join("spool")).unwrap();
+    let bus = Bus::new(1024);
+    let stats = Arc::new(WriterStats::default());
+    let cancel = CancellationToken::new();
+    let writer = tokio::spawn(run_writer(
+        bus.audit_queue().unwrap(),
+        Box::new(store),
+        spool.clone(),
+        None,
+        stats.clone(),
+        cancel.clone(),
+    ));
+    // Another connection holds the write lock for the whole outage.
+    let lock_path = path.clone();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let locker = std::thread::spawn(move || {
+        let c = rusqlite::Connection::open(&lock_path).unwrap();
+        c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(outage());
+        c.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let emitted = load(bus.clone(), 2000, outage()).await;
+    locker.join().unwrap();
+    let reader = SqliteStore::open_read_only(&path).unwrap();
+    let stored = tokio::task::spawn_blocking(move || {
+        wait_for_count(&|| reader.count().unwrap(), emitted, Duration::from_secs(120))
+    })
+    .await
+    .unwrap();
+    cancel.cancel();
+    writer.await.unwrap();
+    println!(
+        "embedded outage {:?}: emitted {emitted}, stored {stored}, spooled {}",
+        outage(),
+        stats.spooled.load(Ordering::Relaxed)
+    );
+    assert_eq!(bus.emitted(), emitted);
+    assert_eq!(stored, emitted, "stored == emitted after the outage");
+    assert!(
+        stats.spooled.load(Ordering::Relaxed) > emitted / 2,
+        "the outage was real: events went through the spool"
+    );
+    assert!(spool.is_empty(), "spool replayed completely");
+    assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
+    let final_count = SqliteStore::open_read_only(&path).unwrap().count().unwrap();
+    assert_eq!(final_count, emitted, "nothing written twice");
+}
+
+struct Nx(Child);
+impl Drop for Nx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_unreachable_for_the_outage_loses_nothing() {
+    let bin = std::env::var_os("PXELATOR_NX27017")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/pxelator/nx-venv/bin/nx-27017".into());
+    if !bin.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nx-27017 missing; scripts/setup installs it"
+        );
+        println!("SKIPPED: MongoDB outage test: nx-27017 not installed (run scripts/setup)");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("mongodb://127.0.0.1:{port}/pxelator_outage");
+    let d = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&d.path().join("spool")).unwrap();
+    let bus = Bus::new(1024);
+    let stats = Arc::new(WriterStats::default());
+    let cancel = CancellationToken::new();
+    let writer = tokio::spawn(run_writer(
+        bus.audit_queue().unwrap(),
+        // The driver's blocking API must not run on an async thread.
+        Box::new(tokio::task::block_in_place(|| MongoStore::open(&url, &[]).unwrap())),
+        spool.clone(),
+        None,
+        stats.clone(),
+        cancel.clone(),
+    ));
+    // Nothing listens on the port during the outage.
+    let emitted = load(bus.clone(), 1000, outage()).await;
+    let nx = Nx(Command::new(&bin)
+        .args(["--db", "memory", "--host", "127.0.0.1", "-p", &port.to_string()])
+        .arg("--log-file")
+        .arg(d.path().join("nx.log"))
+        .arg("--pid-file")
+        .arg(d.path().join("nx.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nx-27017"));
+    let reader = tokio::task::block_in_place(|| MongoStore::open(&url, &[]).unwrap());
+    let stored = tokio::task::spawn_blocking(move || {
+        wait_for_count(
+            &|| reader.count().unwrap_or(0),
+            emitted,
+            Duration::from_secs(180),
+        )
+    })
+    .await
+    .unwrap();
+    cancel.cancel();
+    writer.await.unwrap();
+    println!(
+        "mongodb outage {:?}: emitted {emitted}, stored {stored}, spooled {}",
+        outage(),
+        stats.spooled.load(Ordering::Relaxed)
+    );
+    assert_eq!(stored, emitted, "stored == emitted after the outage");
+    assert!(stats.spooled.load(Ordering::Relaxed) >= emitted / 2);
+    assert!(spool.is_empty());
+    assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
+    let again = tokio::task::block_in_place(|| MongoStore::open(&url, &[]).unwrap().count());
+    assert_eq!(again.unwrap(), emitted, "nothing written twice");
+    drop(nx);
+}
