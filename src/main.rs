@@ -69,6 +69,16 @@ enum AuditCmd {
     LastSeen { who: String },
     /// Number of stored events.
     Count,
+    /// Import a CouchDB dump (the JSON of GET /<db>/_all_docs?include_docs=true).
+    ImportCouchdb { dump: PathBuf },
+    /// Write every event, in time order, as JSON lines or as BSON for mongorestore.
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: pxelator::audit::migrate::ExportFormat,
+        /// Output file ("-" for stdout).
+        #[arg(long, short, default_value = "-")]
+        out: PathBuf,
+    },
 }
 
 fn audit(config: &std::path::Path, cmd: AuditCmd) -> anyhow::Result<bool> {
@@ -77,6 +87,26 @@ fn audit(config: &std::path::Path, cmd: AuditCmd) -> anyhow::Result<bool> {
     let audit = cfg
         .audit
         .context("auditing is off in this config ([audit] enabled = false)")?;
+    if let AuditCmd::ImportCouchdb { dump } = &cmd {
+        let mut store = pxelator::audit::open_store(&audit)?;
+        store.prepare()?;
+        let start = std::time::Instant::now();
+        let r = pxelator::audit::migrate::import_couchdb(dump, &mut *store)?;
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{}: imported {} documents in {secs:.1} s ({:.0}/s), skipped {} design documents, rejected {}",
+            dump.display(),
+            r.imported,
+            r.imported as f64 / secs.max(1e-9),
+            r.skipped_design,
+            r.rejected
+        );
+        if let Some(f) = r.rejected_file {
+            eprintln!("rejected rows and why: {}", f.display());
+            return Ok(false);
+        }
+        return Ok(true);
+    }
     let store = pxelator::audit::open_reader(&audit)?;
     let json = |what: &str, s: &str| -> anyhow::Result<serde_json::Value> {
         serde_json::from_str(s).with_context(|| format!("{what} {s:?} is not valid JSON"))
@@ -121,6 +151,20 @@ fn audit(config: &std::path::Path, cmd: AuditCmd) -> anyhow::Result<bool> {
             println!("{}", store.count()?);
             Ok(true)
         }
+        AuditCmd::Export { format, out } => {
+            let n = if out.as_os_str() == "-" {
+                let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                pxelator::audit::migrate::export(&*store, format, &mut w)?
+            } else {
+                let f = std::fs::File::create(&out)
+                    .with_context(|| format!("cannot create {}", out.display()))?;
+                let mut w = std::io::BufWriter::new(f);
+                pxelator::audit::migrate::export(&*store, format, &mut w)?
+            };
+            eprintln!("exported {n} events");
+            Ok(true)
+        }
+        AuditCmd::ImportCouchdb { .. } => unreachable!("handled above"),
     }
 }
 

@@ -118,7 +118,6 @@ fn dataset() -> Vec<Record> {
     let mut enricher = pxelator::audit::Enricher::default();
     let mut rows = Vec::new();
     let mut seq = 0u64;
-    let mut push = |rows: &mut Vec<Record>, r: Record| rows.push(r);
     for round in 0..3u8 {
         for h in 0..HOSTS {
             let t = T0 + i64::from(round) * 10_000 + i64::from(h) * 100;
@@ -165,12 +164,11 @@ fn dataset() -> Vec<Record> {
                 let mut r = Record::from_event(e, t + i as i64, seq);
                 seq += 1;
                 enricher.enrich(&mut r);
-                push(&mut rows, r);
+                rows.push(r);
             }
             for p in 0..3u8 {
                 let tm = t + 10 + i64::from(p);
-                push(
-                    &mut rows,
+                rows.push(
                     Record {
                         id: record_id(tm, seq),
                         time_ms: tm,
@@ -187,18 +185,15 @@ fn dataset() -> Vec<Record> {
         }
     }
     let tm = T0 + 40_000;
-    push(
-        &mut rows,
-        Record::from_event(
-            &Event::InventoryLoaded {
-                machines: 6,
-                profiles: 2,
-                problems: 0,
-            },
-            tm,
-            seq,
-        ),
-    );
+    rows.push(Record::from_event(
+        &Event::InventoryLoaded {
+            machines: 6,
+            profiles: 2,
+            problems: 0,
+        },
+        tm,
+        seq,
+    ));
     rows
 }
 
@@ -388,7 +383,9 @@ fn battery(name: &str, other: &mut dyn AuditStore, known: &[(&str, &str)]) {
 
     let mut diffs = Vec::new();
     for q in queries() {
-        let want = q.run(&reference).expect(&q.describe());
+        let want = q
+            .run(&reference)
+            .unwrap_or_else(|e| panic!("embedded: {}: {e}", q.describe()));
         let got = q.run(other);
         match got {
             Ok(got) if same(&got, &want) => {}

@@ -97,7 +97,11 @@ async fn embedded_store_locked_for_the_outage_loses_nothing() {
     locker.join().unwrap();
     let reader = SqliteStore::open_read_only(&path).unwrap();
     let stored = tokio::task::spawn_blocking(move || {
-        wait_for_count(&|| reader.count().unwrap(), emitted, Duration::from_secs(120))
+        wait_for_count(
+            &|| reader.count().unwrap(),
+            emitted,
+            Duration::from_secs(120),
+        )
     })
     .await
     .unwrap();
@@ -155,7 +159,9 @@ async fn mongodb_unreachable_for_the_outage_loses_nothing() {
     let writer = tokio::spawn(run_writer(
         bus.audit_queue().unwrap(),
         // The driver's blocking API must not run on an async thread.
-        Box::new(tokio::task::block_in_place(|| MongoStore::open(&url, &[]).unwrap())),
+        Box::new(tokio::task::block_in_place(|| {
+            MongoStore::open(&url, &[]).unwrap()
+        })),
         spool.clone(),
         None,
         stats.clone(),
@@ -164,7 +170,14 @@ async fn mongodb_unreachable_for_the_outage_loses_nothing() {
     // Nothing listens on the port during the outage.
     let emitted = load(bus.clone(), 1000, outage()).await;
     let nx = Nx(Command::new(&bin)
-        .args(["--db", "memory", "--host", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "--db",
+            "memory",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .arg("--log-file")
         .arg(d.path().join("nx.log"))
         .arg("--pid-file")

@@ -13,7 +13,7 @@
 //!
 //! Embedded schema (readable with the stock `sqlite3` CLI):
 //! `events(id, time_ms, source, kind, mac, ip, host, doc)` with `doc` the event as JSON.
-// MIGRATE
+pub mod migrate;
 pub mod mongo;
 pub mod query;
 pub mod spool;
@@ -77,8 +77,11 @@ pub trait AuditStore: Send {
     fn aggregate(&self, pipeline: &Value) -> Result<Vec<Value>, AuditError>;
     /// Which index the query would use, in the backend's words.
     fn explain(&self, filter: &Value, sort: Option<&Value>) -> Result<Vec<String>, AuditError>;
-    /// Every document in time order, for export; `f` is called once per document.
-    fn scan(&self, f: &mut dyn FnMut(Value) -> Result<(), AuditError>) -> Result<(), AuditError>;
+    /// Every document in time order with its record id, for export.
+    fn scan(
+        &self,
+        f: &mut dyn FnMut(i64, Value) -> Result<(), AuditError>,
+    ) -> Result<(), AuditError>;
 
     /// The latest event for a MAC, an IPv4 address or a hostname (uses that field's index).
     fn last_seen(&self, who: &str) -> Result<Option<Value>, AuditError> {

@@ -196,7 +196,10 @@ impl AuditStore for MongoStore {
         Ok(lines)
     }
 
-    fn scan(&self, f: &mut dyn FnMut(Value) -> Result<(), AuditError>) -> Result<(), AuditError> {
+    fn scan(
+        &self,
+        f: &mut dyn FnMut(i64, Value) -> Result<(), AuditError>,
+    ) -> Result<(), AuditError> {
         let cur = self
             .coll
             .find(doc! {})
@@ -204,7 +207,13 @@ impl AuditStore for MongoStore {
             .run()
             .map_err(self.err())?;
         for d in cur {
-            f(doc_to_json(d.map_err(self.err())?, true))?;
+            let d = d.map_err(self.err())?;
+            let id = match d.get("_id") {
+                Some(Bson::Int64(i)) => *i,
+                Some(Bson::Int32(i)) => i64::from(*i),
+                _ => 0,
+            };
+            f(id, doc_to_json(d, true))?;
         }
         Ok(())
     }

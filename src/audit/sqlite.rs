@@ -169,13 +169,16 @@ impl AuditStore for SqliteStore {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn scan(&self, f: &mut dyn FnMut(Value) -> Result<(), AuditError>) -> Result<(), AuditError> {
+    fn scan(
+        &self,
+        f: &mut dyn FnMut(i64, Value) -> Result<(), AuditError>,
+    ) -> Result<(), AuditError> {
         let mut st = self.conn.prepare(&format!(
-            "SELECT {OUT_COLUMNS} FROM events ORDER BY time_ms, id"
+            "SELECT {OUT_COLUMNS}, id FROM events ORDER BY time_ms, id"
         ))?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
-            f(row_doc(r)?)?;
+            f(r.get(7)?, row_doc(r)?)?;
         }
         Ok(())
     }
