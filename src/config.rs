@@ -59,7 +59,8 @@ pub struct RawAudit {
     pub url: Option<String>,
     /// Delete events older than this many days (checked hourly); unset keeps everything.
     pub max_age_days: Option<u32>,
-    /// Extra indexes on document fields, e.g. ["rtt", "file"]: each becomes (field, time).
+    /// Extra indexes on document fields: "rtt" becomes (rtt, time); "kind,ip,rtt" is a
+    /// compound index on exactly those fields (it lets `avg(rtt)` by ip read only the index).
     #[serde(default)]
     pub indexes: Vec<String>,
     /// Where batches wait while the store is slow or unreachable (default <state_dir>/audit-spool).
@@ -358,17 +359,20 @@ impl RawConfig {
                 "use at least 1, or remove the key to keep everything",
             ));
         }
-        for f in &self.audit.indexes {
-            if f.is_empty()
-                || f.starts_with('.')
-                || !f
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-            {
+        for spec in &self.audit.indexes {
+            let bad = |f: &str| {
+                f.is_empty()
+                    || f.starts_with('.')
+                    || !f
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            };
+            if spec.split(',').map(str::trim).any(bad) {
                 return Err(invalid(
                     "audit.indexes",
-                    f,
-                    "a document field name: letters, digits, '_' and '.' (e.g. \"rtt\")",
+                    spec,
+                    "a document field (letters, digits, '_' and '.'), or several joined by commas \
+                     for a compound index: e.g. \"rtt\" or \"kind,ip,rtt\"",
                 ));
             }
         }

@@ -64,7 +64,12 @@ enum AuditCmd {
     },
     /// Aggregation pipeline, e.g. '[{"$match": {"kind": "tftp_finished"}},
     /// {"$group": {"_id": "$ip", "avg_ms": {"$avg": "$duration_ms"}}}]'.
-    Aggregate { pipeline: String },
+    Aggregate {
+        pipeline: String,
+        /// Print the query plan (which index is used) instead of results.
+        #[arg(long)]
+        explain: bool,
+    },
     /// The latest event for a MAC, an IPv4 address or a hostname.
     LastSeen { who: String },
     /// Number of stored events.
@@ -131,8 +136,15 @@ fn audit(config: &std::path::Path, cmd: AuditCmd) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
-        AuditCmd::Aggregate { pipeline } => {
-            for doc in store.aggregate(&json("pipeline", &pipeline)?)? {
+        AuditCmd::Aggregate { pipeline, explain } => {
+            let p = json("pipeline", &pipeline)?;
+            if explain {
+                for line in store.explain_aggregate(&p)? {
+                    println!("{line}");
+                }
+                return Ok(true);
+            }
+            for doc in store.aggregate(&p)? {
                 println!("{doc}");
             }
             Ok(true)

@@ -77,6 +77,8 @@ pub trait AuditStore: Send {
     fn aggregate(&self, pipeline: &Value) -> Result<Vec<Value>, AuditError>;
     /// Which index the query would use, in the backend's words.
     fn explain(&self, filter: &Value, sort: Option<&Value>) -> Result<Vec<String>, AuditError>;
+    /// Which index an aggregation pipeline would use.
+    fn explain_aggregate(&self, pipeline: &Value) -> Result<Vec<String>, AuditError>;
     /// Every document in time order with its record id, for export.
     fn scan(
         &self,
@@ -127,6 +129,17 @@ pub fn open_reader(cfg: &AuditConfig) -> Result<Box<dyn AuditStore>, AuditError>
         AuditBackend::Sqlite(p) => Box::new(sqlite::SqliteStore::open_read_only(p)?),
         AuditBackend::Mongo(u) => Box::new(mongo::MongoStore::open(u, &[])?),
     })
+}
+
+/// The fields of a configured index: `"rtt"` → (rtt, time), `"kind,ip,rtt"` → exactly those.
+/// Also the index's name: `events_by_rtt`, `events_by_kind_ip_rtt`.
+pub fn index_spec(spec: &str) -> (String, Vec<String>) {
+    let mut fields: Vec<String> = spec.split(',').map(|f| f.trim().to_owned()).collect();
+    let name = format!("events_by_{}", fields.join("_").replace('.', "_"));
+    if fields.len() == 1 {
+        fields.push("time".into());
+    }
+    (name, fields)
 }
 
 /// A record id: emit time in the high bits, a per-process sequence in the low 20, so ids sort

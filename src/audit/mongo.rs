@@ -88,10 +88,14 @@ impl AuditStore for MongoStore {
             .iter()
             .map(|f| f.to_string())
             .chain(self.indexes.iter().cloned())
-            .map(|f| {
-                let name = format!("events_by_{}", f.replace('.', "_"));
+            .map(|spec| {
+                let (name, fields) = super::index_spec(&spec);
+                let mut keys = Document::new();
+                for f in fields {
+                    keys.insert(field(&f), 1);
+                }
                 IndexModel::builder()
-                    .keys(doc! { f: 1, "time_ms": 1 })
+                    .keys(keys)
                     .options(IndexOptions::builder().name(name).build())
                     .build()
             })
@@ -172,28 +176,28 @@ impl AuditStore for MongoStore {
         cursor_plain(cur, self)
     }
 
+    fn explain_aggregate(&self, pipeline: &Value) -> Result<Vec<String>, AuditError> {
+        pipeline_to_sql(pipeline)?;
+        let stages = mongo_pipeline(pipeline)
+            .iter()
+            .map(to_doc)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.explain_command(doc! {
+            "explain": {"aggregate": "events", "pipeline": stages, "cursor": {}},
+            "verbosity": "queryPlanner",
+        })
+    }
+
     fn explain(&self, filter: &Value, sort: Option<&Value>) -> Result<Vec<String>, AuditError> {
         filter_to_sql(filter)?;
-        let cmd = doc! {
+        self.explain_command(doc! {
             "explain": {
                 "find": "events",
                 "filter": to_doc(&mongo_filter(filter))?,
                 "sort": to_doc(&mongo_sort(sort))?,
             },
             "verbosity": "queryPlanner",
-        };
-        let out = self.db.run_command(cmd).run().map_err(self.err())?;
-        let plan = doc_to_json(out, false);
-        let winning = plan
-            .pointer("/queryPlanner/winningPlan")
-            .cloned()
-            .unwrap_or(plan);
-        let mut lines = Vec::new();
-        plan_stages(&winning, &mut lines);
-        if lines.is_empty() {
-            lines.push(format!("(server gave no plan stages) {winning}"));
-        }
-        Ok(lines)
+        })
     }
 
     fn scan(
@@ -216,6 +220,25 @@ impl AuditStore for MongoStore {
             f(id, doc_to_json(d, true))?;
         }
         Ok(())
+    }
+}
+
+impl MongoStore {
+    fn explain_command(&self, cmd: Document) -> Result<Vec<String>, AuditError> {
+        let out = self.db.run_command(cmd).run().map_err(self.err())?;
+        let plan = doc_to_json(out, false);
+        // find: queryPlanner at the top; aggregate: inside the first stage's $cursor.
+        let winning = plan
+            .pointer("/queryPlanner/winningPlan")
+            .or_else(|| plan.pointer("/stages/0/$cursor/queryPlanner/winningPlan"))
+            .cloned()
+            .unwrap_or(plan);
+        let mut lines = Vec::new();
+        plan_stages(&winning, &mut lines);
+        if lines.is_empty() {
+            lines.push(format!("(server gave no plan stages) {winning}"));
+        }
+        Ok(lines)
     }
 }
 

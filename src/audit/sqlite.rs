@@ -48,6 +48,31 @@ fn row_doc(r: &rusqlite::Row) -> rusqlite::Result<Value> {
     Ok(doc)
 }
 
+/// The document as stored: without the fields that equal a column (`kind`, `mac`, `ip`,
+/// `host`), which [`row_doc`] puts back — a quarter less to write, and one source of truth.
+fn stored_doc(r: &Record) -> String {
+    struct Filtered<'a>(&'a serde_json::Map<String, Value>, &'a Record);
+    impl serde::Serialize for Filtered<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let r = self.1;
+            s.collect_map(self.0.iter().filter(|(k, v)| {
+                let col = match k.as_str() {
+                    "kind" => Some(r.kind.as_ref()),
+                    "mac" => r.mac.as_deref(),
+                    "ip" => r.ip.as_deref(),
+                    "host" => r.host.as_deref(),
+                    _ => None,
+                };
+                col.is_none() || v.as_str() != col
+            }))
+        }
+    }
+    match &r.doc {
+        Value::Object(m) => serde_json::to_string(&Filtered(m, r)).unwrap_or_default(),
+        other => other.to_string(),
+    }
+}
+
 pub struct SqliteStore {
     conn: Connection,
 }
@@ -80,16 +105,26 @@ impl SqliteStore {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
+        // The index pages being appended to must stay in memory: SQLite's default page cache
+        // (2 MB) makes every batch re-read them. 256 MB, allocated only as used.
+        conn.pragma_update(None, "cache_size", -262_144)
+            .map_err(err)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         // A writer held up by another (e.g. `sqlite3` holding a lock) gives up after 1 s and
         // the batch goes to the spool.
         conn.busy_timeout(std::time::Duration::from_secs(1))
             .map_err(err)?;
-        for f in indexes {
-            let expr = column_expr(f)?;
-            let name = format!("events_by_{}", f.replace('.', "_"));
+        for spec in indexes {
+            let (name, fields) = super::index_spec(spec);
+            let exprs = fields
+                .iter()
+                .map(|f| column_expr(f))
+                .collect::<Result<Vec<_>, _>>()?;
             conn.execute_batch(&format!(
-                "CREATE INDEX IF NOT EXISTS \"{name}\" ON events({expr}, time_ms)"
+                "CREATE INDEX IF NOT EXISTS \"{name}\" ON events({})",
+                exprs.join(", ")
             ))
             .map_err(err)?;
         }
@@ -128,7 +163,7 @@ impl AuditStore for SqliteStore {
                     r.mac,
                     r.ip,
                     r.host,
-                    r.doc.to_string()
+                    stored_doc(r)
                 ])?;
             }
         }
@@ -224,6 +259,15 @@ impl AuditStore for SqliteStore {
     }
 
     /// `EXPLAIN QUERY PLAN` for a filter: says which index SQLite uses.
+    fn explain_aggregate(&self, pipeline: &Value) -> Result<Vec<String>, AuditError> {
+        let a = pipeline_to_sql(pipeline)?;
+        let mut st = self
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", a.sql))?;
+        let rows = st.query_map(params_from_iter(a.params.iter()), |r| r.get::<_, String>(3))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     fn explain(&self, filter: &Value, sort: Option<&Value>) -> Result<Vec<String>, AuditError> {
         let w = filter_to_sql(filter)?;
         let sql = format!(

@@ -21,6 +21,8 @@ use tracing::{info, warn};
 /// Batches in flight between the writer and the store thread before spooling starts.
 pub const CHANNEL_BATCHES: usize = 4;
 const BATCH: usize = 1000;
+/// The most events the store thread puts in one transaction (fewer commits under load).
+const COALESCE: usize = 50_000;
 
 /// Counters for status output and tests.
 #[derive(Debug, Default)]
@@ -149,7 +151,16 @@ fn store_thread(
     let mut next_prune = Instant::now();
     loop {
         let (batch, closed) = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(b) => (Some(b), false),
+            Ok(mut b) => {
+                // Batches that queued up while the store was busy go in one transaction.
+                while b.len() < COALESCE {
+                    match rx.try_recv() {
+                        Ok(more) => b.extend(more),
+                        Err(_) => break,
+                    }
+                }
+                (Some(b), false)
+            }
             Err(RecvTimeoutError::Timeout) => (None, false),
             Err(RecvTimeoutError::Disconnected) => (None, true),
         };
