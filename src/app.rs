@@ -48,6 +48,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     tftp::check_root(&cfg.boot_dir).map_err(anyhow::Error::msg)?;
     // The audit writer subscribes before anything can emit, so no event misses the store.
+    let audit_stats = Arc::new(crate::audit::writer::WriterStats::default());
     if let Some(audit) = &cfg.audit {
         // Opening may block (the MongoDB driver's blocking API): not on an async thread.
         let store = {
@@ -64,7 +65,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             store,
             spool,
             audit.max_age,
-            Arc::new(crate::audit::writer::WriterStats::default()),
+            audit_stats.clone(),
             cancel.clone(),
         ));
     }
@@ -171,6 +172,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             public_url: cfg.http.public_url.clone(),
             bus: bus.clone(),
             audit: cfg.audit.clone(),
+            audit_stats: audit_stats.clone(),
         };
         let app = http::router(state, cfg.boot_dir.clone());
         let c = cancel.clone();

@@ -24,6 +24,8 @@ pub struct HttpState {
     /// The audit store, opened read-only per request (SQLite's WAL lets readers run beside
     /// the writer); None when auditing is off.
     pub audit: Option<crate::config::AuditConfig>,
+    /// The audit writer's counters (stored, spooled, dropped).
+    pub audit_stats: Arc<crate::audit::writer::WriterStats>,
 }
 
 pub fn router(state: HttpState, boot_dir: PathBuf) -> Router {
@@ -34,6 +36,7 @@ pub fn router(state: HttpState, boot_dir: PathBuf) -> Router {
         .route("/api/audit/find", get(audit_find))
         .route("/api/audit/last-seen/{who}", get(audit_last_seen))
         .route("/api/audit/aggregate", get(audit_aggregate))
+        .route("/api/audit/status", get(audit_status))
         .nest_service(
             "/files",
             ServeDir::new(boot_dir).append_index_html_on_directories(false),
@@ -170,6 +173,33 @@ async fn audit_last_seen(State(st): State<HttpState>, Path(who): Path<String>) -
         })
     })
     .await
+}
+
+/// `GET /api/audit/status` → the writer's counters: events emitted, stored, sent through the
+/// spool, waiting in it now, and dropped (which must stay 0).
+async fn audit_status(State(st): State<HttpState>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let pending = match &st.audit {
+        Some(a) => {
+            let dir = a.spool_dir.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::audit::spool::Spool::open(&dir).map_or(0, |s| s.pending_events())
+            })
+            .await
+            .unwrap_or(0)
+        }
+        None => 0,
+    };
+    let s = &st.audit_stats;
+    let body = serde_json::json!({
+        "enabled": st.audit.is_some(),
+        "emitted": st.bus.emitted(),
+        "stored": s.stored.load(Relaxed),
+        "spooled": s.spooled.load(Relaxed),
+        "spool_pending": pending,
+        "dropped": s.dropped.load(Relaxed),
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Emits one `HttpServed` event per request, with the MAC when the path names one.
