@@ -5,14 +5,21 @@
 //! - [`config`]    — TOML config → validated [`config::Config`]; `check-config` runs the same code.
 //! - [`proto`]     — bytes ⇄ types for DHCP and TFTP; no I/O, fuzzable.
 //! - [`core`]      — pure decisions: DHCP decide, leases, boot files and scripts, the [`core::event::Event`] enum.
-//! - [`inventory`] — conf-repo files → [`inventory::Inventory`] with `path:line` problems; registration writes.
+//! - [`inventory`] — conf-repo files → [`inventory::Inventory`] with `path:line` problems; registration
+//!   writes; [`inventory::edit`] turns `host add|edit|rm` into checked file changes.
+//! - [`confrepo`]  — the conf repo as git (gix): commits with real authors, log/diff/cat/revert by
+//!   revision or date, snapshots of HEAD for the daemon.
 //! - [`services`]  — socket tasks (dhcp, tftp, http): receive, decode, decide, send, emit events.
 //! - [`events`]    — the event bus: protocol tasks publish without ever waiting; the logger subscribes.
-//! - [`audit`]     — the audit store: bus → batched writer → embedded SQLite; Mongo-style queries.
+//! - [`audit`]     — the audit store: bus → writer (spool when the store is away) → SQLite or
+//!   MongoDB behind one trait; Mongo-style queries; CouchDB import, JSONL/BSON export.
+//! - [`commands`]  — the `host` and `history` CLI verbs (inventory edit → commit; log/diff/cat/revert).
 //! - [`app`]       — supervision: sockets, reload on SIGHUP and file change, sd_notify, graceful SIGTERM.
 pub mod app;
 pub mod audit;
+pub mod commands;
 pub mod config;
+pub mod confrepo;
 pub mod core;
 pub mod events;
 pub mod inventory;

@@ -39,6 +39,27 @@ enum Cmd {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Add, list, show, edit and remove machines; every change is a git commit in the conf repo.
+    Host {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Commit author, "Name <email>" (default: the invoking user, or $SUDO_USER).
+        #[arg(long, global = true)]
+        author: Option<String>,
+        #[command(subcommand)]
+        cmd: HostCmd,
+    },
+    /// History of any file in the conf repo (`host:/path` for pulled host files): log, diff,
+    /// the content as of a revision or date, and restoring it.
+    History {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Commit author for revert, "Name <email>" (default: the invoking user).
+        #[arg(long, global = true)]
+        author: Option<String>,
+        #[command(subcommand)]
+        cmd: HistoryCmd,
+    },
     /// Query the audit store (every DHCP, TFTP, HTTP and inventory event).
     Audit {
         #[command(flatten)]
@@ -46,6 +67,139 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+}
+
+/// What `host add|edit` sets.
+#[derive(clap::Args)]
+struct HostArgs {
+    #[arg(long)]
+    mac: Option<pxelator::core::mac::Mac>,
+    #[arg(long)]
+    ip: Option<std::net::Ipv4Addr>,
+    /// Boot profile (profiles/<name>.toml).
+    #[arg(long)]
+    profile: Option<String>,
+    /// Extra kernel arguments.
+    #[arg(long)]
+    args: Option<String>,
+    /// KEY=VALUE for [params] (repeatable), e.g. --param homepage=http://lib.example/
+    #[arg(long = "param")]
+    params: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum HostCmd {
+    /// Add machines/<NAME>.toml (refused if the MAC, IP or name is taken).
+    Add {
+        name: String,
+        #[command(flatten)]
+        set: HostArgs,
+    },
+    /// One line per machine.
+    List,
+    /// A machine's file (by hostname, MAC or IP).
+    Show { who: String },
+    /// Change a machine (by hostname, MAC or IP).
+    Edit {
+        who: String,
+        /// New hostname.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        set: HostArgs,
+        /// Remove a [params] key (repeatable).
+        #[arg(long = "unset-param")]
+        unset: Vec<String>,
+    },
+    /// Remove a machine (by hostname, MAC or IP).
+    Rm { who: String },
+}
+
+#[derive(Subcommand)]
+enum HistoryCmd {
+    /// Commits that changed PATH (all commits without PATH), newest first.
+    Log {
+        path: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unified diff of PATH: its last change; or FROM → HEAD; or FROM → TO (revisions or dates).
+    Diff {
+        path: String,
+        from: Option<String>,
+        to: Option<String>,
+    },
+    /// PATH@REV or PATH@DATE (default HEAD) to stdout.
+    Cat { spec: String },
+    /// Restore PATH@REV (or @DATE) with a new commit.
+    Revert { spec: String },
+}
+
+fn spec(
+    name: Option<String>,
+    a: HostArgs,
+    unset: Vec<String>,
+) -> pxelator::inventory::edit::HostSpec {
+    pxelator::inventory::edit::HostSpec {
+        name,
+        mac: a.mac,
+        ip: a.ip,
+        profile: a.profile,
+        args: a.args,
+        params: a.params,
+        unset,
+    }
+}
+
+fn author(flag: Option<&str>) -> pxelator::confrepo::Author {
+    flag.map(pxelator::confrepo::Author::parse)
+        .unwrap_or_else(pxelator::confrepo::Author::invoking_user)
+}
+
+fn host(config: &std::path::Path, who: Option<&str>, cmd: HostCmd) -> anyhow::Result<()> {
+    use pxelator::commands as c;
+    let cfg = Config::load(config)?;
+    let a = author(who);
+    let out = match cmd {
+        HostCmd::Add { name, set } => c::host_add(&cfg, &spec(Some(name), set, vec![]), &a)?,
+        HostCmd::List => c::host_list(&cfg),
+        HostCmd::Show { who } => c::host_show(&cfg, &who)?,
+        HostCmd::Edit {
+            who,
+            name,
+            set,
+            unset,
+        } => c::host_edit(&cfg, &who, &spec(name, set, unset), &a)?,
+        HostCmd::Rm { who } => c::host_rm(&cfg, &who, &a)?,
+    };
+    print!("{out}");
+    if !out.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+fn history(config: &std::path::Path, who: Option<&str>, cmd: HistoryCmd) -> anyhow::Result<()> {
+    use pxelator::commands as c;
+    use std::io::Write;
+    let cfg = Config::load(config)?;
+    let out = match cmd {
+        HistoryCmd::Log { path, limit, json } => {
+            c::history_log(&cfg, path.as_deref(), limit, json)?
+        }
+        HistoryCmd::Diff { path, from, to } => {
+            c::history_diff(&cfg, &path, from.as_deref(), to.as_deref())?
+        }
+        HistoryCmd::Cat { spec } => {
+            std::io::stdout().write_all(&c::history_cat(&cfg, &spec)?)?;
+            return Ok(());
+        }
+        HistoryCmd::Revert { spec } => c::history_revert(&cfg, &spec, &author(who))? + "\n",
+    };
+    print!("{out}");
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -219,6 +373,28 @@ fn main() -> ExitCode {
                 ExitCode::from(65)
             }
         }
+        Cmd::Host {
+            config: ConfigArg { path: config },
+            author,
+            cmd,
+        } => match host(&config, author.as_deref(), cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Cmd::History {
+            config: ConfigArg { path: config },
+            author,
+            cmd,
+        } => match history(&config, author.as_deref(), cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Cmd::Audit {
             config: ConfigArg { path: config },
             cmd,

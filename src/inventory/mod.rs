@@ -12,6 +12,7 @@
 //!
 //! A file that fails to parse never takes the rest down: it is reported, and if the previous
 //! inventory had a machine from that same file, that previous version keeps being served.
+pub mod edit;
 pub mod register;
 
 use crate::core::mac::Mac;

@@ -199,7 +199,11 @@ async fn audit_status(State(st): State<HttpState>) -> Response {
         "spool_pending": pending,
         "dropped": s.dropped.load(Relaxed),
     });
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Emits one `HttpServed` event per request, with the MAC when the path names one.

@@ -1,0 +1,742 @@
+//! The conf repo as a git repository (gix): every change pxelator makes is one commit with a
+//! real author, and any path's history can be listed, compared, read as of a revision or a
+//! date, and restored by a new commit. Plain `git` sees ordinary commits (`git log`, `git show`,
+//! `git fsck` agree with us).
+//!
+//! Commits are made on whatever branch HEAD names. pxelator writes the files it changes into
+//! the working tree, builds the new tree from HEAD's tree plus those changes (so uncommitted
+//! hand edits elsewhere are neither committed nor lost), commits, then rewrites the index from
+//! the new tree (so `git status` shows only the hand edits). If HEAD moved while we worked
+//! (another commit), the ref update is refused and the commit is retried on the new HEAD.
+//!
+//! gix covers everything used here; nothing shells out to `git`.
+use gix::bstr::{BStr, ByteSlice};
+use gix::ObjectId;
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("conf repo {path}: {msg}")]
+    Git { path: PathBuf, msg: String },
+    #[error("conf repo {path}: {file}: {source}")]
+    Io {
+        path: PathBuf,
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{0:?} is not a path inside the conf repo (use a relative path like machines/kiosk1.toml)"
+    )]
+    BadPath(String),
+    #[error("{what:?} is neither a revision nor a date (examples: HEAD~2, 3f2a9c1, 2026-11-26, \"2026-11-26 14:30\")")]
+    BadRev { what: String },
+    #[error("{path} did not exist at {rev}")]
+    NotAtRev { path: String, rev: String },
+    #[error("conf repo {0} has no commits yet")]
+    Empty(PathBuf),
+}
+
+/// Who made a change: a name and an email, as git records them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub name: String,
+    pub email: String,
+}
+
+impl Author {
+    /// `Name <email>` (as `git commit --author` takes it) or a bare name.
+    pub fn parse(s: &str) -> Author {
+        match s.split_once('<') {
+            Some((name, rest)) => Author {
+                name: name.trim().to_owned(),
+                email: rest.trim_end_matches('>').trim().to_owned(),
+            },
+            None => Author {
+                name: s.trim().to_owned(),
+                email: format!("{}@{}", s.trim(), host_name()),
+            },
+        }
+    }
+
+    /// The person running the CLI: `SUDO_USER` (the admin behind sudo), else `USER`, else the
+    /// uid, at this host.
+    pub fn invoking_user() -> Author {
+        let user = std::env::var("SUDO_USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+            .or_else(|| {
+                nix::unistd::User::from_uid(nix::unistd::getuid())
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
+            .unwrap_or_else(|| format!("uid{}", nix::unistd::getuid()));
+        Author {
+            email: format!("{user}@{}", host_name()),
+            name: user,
+        }
+    }
+
+    /// The daemon: `pxelator <hostname>`.
+    pub fn daemon() -> Author {
+        let host = host_name();
+        Author {
+            name: format!("pxelator {host}"),
+            email: format!("pxelator@{host}"),
+        }
+    }
+}
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// One file change inside the repo (paths relative to its root).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Write(String, Vec<u8>),
+    Delete(String),
+}
+
+/// A commit touching a path, newest first in [`ConfRepo::log`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LogEntry {
+    pub commit: String,
+    /// Unix seconds (author time).
+    pub time: i64,
+    pub author: String,
+    pub email: String,
+    pub message: String,
+}
+
+pub struct ConfRepo {
+    root: PathBuf,
+    repo: gix::ThreadSafeRepository,
+}
+
+/// Checks that `p` is a plain relative path (no `..`, not absolute, not into `.git`).
+pub fn clean_path(p: &str) -> Result<String, RepoError> {
+    let parts: Vec<Component> = Path::new(p)
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect();
+    let ok = !parts.is_empty()
+        && parts.iter().all(|c| matches!(c, Component::Normal(_)))
+        && parts[0].as_os_str() != ".git";
+    if !ok {
+        return Err(RepoError::BadPath(p.to_owned()));
+    }
+    Ok(parts
+        .iter()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/"))
+}
+
+impl ConfRepo {
+    fn git_err(&self, msg: impl std::fmt::Display) -> RepoError {
+        RepoError::Git {
+            path: self.root.clone(),
+            msg: msg.to_string(),
+        }
+    }
+
+    /// Opens the repository at `root`; None when `root` is not a git repository.
+    pub fn open(root: &Path) -> Result<Option<ConfRepo>, RepoError> {
+        if !root.join(".git").exists() {
+            return Ok(None);
+        }
+        let repo = gix::ThreadSafeRepository::open(root).map_err(|e| RepoError::Git {
+            path: root.to_owned(),
+            msg: e.to_string(),
+        })?;
+        Ok(Some(ConfRepo {
+            root: root.to_owned(),
+            repo,
+        }))
+    }
+
+    /// Opens the repository, creating it when `root` is not one yet: then every file already
+    /// there is committed as the first commit, by `author`.
+    pub fn open_or_init(root: &Path, author: &Author) -> Result<ConfRepo, RepoError> {
+        if let Some(r) = Self::open(root)? {
+            return Ok(r);
+        }
+        std::fs::create_dir_all(root).map_err(|source| RepoError::Io {
+            path: root.to_owned(),
+            file: root.to_owned(),
+            source,
+        })?;
+        gix::init(root).map_err(|e| RepoError::Git {
+            path: root.to_owned(),
+            msg: e.to_string(),
+        })?;
+        let r = Self::open(root)?.ok_or_else(|| RepoError::Git {
+            path: root.to_owned(),
+            msg: "created, but cannot be opened".into(),
+        })?;
+        let mut changes = Vec::new();
+        r.collect_files(root, &mut changes)?;
+        changes.sort_by(|a, b| match (a, b) {
+            (Change::Write(x, _), Change::Write(y, _)) => x.cmp(y),
+            _ => std::cmp::Ordering::Equal,
+        });
+        if !changes.is_empty() {
+            r.commit(
+                &changes,
+                author,
+                &format!(
+                    "Start the conf repo with the {} files already in {}",
+                    changes.len(),
+                    root.display()
+                ),
+            )?;
+        }
+        Ok(r)
+    }
+
+    fn collect_files(&self, dir: &Path, out: &mut Vec<Change>) -> Result<(), RepoError> {
+        let io = |source, file: &Path| RepoError::Io {
+            path: self.root.clone(),
+            file: file.to_owned(),
+            source,
+        };
+        for e in std::fs::read_dir(dir).map_err(|e| io(e, dir))? {
+            let e = e.map_err(|e| io(e, dir))?;
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == ".git") {
+                continue;
+            }
+            let ft = e.file_type().map_err(|e| io(e, &p))?;
+            if ft.is_dir() {
+                self.collect_files(&p, out)?;
+            } else if ft.is_file() {
+                let rel = p
+                    .strip_prefix(&self.root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .into_owned();
+                out.push(Change::Write(
+                    rel,
+                    std::fs::read(&p).map_err(|e| io(e, &p))?,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The commit HEAD points at, if any.
+    pub fn head(&self) -> Result<Option<ObjectId>, RepoError> {
+        let repo = self.repo.to_thread_local();
+        let head = repo.head().map_err(|e| self.git_err(e))?;
+        Ok(head.id().map(|id| id.detach()))
+    }
+
+    /// Writes `changes` to the working tree and commits them (one commit) as `author`.
+    /// Returns the new commit; None when nothing changed (no empty commits).
+    pub fn commit(
+        &self,
+        changes: &[Change],
+        author: &Author,
+        message: &str,
+    ) -> Result<Option<ObjectId>, RepoError> {
+        let changes = changes
+            .iter()
+            .map(|c| {
+                Ok(match c {
+                    Change::Write(p, d) => Change::Write(clean_path(p)?, d.clone()),
+                    Change::Delete(p) => Change::Delete(clean_path(p)?),
+                })
+            })
+            .collect::<Result<Vec<_>, RepoError>>()?;
+        for c in &changes {
+            let (rel, data) = match c {
+                Change::Write(p, d) => (p, Some(d)),
+                Change::Delete(p) => (p, None),
+            };
+            let full = self.root.join(rel);
+            let io = |source| RepoError::Io {
+                path: self.root.clone(),
+                file: full.clone(),
+                source,
+            };
+            match data {
+                Some(d) => {
+                    if let Some(dir) = full.parent() {
+                        std::fs::create_dir_all(dir).map_err(io)?;
+                    }
+                    let tmp = full.with_extension("pxelator-tmp");
+                    std::fs::write(&tmp, d).map_err(io)?;
+                    std::fs::rename(&tmp, &full).map_err(io)?;
+                }
+                None => match std::fs::remove_file(&full) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(e)),
+                },
+            }
+        }
+        // Bounded retry when someone else committed between our read of HEAD and our update.
+        let mut last = None;
+        for _ in 0..10 {
+            match self.try_commit(&changes, author, message) {
+                Ok(r) => return Ok(r),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    fn try_commit(
+        &self,
+        changes: &[Change],
+        author: &Author,
+        message: &str,
+    ) -> Result<Option<ObjectId>, RepoError> {
+        let repo = self.repo.to_thread_local();
+        let parent = self.head()?;
+        let base_tree = match parent {
+            Some(p) => repo
+                .find_commit(p)
+                .and_then(|c| c.tree_id())
+                .map_err(|e| self.git_err(e))?
+                .detach(),
+            None => repo.empty_tree().id,
+        };
+        let mut ed = repo.edit_tree(base_tree).map_err(|e| self.git_err(e))?;
+        for c in changes {
+            match c {
+                Change::Write(p, d) => {
+                    let blob = repo.write_blob(d).map_err(|e| self.git_err(e))?;
+                    ed.upsert(p.as_str(), gix::object::tree::EntryKind::Blob, blob)
+                        .map_err(|e| self.git_err(e))?;
+                }
+                Change::Delete(p) => {
+                    ed.remove(p.as_str()).map_err(|e| self.git_err(e))?;
+                }
+            }
+        }
+        let tree = ed.write().map_err(|e| self.git_err(e))?.detach();
+        if tree == base_tree && parent.is_some() {
+            return Ok(None);
+        }
+        let now = gix::date::Time::new(crate::services::unix_now() as i64, 0);
+        let sig = gix::actor::Signature {
+            name: author.name.as_str().into(),
+            email: author.email.as_str().into(),
+            time: now,
+        };
+        let committer = Author::daemon();
+        let committer_sig = gix::actor::Signature {
+            name: if author == &Author::daemon() {
+                committer.name.as_str().into()
+            } else {
+                author.name.as_str().into()
+            },
+            email: if author == &Author::daemon() {
+                committer.email.as_str().into()
+            } else {
+                author.email.as_str().into()
+            },
+            time: now,
+        };
+        let (mut b1, mut b2) = (Default::default(), Default::default());
+        let msg = if message.ends_with('\n') {
+            message.to_owned()
+        } else {
+            format!("{message}\n")
+        };
+        let id = repo
+            .commit_as(
+                committer_sig.to_ref(&mut b1),
+                sig.to_ref(&mut b2),
+                "HEAD",
+                msg,
+                tree,
+                parent,
+            )
+            .map_err(|e| self.git_err(e))?
+            .detach();
+        // Keep the index equal to the new HEAD tree, so `git status` shows only hand edits.
+        let mut index = repo.index_from_tree(&tree).map_err(|e| self.git_err(e))?;
+        index
+            .write(Default::default())
+            .map_err(|e| self.git_err(e))?;
+        Ok(Some(id))
+    }
+
+    /// Resolves a revision (`HEAD~2`, an abbreviated id, a branch) or a date (`2026-11-26`,
+    /// `2026-11-26 14:30`, `2026-11-26T14:30:00Z`, UTC): for a date, the last commit made at
+    /// or before it.
+    pub fn resolve(&self, spec: &str) -> Result<ObjectId, RepoError> {
+        let repo = self.repo.to_thread_local();
+        if let Some(when) = parse_date(spec) {
+            let head = self
+                .head()?
+                .ok_or_else(|| RepoError::Empty(self.root.clone()))?;
+            let walk = repo.rev_walk([head]).all().map_err(|e| self.git_err(e))?;
+            for info in walk {
+                let info = info.map_err(|e| self.git_err(e))?;
+                let c = repo.find_commit(info.id).map_err(|e| self.git_err(e))?;
+                let t = c.time().map_err(|e| self.git_err(e))?.seconds;
+                if t <= when {
+                    return Ok(info.id);
+                }
+            }
+            return Err(RepoError::BadRev {
+                what: format!("{spec} (before the first commit)"),
+            });
+        }
+        repo.rev_parse_single(spec)
+            .map(|id| id.detach())
+            .map_err(|_| RepoError::BadRev {
+                what: spec.to_owned(),
+            })
+    }
+
+    /// The content of `path` at `rev`.
+    pub fn cat(&self, path: &str, rev: &str) -> Result<Vec<u8>, RepoError> {
+        let path = clean_path(path)?;
+        let id = self.resolve(rev)?;
+        self.blob_at(id, &path)?.ok_or(RepoError::NotAtRev {
+            path,
+            rev: rev.to_owned(),
+        })
+    }
+
+    fn blob_id_at(&self, commit: ObjectId, path: &str) -> Result<Option<ObjectId>, RepoError> {
+        let repo = self.repo.to_thread_local();
+        let tree = repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(|e| self.git_err(e))?;
+        let entry = tree
+            .lookup_entry_by_path(path)
+            .map_err(|e| self.git_err(e))?;
+        Ok(entry.filter(|e| e.mode().is_blob()).map(|e| e.object_id()))
+    }
+
+    fn blob_at(&self, commit: ObjectId, path: &str) -> Result<Option<Vec<u8>>, RepoError> {
+        let Some(id) = self.blob_id_at(commit, path)? else {
+            return Ok(None);
+        };
+        let repo = self.repo.to_thread_local();
+        let obj = repo.find_object(id).map_err(|e| self.git_err(e))?;
+        Ok(Some(obj.data.clone()))
+    }
+
+    /// Commits that changed `path` (or every commit, for None), newest first, at most `limit`.
+    pub fn log(&self, path: Option<&str>, limit: usize) -> Result<Vec<LogEntry>, RepoError> {
+        let path = path.map(clean_path).transpose()?;
+        let Some(head) = self.head()? else {
+            return Ok(Vec::new());
+        };
+        let repo = self.repo.to_thread_local();
+        let walk = repo.rev_walk([head]).all().map_err(|e| self.git_err(e))?;
+        let mut out = Vec::new();
+        for info in walk {
+            if out.len() >= limit {
+                break;
+            }
+            let info = info.map_err(|e| self.git_err(e))?;
+            let c = repo.find_commit(info.id).map_err(|e| self.git_err(e))?;
+            if let Some(p) = &path {
+                let mine = self.blob_id_at(info.id, p)?;
+                let parent = c.parent_ids().next().map(|id| id.detach());
+                let theirs = match parent {
+                    Some(pid) => self.blob_id_at(pid, p)?,
+                    None => None,
+                };
+                if mine == theirs {
+                    continue;
+                }
+            }
+            let a = c.author().map_err(|e| self.git_err(e))?;
+            let time = a.time().map(|t| t.seconds).unwrap_or(0);
+            out.push(LogEntry {
+                commit: info.id.to_string(),
+                time,
+                author: a.name.to_str_lossy().into_owned(),
+                email: a.email.to_str_lossy().into_owned(),
+                message: c.message_raw_sloppy().to_str_lossy().trim_end().to_owned(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Unified diff of `path` from `from` to `to` (revisions or dates). Without `from`: the
+    /// path's last change (its commit's parent to that commit, or to `to`); without `to`: HEAD.
+    pub fn diff(
+        &self,
+        path: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<String, RepoError> {
+        let path = clean_path(path)?;
+        let to_id = match to {
+            Some(t) => self.resolve(t)?,
+            None => self
+                .head()?
+                .ok_or_else(|| RepoError::Empty(self.root.clone()))?,
+        };
+        let from_id = match from {
+            Some(f) => Some(self.resolve(f)?),
+            None => {
+                let last = self.log(Some(&path), 1)?;
+                let Some(last) = last.first() else {
+                    return Ok(String::new());
+                };
+                let repo = self.repo.to_thread_local();
+                let id = ObjectId::from_hex(last.commit.as_bytes()).map_err(|e| self.git_err(e))?;
+                let c = repo.find_commit(id).map_err(|e| self.git_err(e))?;
+                let parent = c.parent_ids().next().map(|p| p.detach());
+                parent
+            }
+        };
+        let old = match from_id {
+            Some(id) => self.blob_at(id, &path)?.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let new = self.blob_at(to_id, &path)?.unwrap_or_default();
+        Ok(unified_diff(
+            &path,
+            &old,
+            &new,
+            &from_id.map_or("nothing".into(), short),
+            &short(to_id),
+        ))
+    }
+
+    /// Restores `path` to its content at `rev` with a new commit (deleting it if it did not
+    /// exist then). None when it already has that content.
+    pub fn revert(
+        &self,
+        path: &str,
+        rev: &str,
+        author: &Author,
+    ) -> Result<Option<ObjectId>, RepoError> {
+        let path = clean_path(path)?;
+        let id = self.resolve(rev)?;
+        let change = match self.blob_at(id, &path)? {
+            Some(data) => Change::Write(path.clone(), data),
+            None => Change::Delete(path.clone()),
+        };
+        self.commit(
+            &[change],
+            author,
+            &format!("Restore {path} as of {} ({rev})", short(id)),
+        )
+    }
+
+    /// Files of `rev` under `prefix` (relative paths), for snapshots and listings.
+    pub fn files(&self, rev: ObjectId, prefix: &str) -> Result<Vec<(String, ObjectId)>, RepoError> {
+        let repo = self.repo.to_thread_local();
+        let tree = repo
+            .find_commit(rev)
+            .and_then(|c| c.tree())
+            .map_err(|e| self.git_err(e))?;
+        let files = tree
+            .traverse()
+            .breadthfirst
+            .files()
+            .map_err(|e| self.git_err(e))?;
+        Ok(files
+            .into_iter()
+            .filter(|e| e.mode.is_blob())
+            .map(|e| (e.filepath.to_str_lossy().into_owned(), e.oid))
+            .filter(|(p, _)| prefix.is_empty() || p.starts_with(prefix))
+            .collect())
+    }
+
+    /// Paths whose working-tree content differs from HEAD, under the given top-level
+    /// directories: edits made by hand and not committed yet.
+    pub fn uncommitted(&self, dirs: &[&str]) -> Result<Vec<String>, RepoError> {
+        let Some(head) = self.head()? else {
+            return Ok(Vec::new());
+        };
+        let repo = self.repo.to_thread_local();
+        let mut out = Vec::new();
+        let committed = self.files(head, "")?;
+        let in_dirs = |p: &str| dirs.iter().any(|d| p.starts_with(&format!("{d}/")));
+        for (p, id) in committed.iter().filter(|(p, _)| in_dirs(p)) {
+            match std::fs::read(self.root.join(p)) {
+                Ok(data) => {
+                    let hash =
+                        gix::objs::compute_hash(repo.object_hash(), gix::objs::Kind::Blob, &data)
+                            .map_err(|e| self.git_err(e))?;
+                    if &hash != id {
+                        out.push(p.clone());
+                    }
+                }
+                Err(_) => out.push(p.clone()),
+            }
+        }
+        let mut present = Vec::new();
+        for d in dirs {
+            let dir = self.root.join(d);
+            if dir.is_dir() {
+                self.collect_files(&dir, &mut present)?;
+            }
+        }
+        for c in present {
+            if let Change::Write(p, _) = c {
+                if !committed.iter().any(|(q, _)| *q == p) {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Writes the files of `rev` under `dirs` into `dest` (replaced), for loading the
+    /// committed inventory without touching the working tree.
+    pub fn snapshot(&self, rev: ObjectId, dirs: &[&str], dest: &Path) -> Result<(), RepoError> {
+        let repo = self.repo.to_thread_local();
+        let tmp = dest.with_extension("tmp");
+        let io = |source, f: &Path| RepoError::Io {
+            path: self.root.clone(),
+            file: f.to_owned(),
+            source,
+        };
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
+        for (p, id) in self.files(rev, "")? {
+            if !dirs.iter().any(|d| p.starts_with(&format!("{d}/"))) {
+                continue;
+            }
+            let f = tmp.join(&p);
+            if let Some(dir) = f.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
+            }
+            let obj = repo.find_object(id).map_err(|e| self.git_err(e))?;
+            std::fs::write(&f, &obj.data).map_err(|e| io(e, &f))?;
+        }
+        let _ = std::fs::remove_dir_all(dest);
+        std::fs::rename(&tmp, dest).map_err(|e| io(e, dest))?;
+        Ok(())
+    }
+}
+
+/// A history path: `host:/etc/hosts` means `hosts/host/etc/hosts` (pulled host files), anything
+/// else is a path in the repo.
+pub fn repo_path(spec: &str) -> Result<String, RepoError> {
+    match spec.split_once(':') {
+        Some((host, p)) if !host.is_empty() && !host.contains('/') => {
+            clean_path(&format!("hosts/{host}/{}", p.trim_start_matches('/')))
+        }
+        _ => clean_path(spec),
+    }
+}
+
+/// `PATH@REV` → (PATH, REV); the revision may be a date with spaces.
+pub fn split_at_rev(spec: &str) -> (&str, Option<&str>) {
+    match spec.rsplit_once('@') {
+        Some((p, r)) if !p.is_empty() && !r.is_empty() => (p, Some(r)),
+        _ => (spec, None),
+    }
+}
+
+/// Abbreviated commit id (12 hex digits).
+pub fn short(id: ObjectId) -> String {
+    id.to_string()[..12].to_owned()
+}
+
+/// Dates accepted wherever a revision is: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS]`,
+/// `YYYY-MM-DDTHH:MM:SS[Z]` (UTC). A bare date means the end of that day.
+pub fn parse_date(s: &str) -> Option<i64> {
+    use time::macros::format_description as fd;
+    let s = s.trim().trim_end_matches('Z');
+    if let Ok(d) = time::Date::parse(s, fd!("[year]-[month]-[day]")) {
+        return Some(d.with_hms(23, 59, 59).ok()?.assume_utc().unix_timestamp());
+    }
+    let norm = s.replacen('T', " ", 1);
+    for f in [
+        fd!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+        fd!("[year]-[month]-[day] [hour]:[minute]"),
+    ] {
+        if let Ok(t) = time::PrimitiveDateTime::parse(&norm, f) {
+            return Some(t.assume_utc().unix_timestamp());
+        }
+    }
+    None
+}
+
+/// A `git diff`-style unified diff with 3 lines of context ("" when equal).
+pub fn unified_diff(path: &str, old: &[u8], new: &[u8], from: &str, to: &str) -> String {
+    use gix::diff::blob::unified_diff::{ConsumeBinaryHunk, ContextSize};
+    use gix::diff::blob::{Algorithm, Diff, InternedInput, UnifiedDiff};
+    if old == new {
+        return String::new();
+    }
+    let input = InternedInput::new(BStr::new(old), BStr::new(new));
+    let mut diff = Diff::compute(Algorithm::Histogram, &input);
+    diff.postprocess_lines(&input);
+    let body = UnifiedDiff::new(
+        &diff,
+        &input,
+        ConsumeBinaryHunk::new(String::new(), "\n"),
+        ContextSize::symmetrical(3),
+    )
+    .consume()
+    .unwrap_or_else(|_| "(binary content differs)\n".into());
+    format!("--- a/{path}\t({from})\n+++ b/{path}\t({to})\n{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_must_stay_inside_the_repo() {
+        assert_eq!(clean_path("machines/a.toml").unwrap(), "machines/a.toml");
+        assert_eq!(clean_path("./machines//a.toml").unwrap(), "machines/a.toml");
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", ".git/config"] {
+            assert!(clean_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn history_paths() {
+        assert_eq!(
+            repo_path("kiosk1:/etc/hosts").unwrap(),
+            "hosts/kiosk1/etc/hosts"
+        );
+        assert_eq!(repo_path("machines/a.toml").unwrap(), "machines/a.toml");
+        assert!(repo_path("kiosk1:/../../x").is_err());
+        assert_eq!(
+            split_at_rev("kiosk1:/etc/hosts@2026-11-26 14:30"),
+            ("kiosk1:/etc/hosts", Some("2026-11-26 14:30"))
+        );
+        assert_eq!(split_at_rev("machines/a.toml"), ("machines/a.toml", None));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(parse_date("2026-11-26"), Some(1_795_737_599));
+        assert_eq!(parse_date("2026-11-26 14:30"), Some(1_795_703_400));
+        assert_eq!(parse_date("2026-11-26T14:30:00Z"), Some(1_795_703_400));
+        assert_eq!(parse_date("HEAD~1"), None);
+    }
+
+    #[test]
+    fn authors() {
+        assert_eq!(
+            Author::parse("Ana Admin <ana@example.org>"),
+            Author {
+                name: "Ana Admin".into(),
+                email: "ana@example.org".into()
+            }
+        );
+        assert!(Author::daemon().name.starts_with("pxelator "));
+    }
+}
