@@ -21,8 +21,32 @@ use tracing::{info, warn};
 const GRACE: Duration = Duration::from_secs(10);
 
 /// Loads the inventory and reports each problem as an event (and so a log line).
-pub fn load_inventory(cfg: &Config, previous: Option<&Inventory>, bus: &Bus) -> Inventory {
-    let (inv, problems) = inventory::load(&cfg.conf_repo, cfg.server_ip, previous);
+/// Loads the inventory. When the conf repo is a git repository, what is served is the
+/// committed state (HEAD): new commits are announced as events, and files edited by hand but
+/// not committed are reported (not served, never committed by us). Otherwise the files as
+/// they are on disk.
+pub fn load_inventory(
+    cfg: &Config,
+    previous: Option<&Inventory>,
+    bus: &Bus,
+    last_head: &mut Option<String>,
+) -> Inventory {
+    let (inv, mut problems) = match committed_snapshot(cfg, bus, last_head) {
+        Some(snap) => inventory::load_named(&snap, &cfg.conf_repo, cfg.server_ip, previous),
+        None => inventory::load(&cfg.conf_repo, cfg.server_ip, previous),
+    };
+    if let Ok(Some(repo)) = crate::confrepo::ConfRepo::open(&cfg.conf_repo) {
+        for p in repo.uncommitted(INVENTORY_DIRS).unwrap_or_default() {
+            problems.push(inventory::Problem {
+                path: cfg.conf_repo.join(&p),
+                line: None,
+                message: format!(
+                    "changed but not committed, so not served; commit it: git -C {} commit {p}",
+                    cfg.conf_repo.display()
+                ),
+            });
+        }
+    }
     for p in &problems {
         warn!("{p}");
         bus.emit(Event::InventoryProblem {
@@ -37,6 +61,57 @@ pub fn load_inventory(cfg: &Config, previous: Option<&Inventory>, bus: &Bus) -> 
         problems: problems.len(),
     });
     inv
+}
+
+/// The directories of the conf repo the inventory is read from.
+const INVENTORY_DIRS: &[&str] = &["machines", "profiles", "conf"];
+
+/// Writes HEAD's inventory files to `<state_dir>/conf-snapshot` and announces commits made
+/// since `last_head`. None when the conf repo is not a git repository (or has no commit).
+fn committed_snapshot(
+    cfg: &Config,
+    bus: &Bus,
+    last_head: &mut Option<String>,
+) -> Option<std::path::PathBuf> {
+    let repo = match crate::confrepo::ConfRepo::open(&cfg.conf_repo) {
+        Ok(Some(r)) => r,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!("{e}; serving the files on disk");
+            return None;
+        }
+    };
+    let head = repo.head().ok().flatten()?;
+    let head_s = head.to_string();
+    if last_head.as_deref() != Some(head_s.as_str()) {
+        let mut new = Vec::new();
+        for e in repo.log(None, 50).unwrap_or_default() {
+            if last_head.as_deref() == Some(e.commit.as_str()) {
+                break;
+            }
+            new.push(e);
+        }
+        // On the first load only the current commit is announced, not all of history.
+        if last_head.is_none() {
+            new.truncate(1);
+        }
+        for e in new.into_iter().rev() {
+            bus.emit(Event::ConfigCommitted {
+                commit: e.commit,
+                author: format!("{} <{}>", e.author, e.email),
+                message: e.message,
+            });
+        }
+        *last_head = Some(head_s);
+    }
+    let snap = cfg.state_dir.join("conf-snapshot");
+    match repo.snapshot(head, INVENTORY_DIRS, &snap) {
+        Ok(()) => Some(snap),
+        Err(e) => {
+            warn!("{e}; serving the files on disk");
+            None
+        }
+    }
 }
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -69,7 +144,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             cancel.clone(),
         ));
     }
-    let inv = load_inventory(&cfg, None, &bus);
+    let mut last_head = None;
+    let inv = load_inventory(&cfg, None, &bus, &mut last_head);
     let (inv_tx, inv_rx) = watch::channel(inv);
 
     // Bind everything before announcing readiness.
@@ -208,7 +284,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 }
                 let why = whys.join("+");
                 let prev = inv_tx.borrow().clone();
-                let inv = load_inventory(&cfg, Some(&prev), &bus);
+                let inv = load_inventory(&cfg, Some(&prev), &bus, &mut last_head);
                 info!(why, machines = inv.machines().len(), "inventory reloaded");
                 inv_tx.send_replace(inv);
             }
@@ -260,11 +336,21 @@ fn watch_files(
     use notify::{RecursiveMode, Watcher};
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
+            // Temporary files and git's object churn are ours to ignore; a moved branch or
+            // HEAD (a commit, made by anyone) is a change.
             let ours = ev.paths.iter().all(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.'))
-                    || p.components().any(|c| c.as_os_str() == ".git")
+                let in_git = p.components().any(|c| c.as_os_str() == ".git");
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if in_git {
+                    let s = p.to_string_lossy();
+                    let ref_moved = (s.contains("/.git/refs/heads/")
+                        || name == "HEAD"
+                        || name == "packed-refs")
+                        && !name.ends_with(".lock");
+                    !ref_moved
+                } else {
+                    name.starts_with('.') || name.ends_with(".pxelator-tmp")
+                }
             });
             if !ours && !ev.kind.is_access() {
                 let _ = tx.try_send("file change");

@@ -172,6 +172,7 @@ fn source_of(e: &Event) -> &'static str {
         Event::TftpStarted { .. } | Event::TftpFinished { .. } | Event::TftpFailed { .. } => "tftp",
         Event::HttpServed { .. } => "http",
         Event::InventoryLoaded { .. } | Event::InventoryProblem { .. } => "inventory",
+        Event::ConfigCommitted { .. } => "config",
     }
 }
 

@@ -44,6 +44,12 @@ pub enum Event {
         host: String,
         path: PathBuf,
     },
+    /// A commit in the conf repo, seen by the daemon (its own, the CLI's, or a hand commit).
+    ConfigCommitted {
+        commit: String,
+        author: String,
+        message: String,
+    },
     /// A packet that could not be decoded (or was refused before any decision).
     PacketRejected {
         proto: &'static str,
@@ -99,6 +105,7 @@ impl Event {
             Event::LeaseReleased { .. } => "lease_released",
             Event::LeaseDeclined { .. } => "lease_declined",
             Event::MachineRegistered { .. } => "machine_registered",
+            Event::ConfigCommitted { .. } => "config_committed",
             Event::PacketRejected { .. } => "packet_rejected",
             Event::TftpStarted { .. } => "tftp_started",
             Event::TftpFinished { .. } => "tftp_finished",

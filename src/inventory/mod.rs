@@ -206,6 +206,24 @@ pub fn load(
     server_ip: Ipv4Addr,
     previous: Option<&Inventory>,
 ) -> (Inventory, Vec<Problem>) {
+    load_named(root, root, server_ip, previous)
+}
+
+/// Like [`load`], reading the files under `read_root` (e.g. a snapshot of the committed
+/// tree) but naming them under `name_root` (the conf repo) in sources and problems.
+pub fn load_named(
+    read_root: &Path,
+    name_root: &Path,
+    server_ip: Ipv4Addr,
+    previous: Option<&Inventory>,
+) -> (Inventory, Vec<Problem>) {
+    let root = read_root;
+    let rename = |p: &Path| -> PathBuf {
+        match p.strip_prefix(read_root) {
+            Ok(rel) if read_root != name_root => name_root.join(rel),
+            _ => p.to_owned(),
+        }
+    };
     let mut problems = Vec::new();
     let mut machines = Vec::new();
     let mut profiles = Vec::new();
@@ -274,7 +292,7 @@ pub fn load(
             }),
             Err(p) => {
                 problems.push(p);
-                keep_previous(previous, &path, &mut machines);
+                keep_previous(previous, &rename(&path), &mut machines);
             }
         }
     }
@@ -289,12 +307,21 @@ pub fn load(
                 Ok(m) => machines.push(m),
                 Err(p) => {
                     problems.push(p);
-                    keep_previous(previous, &dir, &mut machines);
+                    keep_previous(previous, &rename(&dir), &mut machines);
                 }
             }
         }
     }
 
+    for m in &mut machines {
+        m.source = rename(&m.source);
+    }
+    for p in &mut profiles {
+        p.source = rename(&p.source);
+    }
+    for p in &mut problems {
+        p.path = rename(&p.path);
+    }
     let inv = Inventory::build(machines, profiles, &mut problems);
     (inv, problems)
 }

@@ -178,6 +178,7 @@ impl DhcpService {
         match register::write_machine(&self.conf_repo, mac, ip, &rfc3339(now)) {
             Ok(Some(path)) => {
                 info!(%mac, %ip, path = %path.display(), "registered new machine");
+                commit_registration(&self.conf_repo, &path, mac, ip);
                 self.bus.emit(Event::MachineRegistered {
                     mac: *mac,
                     ip,
@@ -191,6 +192,39 @@ impl DhcpService {
             }
         }
     }
+}
+
+/// In a git conf repo, the registration is one commit by `pxelator <hostname>` (off the
+/// async threads; a failure is logged and the file stays, to be committed by hand).
+fn commit_registration(
+    root: &std::path::Path,
+    path: &std::path::Path,
+    mac: &crate::core::mac::Mac,
+    ip: Ipv4Addr,
+) {
+    let (root, path, mac) = (root.to_owned(), path.to_owned(), *mac);
+    tokio::task::spawn_blocking(move || {
+        use crate::confrepo::{Author, Change, ConfRepo};
+        let repo = match ConfRepo::open(&root) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => return warn!("{e}"),
+        };
+        let Ok(rel) = path.strip_prefix(&root) else {
+            return;
+        };
+        let Ok(data) = std::fs::read(&path) else {
+            return;
+        };
+        let msg = format!(
+            "Register {mac} as {} at {ip} (first DHCP request from an unknown MAC)",
+            register::default_hostname(&mac)
+        );
+        let change = Change::Write(rel.to_string_lossy().into_owned(), data);
+        if let Err(e) = repo.commit(&[change], &Author::daemon(), &msg) {
+            warn!("{e}; {} stays uncommitted", path.display());
+        }
+    });
 }
 
 fn kind_name(k: RequestKind) -> String {

@@ -1,0 +1,191 @@
+//! Issue 3: the daemon serves the committed conf repo. A hand edit committed with plain `git`
+//! is served within 2 s; an uncommitted edit is reported and not served; a committed edit that
+//! breaks a machine file is refused with `path:line` (naming the conf repo file) while the
+//! previous version keeps being served; every commit becomes a `config_committed` audit event
+//! with its author. The daemon runs on loopback only (DHCP and TFTP off, HTTP on 127.0.0.1).
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pxelator");
+
+struct Daemon(Child);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn git(repo: &Path, args: &[&str]) {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Carol Hand")
+        .env("GIT_AUTHOR_EMAIL", "carol@lib.example")
+        .env("GIT_COMMITTER_NAME", "Carol Hand")
+        .env("GIT_COMMITTER_EMAIL", "carol@lib.example")
+        .output()
+        .expect("git CLI");
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// GET over plain HTTP/1.0 on loopback; the body.
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
+/// Polls `f` every 50 ms until it is true or `limit` passes; the time it took.
+fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+const SCRIPT: &str = "/boot/52-54-00-00-00-01.ipxe";
+
+#[test]
+fn committed_hand_edits_are_served_and_broken_ones_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = d.path().join("conf-repo");
+    std::fs::create_dir_all(repo.join("machines")).unwrap();
+    std::fs::create_dir_all(repo.join("profiles")).unwrap();
+    std::fs::create_dir_all(d.path().join("boot")).unwrap();
+    let machine = repo.join("machines/kiosk1.toml");
+    let write = |marker: &str| {
+        std::fs::write(
+            &machine,
+            format!(
+                "mac = \"52:54:00:00:00:01\"\nhostname = \"kiosk1\"\nargs = \"marker={marker}\"\n"
+            ),
+        )
+        .unwrap()
+    };
+    write("one");
+    std::fs::write(
+        repo.join("profiles/default.toml"),
+        "boot = \"ipxe\"\nkernel = \"k\"\n",
+    )
+    .unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "Initial inventory"]);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = d.path().join("pxelator.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"127.0.0.1\"\n\
+             [dhcp]\nmode = \"off\"\n[tftp]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
+            d.path().display()
+        ),
+    )
+    .unwrap();
+    let log = d.path().join("daemon.log");
+    let _daemon = Daemon(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let served = |m: &str| get(port, SCRIPT).is_some_and(|b| b.contains(&format!("marker={m}")));
+    assert!(
+        within(Duration::from_secs(20), || served("one")).is_some(),
+        "daemon did not serve"
+    );
+
+    // Uncommitted: reported, not served.
+    write("two");
+    let log_has = |s: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(s)
+    };
+    assert!(
+        within(Duration::from_secs(5), || log_has(
+            "changed but not committed"
+        ))
+        .is_some(),
+        "uncommitted edit reported"
+    );
+    assert!(served("one"), "uncommitted edit not served");
+
+    // Committed with plain git: served within 2 s.
+    git(&repo, &["commit", "-q", "-am", "kiosk1: marker two"]);
+    let took = within(Duration::from_secs(2), || served("two"));
+    assert!(took.is_some(), "committed hand edit not served within 2 s");
+    println!("committed hand edit served after {:?}", took.unwrap());
+
+    // A committed edit that breaks the file: refused with path:line, the old version stays.
+    std::fs::write(
+        &machine,
+        "mac = \"52:54:00:00:00:01\"\nargs = \"marker=three\nhostname = 5\n",
+    )
+    .unwrap();
+    git(&repo, &["commit", "-q", "-am", "kiosk1: broken edit"]);
+    let where_ = format!("{}:2", machine.display());
+    assert!(
+        within(Duration::from_secs(5), || log_has(&where_)).is_some(),
+        "problem names {where_}: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(served("two"), "previous version keeps being served");
+
+    write("four");
+    git(&repo, &["commit", "-q", "-am", "kiosk1: fixed"]);
+    assert!(within(Duration::from_secs(2), || served("four")).is_some());
+
+    // Every commit reached the audit store with its author.
+    let found = || {
+        let o = Command::new(BIN)
+            .args(["audit", "--config"])
+            .arg(&cfg)
+            .args(["find", "{\"kind\": \"config_committed\"}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let mut events = String::new();
+    within(Duration::from_secs(5), || {
+        events = found();
+        events.contains("kiosk1: fixed")
+    });
+    for m in [
+        "Initial inventory",
+        "kiosk1: marker two",
+        "kiosk1: broken edit",
+        "kiosk1: fixed",
+    ] {
+        assert!(events.contains(m), "{m} missing from audit: {events}");
+    }
+    assert!(
+        events.contains("Carol Hand <carol@lib.example>"),
+        "{events}"
+    );
+}
