@@ -249,6 +249,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             bus: bus.clone(),
             audit: cfg.audit.clone(),
             audit_stats: audit_stats.clone(),
+            conf_repo: cfg.conf_repo.clone(),
         };
         let app = http::router(state, cfg.boot_dir.clone());
         let c = cancel.clone();

@@ -161,6 +161,23 @@ fn committed_hand_edits_are_served_and_broken_ones_refused() {
     git(&repo, &["commit", "-q", "-am", "kiosk1: fixed"]);
     assert!(within(Duration::from_secs(2), || served("four")).is_some());
 
+    // The history API (for the web UI) answers from the same repository.
+    let log = get(port, "/api/history/log?path=machines/kiosk1.toml&limit=10").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&log).unwrap();
+    assert_eq!(v[0]["message"], "kiosk1: fixed");
+    assert_eq!(v[0]["author"], "Carol Hand");
+    assert_eq!(v.as_array().unwrap().len(), 4);
+    let diff = get(port, "/api/history/diff?path=machines/kiosk1.toml").unwrap();
+    assert!(diff.contains("+args = \\\"marker=four\\\""), "{diff}");
+    let old = get(
+        port,
+        "/api/history/cat?path=machines/kiosk1.toml&rev=HEAD~2",
+    )
+    .unwrap();
+    assert!(old.contains("marker=two"), "{old}");
+    let bad = get(port, "/api/history/cat?path=../etc/passwd").unwrap();
+    assert!(bad.contains("not a path inside the conf repo"), "{bad}");
+
     // Every commit reached the audit store with its author.
     let found = || {
         let o = Command::new(BIN)

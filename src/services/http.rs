@@ -24,6 +24,8 @@ pub struct HttpState {
     /// The audit store, opened read-only per request (SQLite's WAL lets readers run beside
     /// the writer); None when auditing is off.
     pub audit: Option<crate::config::AuditConfig>,
+    /// The conf repo, for the history API.
+    pub conf_repo: PathBuf,
     /// The audit writer's counters (stored, spooled, dropped).
     pub audit_stats: Arc<crate::audit::writer::WriterStats>,
 }
@@ -37,6 +39,9 @@ pub fn router(state: HttpState, boot_dir: PathBuf) -> Router {
         .route("/api/audit/last-seen/{who}", get(audit_last_seen))
         .route("/api/audit/aggregate", get(audit_aggregate))
         .route("/api/audit/status", get(audit_status))
+        .route("/api/history/log", get(history_log))
+        .route("/api/history/diff", get(history_diff))
+        .route("/api/history/cat", get(history_cat))
         .nest_service(
             "/files",
             ServeDir::new(boot_dir).append_index_html_on_directories(false),
@@ -171,6 +176,86 @@ async fn audit_last_seen(State(st): State<HttpState>, Path(who): Path<String>) -
                 .into_response(),
             None => (StatusCode::NOT_FOUND, format!("{who}: never seen\n")).into_response(),
         })
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryParams {
+    /// A repo path, or `host:/path` for pulled host files.
+    path: Option<String>,
+    rev: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Runs a history query off the async threads; errors become 400 (bad path or revision) or
+/// 404 (not a git repository).
+async fn history_query<F>(st: &HttpState, f: F) -> Response
+where
+    F: FnOnce(&crate::confrepo::ConfRepo) -> Result<Response, crate::confrepo::RepoError>
+        + Send
+        + 'static,
+{
+    let root = st.conf_repo.clone();
+    let res = tokio::task::spawn_blocking(move || match crate::confrepo::ConfRepo::open(&root) {
+        Ok(Some(r)) => f(&r),
+        Ok(None) => Ok((
+            StatusCode::NOT_FOUND,
+            format!("{} is not a git repository: no history\n", root.display()),
+        )
+            .into_response()),
+        Err(e) => Err(e),
+    })
+    .await;
+    match res {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+fn history_path(p: &Option<String>) -> Result<Option<String>, crate::confrepo::RepoError> {
+    p.as_deref().map(crate::confrepo::repo_path).transpose()
+}
+
+/// `GET /api/history/log?path=…&limit=N` → JSON array of commits (newest first).
+async fn history_log(
+    State(st): State<HttpState>,
+    axum::extract::Query(q): axum::extract::Query<HistoryParams>,
+) -> Response {
+    history_query(&st, move |r| {
+        let log = r.log(history_path(&q.path)?.as_deref(), q.limit.unwrap_or(50))?;
+        Ok(axum::Json(log).into_response())
+    })
+    .await
+}
+
+/// `GET /api/history/diff?path=…[&from=REV|DATE][&to=REV|DATE]` → `{"diff": "…"}`.
+async fn history_diff(
+    State(st): State<HttpState>,
+    axum::extract::Query(q): axum::extract::Query<HistoryParams>,
+) -> Response {
+    history_query(&st, move |r| {
+        let path =
+            history_path(&q.path)?.ok_or(crate::confrepo::RepoError::BadPath(String::new()))?;
+        let diff = r.diff(&path, q.from.as_deref(), q.to.as_deref())?;
+        Ok(axum::Json(serde_json::json!({"path": path, "diff": diff})).into_response())
+    })
+    .await
+}
+
+/// `GET /api/history/cat?path=…[&rev=REV|DATE]` → the file's bytes at that revision.
+async fn history_cat(
+    State(st): State<HttpState>,
+    axum::extract::Query(q): axum::extract::Query<HistoryParams>,
+) -> Response {
+    history_query(&st, move |r| {
+        let path =
+            history_path(&q.path)?.ok_or(crate::confrepo::RepoError::BadPath(String::new()))?;
+        let data = r.cat(&path, q.rev.as_deref().unwrap_or("HEAD"))?;
+        Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
     })
     .await
 }
