@@ -13,10 +13,13 @@
 //! - [`events`]    — the event bus: protocol tasks publish without ever waiting; the logger subscribes.
 //! - [`audit`]     — the audit store: bus → writer (spool when the store is away) → SQLite or
 //!   MongoDB behind one trait; Mongo-style queries; CouchDB import, JSONL/BSON export.
+//! - [`backup`]    — host-file pulls over ssh into `hosts/<host>/` (one commit per host per run),
+//!   restore from any revision or date; `backup.toml` in the conf repo says what and when.
 //! - [`commands`]  — the `host` and `history` CLI verbs (inventory edit → commit; log/diff/cat/revert).
 //! - [`app`]       — supervision: sockets, reload on SIGHUP and file change, sd_notify, graceful SIGTERM.
 pub mod app;
 pub mod audit;
+pub mod backup;
 pub mod commands;
 pub mod config;
 pub mod confrepo;

@@ -60,6 +60,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: HistoryCmd,
     },
+    /// Pull host files over ssh into the conf repo (backup.toml says which), see their
+    /// status, restore one from any revision or date.
+    Backup {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Commit author for pulls (default: the invoking user).
+        #[arg(long, global = true)]
+        author: Option<String>,
+        #[command(subcommand)]
+        cmd: BackupCmd,
+    },
     /// Query the audit store (every DHCP, TFTP, HTTP and inventory event).
     Audit {
         #[command(flatten)]
@@ -200,6 +211,90 @@ fn history(config: &std::path::Path, who: Option<&str>, cmd: HistoryCmd) -> anyh
     };
     print!("{out}");
     Ok(())
+}
+
+#[derive(Subcommand)]
+enum BackupCmd {
+    /// Pull now: the named hosts, or all in backup.toml.
+    Run { hosts: Vec<String> },
+    /// The last result of every host.
+    Status,
+    /// Write HOST:PATH back as of @REV or @DATE (default HEAD), over ssh.
+    Restore {
+        spec: String,
+        /// Only show what would change on the host.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn backup(config: &std::path::Path, who: Option<&str>, cmd: BackupCmd) -> anyhow::Result<bool> {
+    use anyhow::Context;
+    use pxelator::backup as b;
+    let cfg = Config::load(config)?;
+    let inv = pxelator::inventory::load(&cfg.conf_repo, cfg.server_ip, None).0;
+    let events = std::sync::Mutex::new(Vec::new());
+    let emit = |e: pxelator::core::event::Event| events.lock().expect("events").push(e);
+    let ok = match cmd {
+        BackupCmd::Run { hosts } => {
+            let plans = b::load_plans(&cfg, &inv)?;
+            if plans.hosts.is_empty() {
+                anyhow::bail!(
+                    "no hosts to pull: list them in {}/backup.toml, e.g. [host.kiosk1]",
+                    cfg.conf_repo.display()
+                );
+            }
+            let results = b::run(&cfg, &plans, &hosts, &author(who), &emit)?;
+            for r in &results {
+                println!(
+                    "{:<20} {} {}",
+                    r.host,
+                    if r.ok { "ok  " } else { "FAIL" },
+                    r.message
+                );
+            }
+            results.iter().all(|r| r.ok)
+        }
+        BackupCmd::Status => {
+            for r in b::load_status(&cfg) {
+                println!(
+                    "{:<20} {} {} {}",
+                    r.host,
+                    pxelator::services::rfc3339(r.time),
+                    if r.ok { "ok  " } else { "FAIL" },
+                    r.message
+                );
+            }
+            true
+        }
+        BackupCmd::Restore { spec, dry_run } => {
+            let (target, rev) = pxelator::confrepo::split_at_rev(&spec);
+            let (host, path) = target
+                .split_once(':')
+                .context("expected HOST:/path[@REV|@DATE], e.g. kiosk1:/etc/hosts@2026-11-20")?;
+            let plans = b::load_plans(&cfg, &inv)?;
+            let plan = plans
+                .hosts
+                .iter()
+                .find(|p| p.name == host)
+                .ok_or_else(|| b::BackupError::UnknownHost(host.to_owned()))?;
+            let rev = rev.unwrap_or("HEAD");
+            let out = b::restore(&cfg, plan, path, rev, dry_run)?;
+            if !dry_run {
+                emit(pxelator::core::event::Event::BackupRestored {
+                    host: host.to_owned(),
+                    path: path.to_owned(),
+                    rev: rev.to_owned(),
+                });
+            }
+            print!("{out}");
+            true
+        }
+    };
+    if let Some(a) = &cfg.audit {
+        pxelator::audit::record_events(a, &events.into_inner().expect("events"))?;
+    }
+    Ok(ok)
 }
 
 #[derive(Subcommand)]
@@ -390,6 +485,18 @@ fn main() -> ExitCode {
             cmd,
         } => match history(&config, author.as_deref(), cmd) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Cmd::Backup {
+            config: ConfigArg { path: config },
+            author,
+            cmd,
+        } => match backup(&config, author.as_deref(), cmd) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(2),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(1)

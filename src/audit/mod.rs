@@ -142,6 +142,38 @@ pub fn index_spec(spec: &str) -> (String, Vec<String>) {
     (name, fields)
 }
 
+/// Stores events emitted outside the daemon (CLI runs: backups, restores) directly; if the
+/// store cannot take them now, they go to the spool, which the daemon replays.
+pub fn record_events(cfg: &AuditConfig, events: &[Event]) -> Result<(), AuditError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let now = crate::services::unix_now_ms();
+    // A random sequence so ids do not collide with the daemon's own in the same millisecond.
+    let base = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    let rows: Vec<Record> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Record::from_event(e, now, base.wrapping_add(i as u64)))
+        .collect();
+    let stored = open_store(cfg).and_then(|mut s| {
+        s.prepare()?;
+        s.insert(&rows)
+    });
+    match stored {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!("{e}; the events wait in the spool for the daemon");
+            spool::Spool::open(&cfg.spool_dir)?.push(&rows)
+        }
+    }
+}
+
 /// A record id: emit time in the high bits, a per-process sequence in the low 20, so ids sort
 /// by time and one id names one event even across restarts and spool replays.
 pub fn record_id(time_ms: i64, seq: u64) -> i64 {
@@ -173,6 +205,9 @@ fn source_of(e: &Event) -> &'static str {
         Event::HttpServed { .. } => "http",
         Event::InventoryLoaded { .. } | Event::InventoryProblem { .. } => "inventory",
         Event::ConfigCommitted { .. } => "config",
+        Event::BackupPulled { .. } | Event::BackupFailed { .. } | Event::BackupRestored { .. } => {
+            "backup"
+        }
     }
 }
 

@@ -50,6 +50,27 @@ pub enum Event {
         author: String,
         message: String,
     },
+    /// Host files pulled over ssh into the conf repo (`commit` None: nothing changed).
+    BackupPulled {
+        host: String,
+        files: usize,
+        changed: usize,
+        added: usize,
+        removed: usize,
+        commit: Option<String>,
+    },
+    /// A pull or restore that failed (after `attempts` tries).
+    BackupFailed {
+        host: String,
+        attempts: u32,
+        reason: String,
+    },
+    /// A host file written back from history.
+    BackupRestored {
+        host: String,
+        path: String,
+        rev: String,
+    },
     /// A packet that could not be decoded (or was refused before any decision).
     PacketRejected {
         proto: &'static str,
@@ -106,6 +127,9 @@ impl Event {
             Event::LeaseDeclined { .. } => "lease_declined",
             Event::MachineRegistered { .. } => "machine_registered",
             Event::ConfigCommitted { .. } => "config_committed",
+            Event::BackupPulled { .. } => "backup_pulled",
+            Event::BackupFailed { .. } => "backup_failed",
+            Event::BackupRestored { .. } => "backup_restored",
             Event::PacketRejected { .. } => "packet_rejected",
             Event::TftpStarted { .. } => "tftp_started",
             Event::TftpFinished { .. } => "tftp_finished",

@@ -1,0 +1,845 @@
+//! Host-file history (BackupPC-like, successor of bak-git): listed files of managed hosts are
+//! pulled over ssh into the conf repo, one commit per host per run and only when something
+//! changed, and can be written back from any revision or date.
+//!
+//! - What to pull is `backup.toml` in the conf repo (so the lists have history too):
+//!   `[defaults]`, `[group.<name>]` with `hosts = [...]`, `[host.<name>]`; a host's value wins
+//!   over its group's, which wins over the defaults.
+//! - Transport: the stock OpenSSH client (`ssh`) running `tar` on the host. Key-based auth with
+//!   the configured key; the host key is pinned on first use in `<state_dir>/ssh/known_hosts`
+//!   under the host's *name* (HostKeyAlias), so a changed key is refused, never re-learned.
+//! - Files land under `hosts/<host>/<path>`; mode, owner, mtime (and symlink targets) go to
+//!   `hosts/<host>.meta` (one tab-separated line per path, diffable).
+//! - Secrets (shadow files, private keys, `ssl/private`) are excluded on the host and again
+//!   here, unless listed in `include_secrets`.
+//! - Unreachable hosts are retried with backoff (1 s, 2 s, 4 s …) by their own worker; other
+//!   hosts go on in parallel (`concurrency`). Pulls run in parallel; commits are made one at a
+//!   time by the caller's thread.
+use crate::config::Config;
+use crate::confrepo::{Author, Change, ConfRepo};
+use crate::core::event::Event;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{file}: {msg}")]
+    Config { file: PathBuf, msg: String },
+    #[error("{0:?} is not in backup.toml (add [host.{0}] or list it in a [group.*] hosts)")]
+    UnknownHost(String),
+    #[error("host key of {host} ({addr}) differs from the one pinned in {known_hosts}; if the host was really reinstalled, forget the old key with: ssh-keygen -R {host} -f {known_hosts}")]
+    HostKeyChanged {
+        host: String,
+        addr: String,
+        known_hosts: String,
+    },
+    #[error("{host} ({addr}): cannot connect or log in: {msg}")]
+    Unreachable {
+        host: String,
+        addr: String,
+        msg: String,
+    },
+    #[error("{host}: {msg}")]
+    Remote { host: String, msg: String },
+    #[error(transparent)]
+    Repo(#[from] crate::confrepo::RepoError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Settings shared by defaults, groups and hosts (all optional; see [`HostPlan`] for defaults).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub paths: Option<Vec<String>>,
+    /// Extra paths or globs to leave out.
+    pub exclude: Option<Vec<String>>,
+    /// Secret paths to pull anyway (they are excluded by default).
+    pub include_secrets: Option<Vec<String>>,
+    /// Cron syntax, e.g. "0 3 * * *" (used by the daemon's scheduler).
+    pub schedule: Option<String>,
+    pub user: Option<String>,
+    pub key: Option<PathBuf>,
+    pub port: Option<u16>,
+    /// Address to connect to (default: the machine's IP from the inventory, else the name).
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Group {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(flatten)]
+    settings: Settings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupFile {
+    #[serde(default)]
+    defaults: Settings,
+    #[serde(default)]
+    group: BTreeMap<String, Group>,
+    #[serde(default)]
+    host: BTreeMap<String, Settings>,
+    /// Hosts pulled at once.
+    concurrency: Option<usize>,
+    /// Tries per host per run for a host that cannot be reached.
+    attempts: Option<u32>,
+}
+
+/// Everything needed to pull one host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostPlan {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub key: PathBuf,
+    pub paths: Vec<String>,
+    pub exclude: Vec<String>,
+    pub include_secrets: Vec<String>,
+    pub schedule: Option<String>,
+}
+
+/// The resolved `backup.toml`.
+#[derive(Debug, Clone)]
+pub struct Plans {
+    pub hosts: Vec<HostPlan>,
+    pub concurrency: usize,
+    pub attempts: u32,
+}
+
+fn merge(a: &Settings, b: &Settings) -> Settings {
+    Settings {
+        paths: b.paths.clone().or_else(|| a.paths.clone()),
+        exclude: b.exclude.clone().or_else(|| a.exclude.clone()),
+        include_secrets: b
+            .include_secrets
+            .clone()
+            .or_else(|| a.include_secrets.clone()),
+        schedule: b.schedule.clone().or_else(|| a.schedule.clone()),
+        user: b.user.clone().or_else(|| a.user.clone()),
+        key: b.key.clone().or_else(|| a.key.clone()),
+        port: b.port.or(a.port),
+        address: b.address.clone().or_else(|| a.address.clone()),
+    }
+}
+
+/// Reads `backup.toml` from the conf repo (errors name `path:line`). Hosts are resolved to
+/// addresses through the inventory.
+pub fn load_plans(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Plans, BackupError> {
+    let file = cfg.conf_repo.join("backup.toml");
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(BackupError::Config {
+                file,
+                msg: e.to_string(),
+            })
+        }
+    };
+    let parsed: BackupFile = toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+            .unwrap_or(0);
+        BackupError::Config {
+            file: PathBuf::from(format!("{}:{line}", file.display())),
+            msg: e.message().to_owned(),
+        }
+    })?;
+    let mut per_host: BTreeMap<String, Settings> = BTreeMap::new();
+    for g in parsed.group.values() {
+        for h in &g.hosts {
+            let base = per_host.get(h).cloned().unwrap_or_default();
+            per_host.insert(h.clone(), merge(&base, &g.settings));
+        }
+    }
+    for (h, s) in &parsed.host {
+        let base = per_host.get(h).cloned().unwrap_or_default();
+        per_host.insert(h.clone(), merge(&base, s));
+    }
+    let default_key = cfg.state_dir.join("ssh/id_ed25519");
+    let mut hosts = Vec::new();
+    for (name, s) in per_host {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(BackupError::Config {
+                file: file.clone(),
+                msg: format!("host name {name:?}: letters, digits, '-' and '.' only"),
+            });
+        }
+        let s = merge(&parsed.defaults, &s);
+        let address = s.address.clone().unwrap_or_else(|| {
+            inv.machines()
+                .iter()
+                .find(|m| m.hostname.as_deref() == Some(name.as_str()))
+                .and_then(|m| m.ip)
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| name.clone())
+        });
+        hosts.push(HostPlan {
+            address,
+            port: s.port.unwrap_or(22),
+            user: s.user.unwrap_or_else(|| "root".into()),
+            key: s.key.unwrap_or_else(|| default_key.clone()),
+            paths: s.paths.unwrap_or_else(|| vec!["/etc".into()]),
+            exclude: s.exclude.unwrap_or_default(),
+            include_secrets: s.include_secrets.unwrap_or_default(),
+            schedule: s.schedule,
+            name,
+        });
+    }
+    Ok(Plans {
+        hosts,
+        concurrency: parsed.concurrency.unwrap_or(8).max(1),
+        attempts: parsed.attempts.unwrap_or(3).max(1),
+    })
+}
+
+/// Is this (absolute) path a secret that is only pulled when listed explicitly?
+pub fn is_secret(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let private_key_names = [
+        "id_rsa",
+        "id_dsa",
+        "id_ecdsa",
+        "id_ed25519",
+        "id_ecdsa_sk",
+        "id_ed25519_sk",
+    ];
+    matches!(name, "shadow" | "shadow-" | "gshadow" | "gshadow-")
+        || (name.starts_with("ssh_host_") && name.ends_with("_key"))
+        || private_key_names.contains(&name)
+        || name.ends_with(".key")
+        || path
+            .split('/')
+            .collect::<Vec<_>>()
+            .windows(2)
+            .any(|w| w == ["ssl", "private"])
+}
+
+/// What is known about a pulled path besides its content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Meta {
+    pub kind: char, // f file, d directory, l symlink
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    pub link: Option<String>,
+}
+
+impl Meta {
+    fn line(&self, path: &str) -> String {
+        format!(
+            "{path}\t{}\t{:04o}\t{}:{}\t{}\t{}\n",
+            self.kind,
+            self.mode,
+            self.uid,
+            self.gid,
+            self.mtime,
+            self.link.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// One pulled host: files (path without the leading '/' → content) and metadata.
+#[derive(Debug, Default)]
+pub struct Pulled {
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub meta: BTreeMap<String, Meta>,
+    /// Paths skipped as secrets.
+    pub secrets_skipped: Vec<String>,
+}
+
+/// `'…'` quoting for the remote shell; globs (`* ? [`) stay active when the path has only
+/// plain characters besides them.
+fn remote_word(p: &str) -> String {
+    let plain = p
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+*?[]@%:=,".contains(c));
+    if plain {
+        p.to_owned()
+    } else {
+        format!("'{}'", p.replace('\'', "'\\''"))
+    }
+}
+
+/// Where pinned host keys live.
+pub fn known_hosts(cfg: &Config) -> PathBuf {
+    cfg.state_dir.join("ssh/known_hosts")
+}
+
+fn ssh_command(plan: &HostPlan, known_hosts: &Path) -> Command {
+    let mut c = Command::new("ssh");
+    c.arg("-i")
+        .arg(&plan.key)
+        .args(["-p", &plan.port.to_string()])
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+        .args(["-o", "StrictHostKeyChecking=accept-new"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .arg("-o")
+        .arg(format!("HostKeyAlias={}", plan.name))
+        .args([
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "ServerAliveInterval=15",
+            "-o",
+            "ServerAliveCountMax=4",
+        ])
+        .args(["-o", "LogLevel=ERROR"])
+        .arg(format!("{}@{}", plan.user, plan.address));
+    c
+}
+
+fn classify(plan: &HostPlan, known: &Path, status: Option<i32>, stderr: &str) -> BackupError {
+    let addr = format!("{}:{}", plan.address, plan.port);
+    if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || stderr.contains("Host key verification failed")
+    {
+        return BackupError::HostKeyChanged {
+            host: plan.name.clone(),
+            addr,
+            known_hosts: known.display().to_string(),
+        };
+    }
+    if status == Some(255) || status.is_none() {
+        return BackupError::Unreachable {
+            host: plan.name.clone(),
+            addr,
+            msg: stderr
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("ssh failed")
+                .to_owned(),
+        };
+    }
+    BackupError::Remote {
+        host: plan.name.clone(),
+        msg: format!("remote tar failed: {}", stderr.trim()),
+    }
+}
+
+/// Pulls one host's listed paths (one ssh connection running `tar`).
+pub fn pull(plan: &HostPlan, known: &Path) -> Result<Pulled, BackupError> {
+    if let Some(dir) = known.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut remote = String::from(
+        "tar --create --file=- --numeric-owner --ignore-failed-read --warning=no-file-removed",
+    );
+    for pat in [
+        "shadow",
+        "shadow-",
+        "gshadow",
+        "gshadow-",
+        "ssh_host_*_key",
+        "id_rsa",
+        "id_dsa",
+        "id_ecdsa",
+        "id_ed25519",
+        "*.key",
+    ] {
+        let explicit = plan
+            .include_secrets
+            .iter()
+            .any(|s| s.rsplit('/').next() == Some(pat));
+        if !explicit {
+            remote.push_str(&format!(" --exclude='{pat}'"));
+        }
+    }
+    for ex in &plan.exclude {
+        remote.push_str(&format!(
+            " --exclude={}",
+            remote_word(ex.trim_start_matches('/'))
+        ));
+    }
+    remote.push_str(" --");
+    for p in plan.paths.iter().chain(&plan.include_secrets) {
+        remote.push(' ');
+        remote.push_str(&remote_word(p));
+    }
+    // tar exits 1 when a file changed while being read: still a usable pull.
+    remote.push_str("; s=$?; [ $s -le 1 ] || exit $s");
+    let mut child = ssh_command(plan, known)
+        .arg(remote)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            BackupError::Io(format!(
+                "cannot run ssh (apt-get install openssh-client): {e}"
+            ))
+        })?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut out = Pulled::default();
+    let mut parse_err = None;
+    {
+        let stdout = child.stdout.take().expect("piped");
+        let mut ar = tar::Archive::new(stdout);
+        match ar.entries() {
+            Ok(entries) => {
+                for e in entries {
+                    let mut e = match e {
+                        Ok(e) => e,
+                        Err(err) => {
+                            parse_err = Some(err.to_string());
+                            break;
+                        }
+                    };
+                    let path = match e.path() {
+                        Ok(p) => p.to_string_lossy().trim_end_matches('/').to_owned(),
+                        Err(_) => continue,
+                    };
+                    if path.is_empty() || path.split('/').any(|c| c == ".." || c == ".git") {
+                        continue;
+                    }
+                    let h = e.header();
+                    let kind = match h.entry_type() {
+                        tar::EntryType::Regular | tar::EntryType::Continuous => 'f',
+                        tar::EntryType::Directory => 'd',
+                        tar::EntryType::Symlink => 'l',
+                        _ => continue,
+                    };
+                    let explicit = plan
+                        .include_secrets
+                        .iter()
+                        .any(|s| s.trim_start_matches('/') == path);
+                    if kind == 'f' && is_secret(&format!("/{path}")) && !explicit {
+                        out.secrets_skipped.push(format!("/{path}"));
+                        continue;
+                    }
+                    let meta = Meta {
+                        kind,
+                        mode: h.mode().unwrap_or(0) & 0o7777,
+                        uid: h.uid().unwrap_or(0),
+                        gid: h.gid().unwrap_or(0),
+                        mtime: h.mtime().unwrap_or(0),
+                        link: e
+                            .link_name()
+                            .ok()
+                            .flatten()
+                            .map(|l| l.to_string_lossy().into_owned()),
+                    };
+                    if kind == 'f' {
+                        let mut data = Vec::new();
+                        if let Err(err) = e.read_to_end(&mut data) {
+                            parse_err = Some(err.to_string());
+                            break;
+                        }
+                        out.files.insert(path.clone(), data);
+                    }
+                    out.meta.insert(path, meta);
+                }
+            }
+            Err(err) => parse_err = Some(err.to_string()),
+        }
+    }
+    let status = child.wait().map_err(|e| BackupError::Io(e.to_string()))?;
+    let stderr = err_reader.join().unwrap_or_default();
+    if !status.success() {
+        return Err(classify(plan, known, status.code(), &stderr));
+    }
+    if let Some(e) = parse_err {
+        return Err(BackupError::Remote {
+            host: plan.name.clone(),
+            msg: format!("unreadable tar stream: {e}"),
+        });
+    }
+    Ok(out)
+}
+
+/// What one host's run did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HostResult {
+    pub host: String,
+    /// Unix seconds.
+    pub time: u64,
+    pub ok: bool,
+    pub message: String,
+    pub files: usize,
+    pub commit: Option<String>,
+    pub attempts: u32,
+}
+
+/// Stores a pulled host in the repo: one commit when anything (content or metadata) differs
+/// from HEAD, none otherwise.
+pub fn record(
+    repo: &ConfRepo,
+    host: &str,
+    pulled: &Pulled,
+    author: &Author,
+) -> Result<(Option<String>, usize, usize, usize), BackupError> {
+    let prefix = format!("hosts/{host}/");
+    let meta_path = format!("hosts/{host}.meta");
+    let existing: HashMap<String, gix::ObjectId> = match repo.head()? {
+        Some(h) => repo.files(h, &prefix)?.into_iter().collect(),
+        None => HashMap::new(),
+    };
+    let hash =
+        |d: &[u8]| gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, d).ok();
+    let (mut changed, mut added, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+    let mut changes = Vec::new();
+    for (p, data) in &pulled.files {
+        let rp = format!("{prefix}{p}");
+        match existing.get(&rp) {
+            Some(id) if hash(data).as_ref() == Some(id) => {}
+            Some(_) => {
+                changed.push(format!("/{p}"));
+                changes.push(Change::Write(rp, data.clone()));
+            }
+            None => {
+                added.push(format!("/{p}"));
+                changes.push(Change::Write(rp, data.clone()));
+            }
+        }
+    }
+    for rp in existing.keys() {
+        let p = &rp[prefix.len()..];
+        if !pulled.files.contains_key(p) {
+            removed.push(format!("/{p}"));
+            changes.push(Change::Delete(rp.clone()));
+        }
+    }
+    let meta_text: String = pulled
+        .meta
+        .iter()
+        .map(|(p, m)| m.line(&format!("/{p}")))
+        .collect();
+    let old_meta = repo
+        .head()?
+        .and_then(|_| repo.cat(&meta_path, "HEAD").ok())
+        .unwrap_or_default();
+    let meta_changed = old_meta != meta_text.as_bytes();
+    if meta_changed {
+        changes.push(Change::Write(meta_path, meta_text.into_bytes()));
+    }
+    if changes.is_empty() {
+        return Ok((None, 0, 0, 0));
+    }
+    changed.sort();
+    added.sort();
+    removed.sort();
+    let mut msg = format!(
+        "Pull {host}: {} changed, {} new, {} removed of {} files{}",
+        changed.len(),
+        added.len(),
+        removed.len(),
+        pulled.files.len(),
+        if changed.is_empty() && added.is_empty() && removed.is_empty() && meta_changed {
+            " (owner, mode or time only)"
+        } else {
+            ""
+        }
+    );
+    let mut body = String::new();
+    for (label, list) in [
+        ("changed", &changed),
+        ("new", &added),
+        ("removed", &removed),
+    ] {
+        for p in list.iter().take(50) {
+            body.push_str(&format!("{label}: {p}\n"));
+        }
+        if list.len() > 50 {
+            body.push_str(&format!("{label}: … and {} more\n", list.len() - 50));
+        }
+    }
+    if !body.is_empty() {
+        msg.push_str("\n\n");
+        msg.push_str(&body);
+    }
+    let id = repo.commit(&changes, author, &msg)?;
+    Ok((
+        id.map(|i| i.to_string()),
+        changed.len(),
+        added.len(),
+        removed.len(),
+    ))
+}
+
+/// Pulls `hosts` (all when empty) in parallel, commits each one that changed, emits an event
+/// per host through `emit`, and saves the status file. Returns one result per host.
+pub fn run(
+    cfg: &Config,
+    plans: &Plans,
+    only: &[String],
+    author: &Author,
+    emit: &dyn Fn(Event),
+) -> Result<Vec<HostResult>, BackupError> {
+    for h in only {
+        if !plans.hosts.iter().any(|p| &p.name == h) {
+            return Err(BackupError::UnknownHost(h.clone()));
+        }
+    }
+    let todo: VecDeque<HostPlan> = plans
+        .hosts
+        .iter()
+        .filter(|p| only.is_empty() || only.contains(&p.name))
+        .cloned()
+        .collect();
+    let repo = ConfRepo::open_or_init(&cfg.conf_repo, author)?;
+    let known = known_hosts(cfg);
+    let queue = Arc::new(Mutex::new(todo));
+    let (tx, rx) = std::sync::mpsc::channel::<(HostPlan, u32, Result<Pulled, BackupError>)>();
+    let workers: Vec<_> = (0..plans.concurrency)
+        .map(|_| {
+            let (queue, tx, known, attempts) =
+                (queue.clone(), tx.clone(), known.clone(), plans.attempts);
+            std::thread::spawn(move || loop {
+                let Some(plan) = queue.lock().expect("queue").pop_front() else {
+                    return;
+                };
+                let mut tries = 0;
+                let res = loop {
+                    tries += 1;
+                    match pull(&plan, &known) {
+                        Err(BackupError::Unreachable { .. }) if tries < attempts => {
+                            std::thread::sleep(Duration::from_secs(1 << (tries - 1).min(5)));
+                        }
+                        other => break other,
+                    }
+                };
+                if tx.send((plan, tries, res)).is_err() {
+                    return;
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut results = Vec::new();
+    for (plan, attempts, res) in rx {
+        let now = crate::services::unix_now();
+        let r = match res.and_then(|p| record(&repo, &plan.name, &p, author).map(|r| (p, r))) {
+            Ok((p, (commit, changed, added, removed))) => {
+                emit(Event::BackupPulled {
+                    host: plan.name.clone(),
+                    files: p.files.len(),
+                    changed,
+                    added,
+                    removed,
+                    commit: commit.clone(),
+                });
+                HostResult {
+                    host: plan.name.clone(),
+                    time: now,
+                    ok: true,
+                    message: match &commit {
+                        Some(c) => format!(
+                            "{changed} changed, {added} new, {removed} removed of {} files: commit {}",
+                            p.files.len(),
+                            &c[..12]
+                        ),
+                        None => format!("{} files, nothing changed", p.files.len()),
+                    },
+                    files: p.files.len(),
+                    commit,
+                    attempts,
+                }
+            }
+            Err(e) => {
+                emit(Event::BackupFailed {
+                    host: plan.name.clone(),
+                    attempts,
+                    reason: e.to_string(),
+                });
+                HostResult {
+                    host: plan.name.clone(),
+                    time: now,
+                    ok: false,
+                    message: e.to_string(),
+                    files: 0,
+                    commit: None,
+                    attempts,
+                }
+            }
+        };
+        results.push(r);
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+    results.sort_by(|a, b| a.host.cmp(&b.host));
+    save_status(cfg, &results);
+    Ok(results)
+}
+
+fn status_path(cfg: &Config) -> PathBuf {
+    cfg.state_dir.join("backup/status.json")
+}
+
+fn save_status(cfg: &Config, results: &[HostResult]) {
+    let mut all: BTreeMap<String, HostResult> = load_status(cfg)
+        .into_iter()
+        .map(|r| (r.host.clone(), r))
+        .collect();
+    for r in results {
+        all.insert(r.host.clone(), r.clone());
+    }
+    let p = status_path(cfg);
+    if let Some(d) = p.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let tmp = p.with_extension("tmp");
+    let list: Vec<&HostResult> = all.values().collect();
+    if std::fs::write(&tmp, serde_json::to_vec_pretty(&list).unwrap_or_default()).is_ok() {
+        let _ = std::fs::rename(&tmp, &p);
+    }
+}
+
+/// The last result per host.
+pub fn load_status(cfg: &Config) -> Vec<HostResult> {
+    std::fs::read(status_path(cfg))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Writes `path` (absolute, on `plan`'s host) back as of `rev`: content from
+/// `hosts/<host>/<path>`, mode and owner from `hosts/<host>.meta` at that revision. With
+/// `dry_run`, only returns the diff from the host's current content.
+pub fn restore(
+    cfg: &Config,
+    plan: &HostPlan,
+    path: &str,
+    rev: &str,
+    dry_run: bool,
+) -> Result<String, BackupError> {
+    let repo = ConfRepo::open(&cfg.conf_repo)?.ok_or_else(|| {
+        BackupError::Io(format!(
+            "{} is not a git repository",
+            cfg.conf_repo.display()
+        ))
+    })?;
+    let rel = path.trim_start_matches('/');
+    let want = repo.cat(&format!("hosts/{}/{rel}", plan.name), rev)?;
+    let meta = repo
+        .cat(&format!("hosts/{}.meta", plan.name), rev)
+        .unwrap_or_default();
+    let mode = String::from_utf8_lossy(&meta).lines().find_map(|l| {
+        let f: Vec<&str> = l.split('\t').collect();
+        (f.len() >= 4 && f[0] == format!("/{rel}")).then(|| (f[2].to_owned(), f[3].to_owned()))
+    });
+    let known = known_hosts(cfg);
+    let q = remote_word_quoted(&format!("/{rel}"));
+    let current = ssh_command(plan, &known)
+        .arg(format!("cat {q} 2>/dev/null || true"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| BackupError::Io(format!("cannot run ssh: {e}")))?;
+    if !current.status.success() {
+        return Err(classify(
+            plan,
+            &known,
+            current.status.code(),
+            &String::from_utf8_lossy(&current.stderr),
+        ));
+    }
+    let diff = crate::confrepo::unified_diff(
+        &format!("/{rel}"),
+        &current.stdout,
+        &want,
+        &format!("{} now", plan.name),
+        rev,
+    );
+    if dry_run {
+        return Ok(if diff.is_empty() {
+            format!("/{rel} on {} already has its content of {rev}\n", plan.name)
+        } else {
+            diff
+        });
+    }
+    let tmp = remote_word_quoted(&format!("/{rel}.pxelator-restore"));
+    let mut script = format!("umask 077 && cat > {tmp}");
+    if let Some((mode, owner)) = mode {
+        script.push_str(&format!(" && chmod {mode} {tmp} && chown {owner} {tmp}"));
+    }
+    script.push_str(&format!(" && mv -f {tmp} {q}"));
+    let mut child = ssh_command(plan, &known)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| BackupError::Io(format!("cannot run ssh: {e}")))?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin
+            .write_all(&want)
+            .map_err(|e| BackupError::Io(format!("writing to ssh: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| BackupError::Io(e.to_string()))?;
+    if !out.status.success() {
+        return Err(classify(
+            plan,
+            &known,
+            out.status.code(),
+            &String::from_utf8_lossy(&out.stderr),
+        ));
+    }
+    Ok(format!(
+        "restored /{rel} on {} as of {rev}\n{diff}",
+        plan.name
+    ))
+}
+
+fn remote_word_quoted(p: &str) -> String {
+    format!("'{}'", p.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_recognised() {
+        for s in [
+            "/etc/shadow",
+            "/etc/gshadow-",
+            "/etc/ssh/ssh_host_ed25519_key",
+            "/root/.ssh/id_ed25519",
+            "/etc/ssl/private/site.pem",
+            "/srv/x/tls.key",
+        ] {
+            assert!(is_secret(s), "{s}");
+        }
+        for s in [
+            "/etc/passwd",
+            "/etc/ssh/ssh_host_ed25519_key.pub",
+            "/root/.ssh/id_ed25519.pub",
+            "/etc/hosts",
+        ] {
+            assert!(!is_secret(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn remote_words_keep_globs_and_quote_the_rest() {
+        assert_eq!(remote_word("/etc/*.conf"), "/etc/*.conf");
+        assert_eq!(remote_word("/srv/my files"), "'/srv/my files'");
+        assert_eq!(remote_word("/x/it's"), "'/x/it'\\''s'");
+    }
+}
