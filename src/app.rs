@@ -63,6 +63,70 @@ pub fn load_inventory(
     inv
 }
 
+/// Pulls host files when their `schedule` in backup.toml says so (checked every 5 s, in the
+/// system time zone); one run at a time; events go on the bus. A run missed while the daemon
+/// was down is made up once, and the log says so.
+async fn backup_scheduler(cfg: Config, bus: Bus, cancel: CancellationToken) {
+    use crate::backup;
+    let since = jiff::Timestamp::now();
+    let tz = jiff::tz::TimeZone::system();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut warned: std::collections::HashSet<String> = Default::default();
+    loop {
+        tokio::select! { _ = cancel.cancelled() => break, _ = tick.tick() => {} }
+        if !cfg.conf_repo.join("backup.toml").exists() {
+            continue;
+        }
+        let c = cfg.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let inv = inventory::load(&c.conf_repo, c.server_ip, None).0;
+            backup::load_plans(&c, &inv).map(|p| (p, backup::load_status(&c)))
+        })
+        .await;
+        let (plans, status) = match loaded {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                if warned.insert(e.to_string()) {
+                    warn!("{e}; scheduled pulls wait until it is fixed");
+                }
+                continue;
+            }
+            Err(_) => continue,
+        };
+        for p in &plans.hosts {
+            if let Some(Err(e)) = p.schedule.as_deref().map(backup::parse_schedule) {
+                if warned.insert(e.clone()) {
+                    warn!(host = %p.name, "backup.toml: {e}");
+                }
+            }
+        }
+        let due = backup::due_hosts(&plans, &status, since, jiff::Timestamp::now(), &tz);
+        if due.is_empty() {
+            continue;
+        }
+        for (h, missed) in &due {
+            if *missed {
+                info!(host = %h, "pulling now: a scheduled pull was missed (the appliance was down or busy)");
+            }
+        }
+        let hosts: Vec<String> = due.into_iter().map(|(h, _)| h).collect();
+        let (c, b) = (cfg.clone(), bus.clone());
+        let run = tokio::task::spawn_blocking(move || {
+            backup::run(
+                &c,
+                &plans,
+                &hosts,
+                &crate::confrepo::Author::daemon(),
+                &|e| b.emit(e),
+            )
+        });
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = run => if let Ok(Err(e)) = r { warn!("scheduled pull: {e}") },
+        }
+    }
+}
+
 /// The directories of the conf repo the inventory is read from.
 const INVENTORY_DIRS: &[&str] = &["machines", "profiles", "conf"];
 
@@ -264,6 +328,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
+
+    tasks.spawn(backup_scheduler(cfg.clone(), bus.clone(), cancel.clone()));
 
     // Inventory reloads: SIGHUP or a change under conf_repo (debounced).
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<&'static str>(8);

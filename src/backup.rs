@@ -806,6 +806,59 @@ pub fn restore(
     ))
 }
 
+/// Parses a schedule: cron syntax with 5 fields (minute hour day month weekday) or 6 with
+/// seconds first; nicknames like `@daily` too.
+pub fn parse_schedule(s: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(s)
+        .map_err(|e| {
+            format!("schedule {s:?}: {e} (cron syntax, e.g. \"0 3 * * *\" for 03:00 daily)")
+        })
+}
+
+/// When a host's next scheduled pull is due, in `tz`: the first occurrence after its last
+/// run, or after `since` (the daemon's start) when it never ran. A due time already in the
+/// past means "run now": occurrences missed while the appliance was down are made up once.
+pub fn next_due(
+    cron: &croner::Cron,
+    last_run: Option<jiff::Timestamp>,
+    since: jiff::Timestamp,
+    tz: &jiff::tz::TimeZone,
+) -> Option<jiff::Zoned> {
+    let from = last_run.unwrap_or(since).to_zoned(tz.clone());
+    cron.find_next_occurrence(&from, false).ok()
+}
+
+/// Which hosts are due at `now`, and for each whether a run was missed (due more than a
+/// minute ago). Pure: the daemon's scheduler and the tests call it with their own clock.
+pub fn due_hosts(
+    plans: &Plans,
+    status: &[HostResult],
+    since: jiff::Timestamp,
+    now: jiff::Timestamp,
+    tz: &jiff::tz::TimeZone,
+) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    for p in &plans.hosts {
+        let Some(Ok(cron)) = p.schedule.as_deref().map(parse_schedule) else {
+            continue;
+        };
+        let last = status
+            .iter()
+            .find(|r| r.host == p.name)
+            .and_then(|r| jiff::Timestamp::from_second(r.time as i64).ok());
+        if let Some(due) = next_due(&cron, last, since, tz) {
+            if due.timestamp() <= now {
+                let missed = now.as_second() - due.timestamp().as_second() > 60;
+                out.push((p.name.clone(), missed));
+            }
+        }
+    }
+    out
+}
+
 fn remote_word_quoted(p: &str) -> String {
     format!("'{}'", p.replace('\'', "'\\''"))
 }
@@ -813,6 +866,114 @@ fn remote_word_quoted(p: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plans(schedule: &str) -> Plans {
+        Plans {
+            hosts: vec![HostPlan {
+                name: "kiosk1".into(),
+                address: "x".into(),
+                port: 22,
+                user: "root".into(),
+                key: "k".into(),
+                paths: vec!["/etc".into()],
+                exclude: vec![],
+                include_secrets: vec![],
+                schedule: Some(schedule.into()),
+            }],
+            concurrency: 1,
+            attempts: 1,
+        }
+    }
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn ran(time: &str) -> Vec<HostResult> {
+        vec![HostResult {
+            host: "kiosk1".into(),
+            time: at(time).as_second() as u64,
+            ok: true,
+            message: String::new(),
+            files: 1,
+            commit: None,
+            attempts: 1,
+        }]
+    }
+
+    #[test]
+    fn schedules_with_an_injected_clock() {
+        let utc = jiff::tz::TimeZone::UTC;
+        let p = plans("0 3 * * *");
+        let start = at("2026-11-26T00:00:00Z");
+        // Never ran: waits for the first 03:00 after the daemon started.
+        assert!(due_hosts(&p, &[], start, at("2026-11-26T02:59:00Z"), &utc).is_empty());
+        assert_eq!(
+            due_hosts(&p, &[], start, at("2026-11-26T03:00:10Z"), &utc),
+            vec![("kiosk1".into(), false)]
+        );
+        // Ran at 03:00 today: nothing until tomorrow.
+        let today = ran("2026-11-26T03:00:05Z");
+        assert!(due_hosts(&p, &today, start, at("2026-11-26T23:00:00Z"), &utc).is_empty());
+        // Appliance down for three days: one catch-up run, flagged as missed.
+        assert_eq!(
+            due_hosts(&p, &today, start, at("2026-11-29T10:00:00Z"), &utc),
+            vec![("kiosk1".into(), true)]
+        );
+        // Weekdays only: after a Friday run the next is Monday.
+        let wk = plans("30 7 * * 1-5");
+        let fri = ran("2026-11-27T07:30:00Z");
+        assert!(due_hosts(&wk, &fri, start, at("2026-11-29T12:00:00Z"), &utc).is_empty());
+        assert_eq!(
+            due_hosts(&wk, &fri, start, at("2026-11-30T07:30:00Z"), &utc).len(),
+            1
+        );
+        assert!(parse_schedule("every day")
+            .unwrap_err()
+            .contains("cron syntax"));
+    }
+
+    #[test]
+    fn schedules_follow_local_time_across_dst() {
+        let Ok(tz) = jiff::tz::TimeZone::get("Europe/Zagreb") else {
+            println!("SKIPPED: DST schedule test: no tz database (apt-get install tzdata)");
+            return;
+        };
+        // 03:00 local daily; on 2026-03-29 clocks go 02:00 → 03:00 (UTC+1 → UTC+2).
+        let p = plans("0 3 * * *");
+        let before = ran("2026-03-28T02:00:00Z"); // 03:00 CET
+        let due = next_due(
+            &parse_schedule("0 3 * * *").unwrap(),
+            Some(at("2026-03-28T02:00:00Z")),
+            at("2026-03-01T00:00:00Z"),
+            &tz,
+        )
+        .unwrap();
+        assert_eq!(
+            due.timestamp(),
+            at("2026-03-29T01:00:00Z"),
+            "03:00 CEST is 01:00 UTC"
+        );
+        assert!(due_hosts(
+            &p,
+            &before,
+            at("2026-03-01T00:00:00Z"),
+            at("2026-03-29T00:59:00Z"),
+            &tz
+        )
+        .is_empty());
+        assert_eq!(
+            due_hosts(
+                &p,
+                &before,
+                at("2026-03-01T00:00:00Z"),
+                at("2026-03-29T01:00:00Z"),
+                &tz
+            )
+            .len(),
+            1
+        );
+    }
 
     #[test]
     fn secrets_are_recognised() {

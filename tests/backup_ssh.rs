@@ -359,3 +359,92 @@ fn pull_change_diff_restore_against_real_sshd() {
         "{kinds}"
     );
 }
+
+/// The daemon pulls on schedule (cron with seconds here, to keep the test short), commits as
+/// `pxelator <hostname>`, and the pulls reach the audit store as events.
+#[test]
+fn daemon_pulls_on_schedule() {
+    if !sshd_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openssh-server missing; scripts/setup installs it"
+        );
+        println!("SKIPPED: scheduled pull test: {SSHD} not installed");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    let key = base.join("client_key");
+    keygen(&key);
+    let authorized = base.join("authorized_keys");
+    std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
+    let host = start_sshd(&base.join("h1"), &authorized);
+    std::fs::create_dir_all(host.root.join("etc")).unwrap();
+    std::fs::write(host.root.join("etc/hostname"), "kiosk1\n").unwrap();
+    let repo = base.join("conf-repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::create_dir_all(base.join("boot")).unwrap();
+    std::fs::write(
+        repo.join("backup.toml"),
+        format!(
+            "[host.kiosk1]\naddress = \"127.0.0.1\"\nport = {}\nkey = \"{}\"\npaths = [\"{}/etc\"]\nschedule = \"*/2 * * * * *\"\n",
+            host.port,
+            key.display(),
+            host.root.display()
+        ),
+    )
+    .unwrap();
+    let http = free_port();
+    let cfg = base.join("pxelator.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"127.0.0.1\"\n\
+             [dhcp]\nmode = \"off\"\n[tftp]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{http}\"\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(base.join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let pulled = || {
+        repo.join(".git").exists()
+            && Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(["log", "--format=%an|%s"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("pxelator ") && l.contains("|Pull kiosk1: 0 changed, 1 new"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pulled() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ok = pulled();
+    // The pull events reach the audit store (the writer flushes within 100 ms).
+    std::thread::sleep(Duration::from_millis(500));
+    let events = px(
+        &cfg,
+        &[
+            "audit",
+            "find",
+            r#"{"kind": "backup_pulled", "host": "kiosk1"}"#,
+        ],
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        ok,
+        "no scheduled pull within 30 s: {}",
+        std::fs::read_to_string(base.join("daemon.log")).unwrap_or_default()
+    );
+    assert!(text(&events).contains("\"files\":1"), "{}", text(&events));
+}
