@@ -92,6 +92,8 @@ struct BackupFile {
     concurrency: Option<usize>,
     /// Tries per host per run for a host that cannot be reached.
     attempts: Option<u32>,
+    /// Seconds one host's pull may take before it is cut off (default 600).
+    timeout_secs: Option<u64>,
 }
 
 /// Everything needed to pull one host.
@@ -114,6 +116,8 @@ pub struct Plans {
     pub hosts: Vec<HostPlan>,
     pub concurrency: usize,
     pub attempts: u32,
+    /// One host's pull is cut off after this long (a hung host never holds a worker forever).
+    pub timeout: Duration,
 }
 
 fn merge(a: &Settings, b: &Settings) -> Settings {
@@ -204,6 +208,7 @@ pub fn load_plans(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Pla
         hosts,
         concurrency: parsed.concurrency.unwrap_or(8).max(1),
         attempts: parsed.attempts.unwrap_or(3).max(1),
+        timeout: Duration::from_secs(parsed.timeout_secs.unwrap_or(600).max(1)),
     })
 }
 
@@ -335,7 +340,7 @@ fn classify(plan: &HostPlan, known: &Path, status: Option<i32>, stderr: &str) ->
 }
 
 /// Pulls one host's listed paths (one ssh connection running `tar`).
-pub fn pull(plan: &HostPlan, known: &Path) -> Result<Pulled, BackupError> {
+pub fn pull(plan: &HostPlan, known: &Path, timeout: Duration) -> Result<Pulled, BackupError> {
     if let Some(dir) = known.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -386,6 +391,26 @@ pub fn pull(plan: &HostPlan, known: &Path) -> Result<Pulled, BackupError> {
                 "cannot run ssh (apt-get install openssh-client): {e}"
             ))
         })?;
+    // Cut a hung host off: kill our ssh (by its PID) when the deadline passes.
+    let done = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let (done, timed_out, pid) = (done.clone(), timed_out.clone(), child.id());
+        std::thread::spawn(move || {
+            let (lock, cv) = &*done;
+            let g = lock.lock().expect("watchdog");
+            let (g, _) = cv
+                .wait_timeout_while(g, timeout, |finished| !*finished)
+                .expect("watchdog");
+            if !*g {
+                timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        })
+    };
     let mut stderr = child.stderr.take().expect("piped");
     let err_reader = std::thread::spawn(move || {
         let mut s = String::new();
@@ -456,7 +481,23 @@ pub fn pull(plan: &HostPlan, known: &Path) -> Result<Pulled, BackupError> {
         }
     }
     let status = child.wait().map_err(|e| BackupError::Io(e.to_string()))?;
+    {
+        let (lock, cv) = &*done;
+        *lock.lock().expect("watchdog") = true;
+        cv.notify_all();
+    }
+    let _ = watchdog.join();
     let stderr = err_reader.join().unwrap_or_default();
+    if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(BackupError::Unreachable {
+            host: plan.name.clone(),
+            addr: format!("{}:{}", plan.address, plan.port),
+            msg: format!(
+                "no answer within {} s (timeout_secs in backup.toml); cut off",
+                timeout.as_secs()
+            ),
+        });
+    }
     if !status.success() {
         return Err(classify(plan, known, status.code(), &stderr));
     }
@@ -604,8 +645,13 @@ pub fn run(
     let (tx, rx) = std::sync::mpsc::channel::<(HostPlan, u32, Result<Pulled, BackupError>)>();
     let workers: Vec<_> = (0..plans.concurrency)
         .map(|_| {
-            let (queue, tx, known, attempts) =
-                (queue.clone(), tx.clone(), known.clone(), plans.attempts);
+            let (queue, tx, known, attempts, timeout) = (
+                queue.clone(),
+                tx.clone(),
+                known.clone(),
+                plans.attempts,
+                plans.timeout,
+            );
             std::thread::spawn(move || loop {
                 let Some(plan) = queue.lock().expect("queue").pop_front() else {
                     return;
@@ -613,7 +659,7 @@ pub fn run(
                 let mut tries = 0;
                 let res = loop {
                     tries += 1;
-                    match pull(&plan, &known) {
+                    match pull(&plan, &known, timeout) {
                         Err(BackupError::Unreachable { .. }) if tries < attempts => {
                             std::thread::sleep(Duration::from_secs(1 << (tries - 1).min(5)));
                         }
@@ -882,6 +928,7 @@ mod tests {
             }],
             concurrency: 1,
             attempts: 1,
+            timeout: Duration::from_secs(60),
         }
     }
 

@@ -188,7 +188,10 @@ fn pull_change_diff_restore_against_real_sshd() {
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::create_dir_all(base.join("boot")).unwrap();
     let dead_port = free_port();
-    let mut bt = format!("attempts = 2\nconcurrency = 4\n[defaults]\nuser = \"root\"\nkey = \"{}\"\naddress = \"127.0.0.1\"\n", key.display());
+    // A host that accepts the connection and then says nothing, ever.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_port = hung.local_addr().unwrap().port();
+    let mut bt = format!("attempts = 2\nconcurrency = 4\ntimeout_secs = 3\n[defaults]\nuser = \"root\"\nkey = \"{}\"\naddress = \"127.0.0.1\"\n", key.display());
     for (i, h) in hosts.iter().enumerate() {
         bt.push_str(&format!(
             "[host.kiosk{}]\nport = {}\npaths = [\"{}/etc\"]\n",
@@ -198,7 +201,7 @@ fn pull_change_diff_restore_against_real_sshd() {
         ));
     }
     bt.push_str(&format!(
-        "[host.gone]\nport = {dead_port}\npaths = [\"/etc\"]\n"
+        "[host.gone]\nport = {dead_port}\npaths = [\"/etc\"]\n[host.hung]\nport = {hung_port}\npaths = [\"/etc\"]\n"
     ));
     std::fs::write(repo.join("backup.toml"), bt).unwrap();
     let cfg = base.join("pxelator.toml");
@@ -230,10 +233,29 @@ fn pull_change_diff_restore_against_real_sshd() {
         out.contains("gone") && out.contains("FAIL") && out.contains("cannot connect"),
         "{out}"
     );
-    println!(
-        "first run with an unreachable host (2 attempts): {:?}",
-        start.elapsed()
+    assert!(
+        out.contains("hung") && out.contains("no answer within 3 s"),
+        "{out}"
     );
+    // The hung host (2 attempts of 3 s, 1 s backoff) did not hold the others up: they were
+    // committed while it was still being tried.
+    let elapsed = start.elapsed();
+    println!("first run with an unreachable and a hung host: {elapsed:?}");
+    assert!(elapsed >= Duration::from_secs(6), "{elapsed:?}");
+    let first_pull = git(
+        &repo,
+        &["log", "--reverse", "--format=%at", "--grep=^Pull kiosk"],
+    );
+    let first_at: u64 = first_pull.lines().next().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        first_at + 4 <= now,
+        "fast hosts committed before the hung one gave up ({first_at} vs run end {now})"
+    );
+    drop(hung);
     let root1 = hosts[0].root.clone();
     let h1 = |p: &str| format!("hosts/kiosk1{}/etc/{p}", root1.display());
     let pulled = repo.join(h1("hosts"));
