@@ -17,75 +17,11 @@ use pxelator::core::event::Event;
 use pxelator::core::mac::Mac;
 use serde_json::{json, Value};
 use std::borrow::Cow;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-/// An nx-27017 server this test started (killed by PID on drop).
-struct Nx {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nx_binary() -> Option<PathBuf> {
-    let p = std::env::var_os("PXELATOR_NX27017")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/cache/pxelator/nx-venv/bin/nx-27017".into());
-    p.exists().then_some(p)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts nx-27017 on `port` (in memory) and waits until it accepts connections.
-fn start_nx(bin: &PathBuf, port: u16) -> Nx {
-    let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(bin)
-        .args([
-            "--db",
-            "memory",
-            "--host",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .arg("--log-file")
-        .arg(dir.path().join("nx.log"))
-        .arg("--pid-file")
-        .arg(dir.path().join("nx.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nx-27017");
-    let nx = Nx {
-        child,
-        port,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nx-27017 did not listen on {port} within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    nx
-}
+mod common;
+use common::{free_port, nx_binary, start_nx};
 
 /// nx-27017, or None after printing why the test is skipped (a failure in CI, where
 /// scripts/setup installs it).
@@ -470,7 +406,8 @@ fn battery_mongodb_wire_nx27017() {
     let Some(bin) = nx_or_skip("audit battery on nx-27017") else {
         return;
     };
-    let nx = start_nx(&bin, free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let nx = start_nx(&bin, free_port(), dir.path());
     let mut m = MongoStore::open(
         &format!("mongodb://127.0.0.1:{}/pxelator_battery", nx.port),
         &["rtt".into()],

@@ -3,12 +3,13 @@
 //! `pxelator audit export --format bson` then pymongo's BSON decoder reads the file and
 //! inserts it, as mongorestore would, into a MongoDB-wire server (nx-27017), where
 //! pxelator's MongoDB backend answers the same query as the embedded store.
+mod common;
+
 use pxelator::audit::mongo::MongoStore;
 use pxelator::audit::AuditStore;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pxelator");
 
@@ -133,32 +134,8 @@ fn bson_export_is_read_by_pymongo_and_restores_into_a_mongodb_server() {
     let jsonl = pxelator(&cfg, &["export"]);
     assert_eq!(String::from_utf8_lossy(&jsonl.stdout).lines().count(), 300);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Command::new(&nx)
-        .args([
-            "--db",
-            "memory",
-            "--host",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .arg("--log-file")
-        .arg(d.path().join("nx.log"))
-        .arg("--pid-file")
-        .arg(d.path().join("nx.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let port = common::free_port();
+    let server = common::start_nx(&nx, port, d.path());
     let script = format!(
         "import bson, pymongo\n\
          docs = list(bson.decode_file_iter(open({:?}, 'rb')))\n\
@@ -177,8 +154,7 @@ fn bson_export_is_read_by_pymongo_and_restores_into_a_mongodb_server() {
     let want = embedded
         .aggregate(&json!([{"$match": {"source": "ping"}}, {"$group": {"_id": "$ip", "avg": {"$avg": "$rtt"}}}, {"$sort": {"_id": 1}}]))
         .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(
         py_out.status.success(),
         "pymongo could not read the export: {}",

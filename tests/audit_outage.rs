@@ -6,6 +6,8 @@
 //!
 //! PXELATOR_OUTAGE_SECS shortens the outage for a quick local run (default 60, as the issue
 //! asks; scripts/test uses the default).
+mod common;
+
 use pxelator::audit::mongo::MongoStore;
 use pxelator::audit::spool::Spool;
 use pxelator::audit::sqlite::SqliteStore;
@@ -13,8 +15,6 @@ use pxelator::audit::writer::{run_writer, WriterStats};
 use pxelator::audit::AuditStore;
 use pxelator::core::event::Event;
 use pxelator::events::Bus;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,32 +124,17 @@ async fn embedded_store_locked_for_the_outage_loses_nothing() {
     assert_eq!(final_count, emitted, "nothing written twice");
 }
 
-struct Nx(Child);
-impl Drop for Nx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongodb_unreachable_for_the_outage_loses_nothing() {
-    let bin = std::env::var_os("PXELATOR_NX27017")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/cache/pxelator/nx-venv/bin/nx-27017".into());
-    if !bin.exists() {
+    let Some(bin) = common::nx_binary() else {
         assert!(
             std::env::var_os("CI").is_none(),
             "nx-27017 missing; scripts/setup installs it"
         );
         println!("SKIPPED: MongoDB outage test: nx-27017 not installed (run scripts/setup)");
         return;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    };
+    let port = common::free_port();
     let url = format!("mongodb://127.0.0.1:{port}/pxelator_outage");
     let d = tempfile::tempdir().unwrap();
     let spool = Spool::open(&d.path().join("spool")).unwrap();
@@ -169,23 +154,7 @@ async fn mongodb_unreachable_for_the_outage_loses_nothing() {
     ));
     // Nothing listens on the port during the outage.
     let emitted = load(bus.clone(), 1000, outage()).await;
-    let nx = Nx(Command::new(&bin)
-        .args([
-            "--db",
-            "memory",
-            "--host",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .arg("--log-file")
-        .arg(d.path().join("nx.log"))
-        .arg("--pid-file")
-        .arg(d.path().join("nx.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nx-27017"));
+    let nx = common::spawn_nx(&bin, port, d.path());
     let reader = tokio::task::block_in_place(|| MongoStore::open(&url, &[]).unwrap());
     let stored = tokio::task::spawn_blocking(move || {
         wait_for_count(

@@ -4,9 +4,11 @@
 //! previous version keeps being served; every commit becomes a `config_committed` audit event
 //! with its author. The daemon runs on loopback only (DHCP and TFTP off, HTTP on 127.0.0.1).
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::git;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pxelator");
 
@@ -16,24 +18,6 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn git(repo: &Path, args: &[&str]) {
-    let o = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Carol Hand")
-        .env("GIT_AUTHOR_EMAIL", "carol@lib.example")
-        .env("GIT_COMMITTER_NAME", "Carol Hand")
-        .env("GIT_COMMITTER_EMAIL", "carol@lib.example")
-        .output()
-        .expect("git CLI");
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// GET over plain HTTP/1.0 on loopback; the body.

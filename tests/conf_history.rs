@@ -4,8 +4,11 @@
 //! `history revert` restores old content with a new commit, dates select revisions, hand commits
 //! made with plain git appear in the history, and uncommitted hand edits are never swept into
 //! pxelator's commits.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
+
+mod common;
+use common::git;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pxelator");
 
@@ -64,25 +67,6 @@ fn ok(o: Output) -> String {
         o.status.success(),
         "stdout: {}\nstderr: {}",
         String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Carol Hand")
-        .env("GIT_AUTHOR_EMAIL", "carol@lib.example")
-        .env("GIT_COMMITTER_NAME", "Carol Hand")
-        .env("GIT_COMMITTER_EMAIL", "carol@lib.example")
-        .output()
-        .expect("git CLI (apt-get install git)");
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8(o.stdout).unwrap()

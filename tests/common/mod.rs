@@ -1,0 +1,91 @@
+//! Helpers shared by the integration tests: free loopback ports, an nx-27017 server the test
+//! starts (and kills by PID on drop), and the stock git CLI acting as a human ("Carol Hand").
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// nx-27017 as scripts/setup installs it (or $PXELATOR_NX27017), if present.
+pub fn nx_binary() -> Option<PathBuf> {
+    let p = std::env::var_os("PXELATOR_NX27017")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/pxelator/nx-venv/bin/nx-27017".into());
+    p.exists().then_some(p)
+}
+
+/// An nx-27017 server this test started.
+pub struct Nx {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for Nx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts nx-27017 (in memory) on `port`, logs in `dir`; does not wait for it.
+pub fn spawn_nx(bin: &Path, port: u16, dir: &Path) -> Nx {
+    let child = Command::new(bin)
+        .args([
+            "--db",
+            "memory",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .arg("--log-file")
+        .arg(dir.join("nx.log"))
+        .arg("--pid-file")
+        .arg(dir.join("nx.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nx-27017");
+    Nx { child, port }
+}
+
+/// Starts nx-27017 and waits (at most 30 s) until it accepts connections.
+pub fn start_nx(bin: &Path, port: u16, dir: &Path) -> Nx {
+    let nx = spawn_nx(bin, port, dir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nx-27017 did not listen on {port} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nx
+}
+
+/// The stock git CLI in `repo`, as Carol Hand; stdout. Fails the test on a git error.
+pub fn git(repo: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Carol Hand")
+        .env("GIT_AUTHOR_EMAIL", "carol@lib.example")
+        .env("GIT_COMMITTER_NAME", "Carol Hand")
+        .env("GIT_COMMITTER_EMAIL", "carol@lib.example")
+        .output()
+        .expect("git CLI (apt-get install git)");
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
