@@ -1023,6 +1023,58 @@ mod tests {
     }
 
     #[test]
+    fn host_beats_group_beats_defaults_and_addresses_come_from_the_inventory() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("conf/machines")).unwrap();
+        std::fs::create_dir_all(root.join("boot")).unwrap();
+        std::fs::write(
+            root.join("conf/machines/kiosk1.toml"),
+            "mac = \"52:54:00:00:00:01\"\nip = \"10.77.1.11\"\nhostname = \"kiosk1\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("conf/backup.toml"),
+            "attempts = 5\n[defaults]\nschedule = \"0 3 * * *\"\nuser = \"backup\"\n\
+             [group.kiosks]\nhosts = [\"kiosk1\", \"kiosk2\"]\npaths = [\"/etc\", \"/home/kiosk/.config\"]\nport = 2222\n\
+             [host.kiosk2]\npaths = [\"/etc/*.conf\"]\naddress = \"kiosk2.lib.example\"\ninclude_secrets = [\"/etc/shadow\"]\n\
+             [host.server]\n",
+        )
+        .unwrap();
+        let cfgp = root.join("p.toml");
+        std::fs::write(
+            &cfgp,
+            format!(
+                "conf_repo = \"{0}/conf\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"10.77.1.1\"\n[dhcp]\nmode = \"off\"\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let cfg = crate::config::Config::load(&cfgp).unwrap();
+        let inv = crate::inventory::load(&cfg.conf_repo, cfg.server_ip, None).0;
+        let p = load_plans(&cfg, &inv).unwrap();
+        assert_eq!(p.attempts, 5);
+        let by = |n: &str| p.hosts.iter().find(|h| h.name == n).unwrap().clone();
+        let k1 = by("kiosk1");
+        assert_eq!(
+            (k1.address.as_str(), k1.port, k1.user.as_str()),
+            ("10.77.1.11", 2222, "backup")
+        );
+        assert_eq!(k1.paths, ["/etc", "/home/kiosk/.config"]);
+        assert_eq!(k1.schedule.as_deref(), Some("0 3 * * *"));
+        let k2 = by("kiosk2");
+        assert_eq!((k2.address.as_str(), k2.port), ("kiosk2.lib.example", 2222));
+        assert_eq!(k2.paths, ["/etc/*.conf"]);
+        assert_eq!(k2.include_secrets, ["/etc/shadow"]);
+        let srv = by("server");
+        assert_eq!((srv.address.as_str(), srv.port), ("server", 22));
+        assert_eq!(srv.paths, ["/etc"], "the default");
+        std::fs::write(root.join("conf/backup.toml"), "[host.x]\nport = \"ssh\"\n").unwrap();
+        let e = load_plans(&cfg, &inv).unwrap_err().to_string();
+        assert!(e.contains("backup.toml:2"), "{e}");
+    }
+
+    #[test]
     fn secrets_are_recognised() {
         for s in [
             "/etc/shadow",

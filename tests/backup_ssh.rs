@@ -173,11 +173,17 @@ fn pull_change_diff_restore_against_real_sshd() {
     let hung_port = hung.local_addr().unwrap().port();
     let mut bt = format!("attempts = 2\nconcurrency = 4\ntimeout_secs = 3\n[defaults]\nuser = \"root\"\nkey = \"{}\"\naddress = \"127.0.0.1\"\n", key.display());
     for (i, h) in hosts.iter().enumerate() {
+        let r = h.root.display();
+        // kiosk2 lists globs; kiosk3 asks for its shadow file explicitly.
+        let paths = match i {
+            1 => format!("paths = [\"{r}/etc/host*\", \"{r}/etc/ssh\"]\n"),
+            2 => format!("paths = [\"{r}/etc\"]\ninclude_secrets = [\"{r}/etc/shadow\"]\n"),
+            _ => format!("paths = [\"{r}/etc\"]\n"),
+        };
         bt.push_str(&format!(
-            "[host.kiosk{}]\nport = {}\npaths = [\"{}/etc\"]\n",
+            "[host.kiosk{}]\nport = {}\n{paths}",
             i + 1,
-            h.port,
-            h.root.display()
+            h.port
         ));
     }
     bt.push_str(&format!(
@@ -243,6 +249,23 @@ fn pull_change_diff_restore_against_real_sshd() {
         std::fs::read_to_string(&pulled).unwrap(),
         "127.0.0.1 localhost\n10.77.1.11 kiosk1\n"
     );
+    let in_repo = |host: usize, p: &str| {
+        repo.join(format!(
+            "hosts/kiosk{host}{}/etc/{p}",
+            hosts[host - 1].root.display()
+        ))
+        .exists()
+    };
+    assert!(
+        in_repo(3, "shadow"),
+        "kiosk3 lists its shadow file in include_secrets"
+    );
+    assert!(
+        !in_repo(3, "ssh/ssh_host_ed25519_key"),
+        "only what is listed"
+    );
+    assert!(in_repo(2, "hosts") && in_repo(2, "ssh/ssh_host_ed25519_key.pub"));
+    assert!(!in_repo(2, "motd"), "kiosk2's globs do not match motd");
     assert!(!repo.join(h1("shadow")).exists(), "secrets are not pulled");
     assert!(
         !repo.join(h1("ssh/ssh_host_ed25519_key")).exists(),
