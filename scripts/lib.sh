@@ -70,7 +70,9 @@ add_tap() {
   ns "$SRV" ip link set "$1" up
 }
 
+# PXELATOR_BIN=path uses that binary instead (e.g. a debug build while another run owns the target dir).
 build_pxelator() {
+  if [ -n "${PXELATOR_BIN:-}" ]; then PXELATOR=$PXELATOR_BIN; return; fi
   (cd "$ROOT" && cargo build --release --quiet --bin pxelator)
   PXELATOR=$CARGO_TARGET_DIR/release/pxelator
 }

@@ -15,6 +15,7 @@
 //!   MongoDB behind one trait; Mongo-style queries; CouchDB import, JSONL/BSON export.
 //! - [`backup`]    — host-file pulls over ssh into `hosts/<host>/` (one commit per host per run),
 //!   restore from any revision or date; `backup.toml` in the conf repo says what and when.
+//! - [`power`]     — Wake-on-LAN: magic packets to the directed broadcast of a machine's subnet.
 //! - [`commands`]  — the `host` and `history` CLI verbs (inventory edit → commit; log/diff/cat/revert).
 //! - [`app`]       — supervision: sockets, reload on SIGHUP and file change, sd_notify, graceful SIGTERM.
 pub mod app;
@@ -26,5 +27,6 @@ pub mod confrepo;
 pub mod core;
 pub mod events;
 pub mod inventory;
+pub mod power;
 pub mod proto;
 pub mod services;

@@ -71,6 +71,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: BackupCmd,
     },
+    /// Power control. Now: `on` by Wake-on-LAN (AMT and shutdown come later).
+    Power {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        cmd: PowerCmd,
+    },
     /// Query the audit store (every DHCP, TFTP, HTTP and inventory event).
     Audit {
         #[command(flatten)]
@@ -298,6 +305,66 @@ fn backup(config: &std::path::Path, who: Option<&str>, cmd: BackupCmd) -> anyhow
 }
 
 #[derive(Subcommand)]
+enum PowerCmd {
+    /// Wake machines (hostname, MAC, IP, or a group: machines with param group = "NAME") with
+    /// a Wake-on-LAN magic packet to their subnet's broadcast address.
+    On {
+        #[arg(required = true)]
+        who: Vec<String>,
+        /// UDP port (9, discard; some cards listen on 7).
+        #[arg(long, default_value_t = 9)]
+        port: u16,
+    },
+}
+
+fn power(config: &std::path::Path, cmd: PowerCmd) -> anyhow::Result<bool> {
+    use pxelator::core::event::Event;
+    use pxelator::power;
+    let cfg = Config::load(config)?;
+    let inv = pxelator::inventory::load(&cfg.conf_repo, cfg.server_ip, None).0;
+    let PowerCmd::On { who, port } = cmd;
+    let mut events = Vec::new();
+    let mut ok = true;
+    for w in &who {
+        for m in power::targets(&inv, w)? {
+            let host = power::label(m);
+            let sent = power::wol_target(&cfg.dhcp.net, m)
+                .map_err(|e| e.to_string())
+                .and_then(|t| {
+                    power::send_wol(cfg.server_ip, &m.mac, t, port)
+                        .map(|()| t)
+                        .map_err(|e| format!("sending from {} to {t}:{port}: {e}", cfg.server_ip))
+                });
+            match sent {
+                Ok(t) => {
+                    println!("{host}: magic packet for {} sent to {t}:{port}", m.mac);
+                    events.push(Event::PowerRequested {
+                        host,
+                        mac: m.mac,
+                        action: "on".into(),
+                        method: "wol".into(),
+                        target: format!("{t}:{port}"),
+                    });
+                }
+                Err(reason) => {
+                    eprintln!("{host}: {reason}");
+                    ok = false;
+                    events.push(Event::PowerFailed {
+                        host,
+                        action: "on".into(),
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+    if let Some(a) = &cfg.audit {
+        pxelator::audit::record_events(a, &events)?;
+    }
+    Ok(ok)
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     /// Events matching a MongoDB-style filter, as JSON lines, e.g. '{"mac": "52:54:00:12:34:56"}'.
     Find {
@@ -495,6 +562,17 @@ fn main() -> ExitCode {
             author,
             cmd,
         } => match backup(&config, author.as_deref(), cmd) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(2),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Cmd::Power {
+            config: ConfigArg { path: config },
+            cmd,
+        } => match power(&config, cmd) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(2),
             Err(e) => {

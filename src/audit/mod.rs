@@ -205,6 +205,7 @@ fn source_of(e: &Event) -> &'static str {
         Event::HttpServed { .. } => "http",
         Event::InventoryLoaded { .. } | Event::InventoryProblem { .. } => "inventory",
         Event::ConfigCommitted { .. } => "config",
+        Event::PowerRequested { .. } | Event::PowerFailed { .. } => "power",
         Event::BackupPulled { .. } | Event::BackupFailed { .. } | Event::BackupRestored { .. } => {
             "backup"
         }

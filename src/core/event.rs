@@ -71,6 +71,20 @@ pub enum Event {
         path: String,
         rev: String,
     },
+    /// A power action sent to a machine (`method`: "wol"; `target`: where the packet went).
+    PowerRequested {
+        host: String,
+        mac: Mac,
+        action: String,
+        method: String,
+        target: String,
+    },
+    /// A power action that could not be carried out.
+    PowerFailed {
+        host: String,
+        action: String,
+        reason: String,
+    },
     /// A packet that could not be decoded (or was refused before any decision).
     PacketRejected {
         proto: &'static str,
@@ -130,6 +144,8 @@ impl Event {
             Event::BackupPulled { .. } => "backup_pulled",
             Event::BackupFailed { .. } => "backup_failed",
             Event::BackupRestored { .. } => "backup_restored",
+            Event::PowerRequested { .. } => "power_requested",
+            Event::PowerFailed { .. } => "power_failed",
             Event::PacketRejected { .. } => "packet_rejected",
             Event::TftpStarted { .. } => "tftp_started",
             Event::TftpFinished { .. } => "tftp_finished",

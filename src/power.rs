@@ -1,0 +1,142 @@
+//! Power control, first slice: Wake-on-LAN. (Intel AMT and ssh shutdown are issue 4's next
+//! slices; `pxelator power` only offers what works.)
+//!
+//! A magic packet is 6 × 0xff then the MAC 16 times (AMD's Magic Packet spec), sent over UDP
+//! (port 9, "discard") to the directed broadcast address of the machine's subnet: the local
+//! segment's broadcast for machines on the server's own subnet, and for a relayed segment the
+//! broadcast of that subnet, which its router forwards when directed broadcasts are allowed
+//! there (`ip forward-protocol udp 9` / `ip directed-broadcast` on most routers).
+use crate::config::NetConfig;
+use crate::core::mac::Mac;
+use crate::inventory::{Inventory, Machine};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PowerError {
+    #[error("{who:?} is neither a machine (hostname, MAC, IP) nor a group (a machine param group = \"…\"); `pxelator host list` shows the machines")]
+    NoSuchTarget { who: String },
+    #[error("{host}: {ip} is in no [[subnet]] of the config, so there is no broadcast address to wake it through; add that subnet")]
+    NoSubnet { host: String, ip: Ipv4Addr },
+}
+
+/// The magic packet for `mac`.
+pub fn magic_packet(mac: &Mac) -> [u8; 102] {
+    let mut p = [0xffu8; 102];
+    for i in 0..16 {
+        p[6 + i * 6..12 + i * 6].copy_from_slice(&mac.0);
+    }
+    p
+}
+
+/// Where a machine's magic packet goes: the broadcast address of the configured subnet that
+/// contains its IP, or of the server's own subnet when it has no IP.
+pub fn wol_target(net: &NetConfig, m: &Machine) -> Result<Ipv4Addr, PowerError> {
+    let ip = m.ip.unwrap_or(net.server_ip);
+    net.subnets
+        .iter()
+        .find(|s| s.contains(ip))
+        .map(|s| s.broadcast())
+        .ok_or_else(|| PowerError::NoSubnet { host: label(m), ip })
+}
+
+pub fn label(m: &Machine) -> String {
+    m.hostname.clone().unwrap_or_else(|| m.mac.to_string())
+}
+
+/// The machines `who` names: a hostname, MAC or IP, or every machine whose `group` param is
+/// `who` (sorted by name).
+pub fn targets<'a>(inv: &'a Inventory, who: &str) -> Result<Vec<&'a Machine>, PowerError> {
+    if let Some(m) = crate::inventory::edit::find(inv, who) {
+        return Ok(vec![m]);
+    }
+    let mut group: Vec<&Machine> = inv
+        .machines()
+        .iter()
+        .filter(|m| m.params.get("group").map(String::as_str) == Some(who))
+        .collect();
+    if group.is_empty() {
+        return Err(PowerError::NoSuchTarget {
+            who: who.to_owned(),
+        });
+    }
+    group.sort_by_key(|m| label(m));
+    Ok(group)
+}
+
+/// Sends one magic packet for `mac` to `target:port`, from `source` (the server's address on
+/// that segment).
+pub fn send_wol(source: Ipv4Addr, mac: &Mac, target: Ipv4Addr, port: u16) -> std::io::Result<()> {
+    let sock = UdpSocket::bind(SocketAddrV4::new(source, 0))?;
+    sock.set_broadcast(true)?;
+    sock.send_to(&magic_packet(mac), SocketAddrV4::new(target, port))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Subnet;
+
+    fn net() -> NetConfig {
+        let sub = |n: [u8; 4], p| Subnet {
+            network: Ipv4Addr::from(n),
+            prefix: p,
+            pool: None,
+            router: None,
+            dns: vec![],
+            domain: None,
+            lease_secs: 600,
+        };
+        NetConfig {
+            server_ip: Ipv4Addr::new(10, 77, 1, 1),
+            subnets: vec![sub([10, 77, 1, 0], 24), sub([10, 88, 0, 0], 16)],
+            bios_loader: String::new(),
+            uefi_loader: String::new(),
+            http_base: String::new(),
+        }
+    }
+
+    fn machine(ip: Option<[u8; 4]>) -> Machine {
+        Machine {
+            mac: "52:54:00:12:34:56".parse().unwrap(),
+            ip: ip.map(Ipv4Addr::from),
+            hostname: Some("kiosk1".into()),
+            profile: None,
+            args: None,
+            params: Default::default(),
+            source: "machines/kiosk1.toml".into(),
+        }
+    }
+
+    #[test]
+    fn magic_packet_is_sync_then_sixteen_macs() {
+        let p = magic_packet(&"52:54:00:12:34:56".parse().unwrap());
+        assert_eq!(&p[..6], &[0xff; 6]);
+        for i in 0..16 {
+            assert_eq!(
+                &p[6 + 6 * i..12 + 6 * i],
+                &[0x52, 0x54, 0, 0x12, 0x34, 0x56]
+            );
+        }
+    }
+
+    #[test]
+    fn directed_broadcast_of_the_machines_subnet() {
+        let n = net();
+        assert_eq!(
+            wol_target(&n, &machine(Some([10, 77, 1, 11]))).unwrap(),
+            Ipv4Addr::new(10, 77, 1, 255)
+        );
+        assert_eq!(
+            wol_target(&n, &machine(Some([10, 88, 3, 4]))).unwrap(),
+            Ipv4Addr::new(10, 88, 255, 255),
+            "a relayed segment: its own broadcast, for the router to forward"
+        );
+        assert_eq!(
+            wol_target(&n, &machine(None)).unwrap(),
+            Ipv4Addr::new(10, 77, 1, 255)
+        );
+        let e = wol_target(&n, &machine(Some([192, 168, 1, 5]))).unwrap_err();
+        assert!(e.to_string().contains("add that subnet"), "{e}");
+    }
+}
