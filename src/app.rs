@@ -127,6 +127,68 @@ async fn backup_scheduler(cfg: Config, bus: Bus, cancel: CancellationToken) {
     }
 }
 
+/// Runs power.toml's on/off schedules (checked every 2 s). The time of the last check is kept
+/// in `state_dir/power-last-check`, so after downtime the latest missed action per target is
+/// carried out once and the missed ones are reported (`power_missed`).
+async fn power_scheduler(cfg: Config, bus: Bus, cancel: CancellationToken) {
+    use crate::power::{self, schedule};
+    let state = cfg.state_dir.join("power-last-check");
+    let mut last = std::fs::read_to_string(&state)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .unwrap_or_else(jiff::Timestamp::now);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut warned = String::new();
+    loop {
+        tokio::select! { _ = cancel.cancelled() => break, _ = tick.tick() => {} }
+        let now = jiff::Timestamp::now();
+        let c = cfg.clone();
+        let res = tokio::task::spawn_blocking(move || -> Result<Vec<Event>, String> {
+            let Some(s) = power::load_schedules(&c)? else {
+                return Ok(Vec::new());
+            };
+            let inv = inventory::load(&c.conf_repo, c.server_ip, None).0;
+            let mut events = Vec::new();
+            for d in schedule::due(&s, last, now) {
+                if !d.missed.is_empty() {
+                    info!(target = %d.target, "scheduled power {} of {} done now; missed while down: {}", d.action.as_str(), d.at, d.missed.join(", "));
+                    events.push(Event::PowerMissed {
+                        target: d.target.clone(),
+                        missed: d.missed.clone(),
+                    });
+                }
+                match power::act(&c, &inv, &d.target, d.action, s.ssh.as_ref(), 9) {
+                    Ok(ev) => events.extend(ev),
+                    Err(e) => events.push(Event::PowerFailed {
+                        host: d.target.clone(),
+                        action: d.action.as_str().into(),
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+            Ok(events)
+        })
+        .await;
+        match res {
+            Ok(Ok(events)) => {
+                for e in events {
+                    bus.emit(e);
+                }
+                last = now;
+                let _ = std::fs::write(&state, format!("{}\n", now.as_second()));
+            }
+            Ok(Err(e)) => {
+                if e != warned {
+                    warn!("{e}; power schedules wait until it is fixed");
+                    warned = e;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// The directories of the conf repo the inventory is read from.
 const INVENTORY_DIRS: &[&str] = &["machines", "profiles", "conf"];
 
@@ -330,6 +392,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
 
     tasks.spawn(backup_scheduler(cfg.clone(), bus.clone(), cancel.clone()));
+    tasks.spawn(power_scheduler(cfg.clone(), bus.clone(), cancel.clone()));
 
     // Inventory reloads: SIGHUP or a change under conf_repo (debounced).
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<&'static str>(8);

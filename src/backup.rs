@@ -286,7 +286,7 @@ pub fn known_hosts(cfg: &Config) -> PathBuf {
     cfg.state_dir.join("ssh/known_hosts")
 }
 
-fn ssh_command(plan: &HostPlan, known_hosts: &Path) -> Command {
+pub fn ssh_command(plan: &HostPlan, known_hosts: &Path) -> Command {
     let mut c = Command::new("ssh");
     c.arg("-i")
         .arg(&plan.key)
@@ -310,7 +310,7 @@ fn ssh_command(plan: &HostPlan, known_hosts: &Path) -> Command {
     c
 }
 
-fn classify(plan: &HostPlan, known: &Path, status: Option<i32>, stderr: &str) -> BackupError {
+pub fn classify(plan: &HostPlan, known: &Path, status: Option<i32>, stderr: &str) -> BackupError {
     let addr = format!("{}:{}", plan.address, plan.port);
     if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
         || stderr.contains("Host key verification failed")

@@ -71,7 +71,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: BackupCmd,
     },
-    /// Power control. Now: `on` by Wake-on-LAN (AMT and shutdown come later).
+    /// Power control: `on` by Wake-on-LAN, `off` by a command over ssh; schedules in
+    /// power.toml are run by the daemon (AMT is not supported yet).
     Power {
         #[command(flatten)]
         config: ConfigArg,
@@ -315,47 +316,48 @@ enum PowerCmd {
         #[arg(long, default_value_t = 9)]
         port: u16,
     },
+    /// Switch machines off with the [ssh] command of power.toml.
+    Off {
+        #[arg(required = true)]
+        who: Vec<String>,
+    },
 }
 
 fn power(config: &std::path::Path, cmd: PowerCmd) -> anyhow::Result<bool> {
     use pxelator::core::event::Event;
-    use pxelator::power;
+    use pxelator::power::{self, schedule::Action};
     let cfg = Config::load(config)?;
     let inv = pxelator::inventory::load(&cfg.conf_repo, cfg.server_ip, None).0;
-    let PowerCmd::On { who, port } = cmd;
+    let sched = power::load_schedules(&cfg).map_err(anyhow::Error::msg)?;
+    let (who, action, port) = match cmd {
+        PowerCmd::On { who, port } => (who, Action::On, port),
+        PowerCmd::Off { who } => (who, Action::Off, 9),
+    };
+    let ssh = sched.as_ref().and_then(|s| s.ssh.clone());
     let mut events = Vec::new();
-    let mut ok = true;
     for w in &who {
-        for m in power::targets(&inv, w)? {
-            let host = power::label(m);
-            let sent = power::wol_target(&cfg.dhcp.net, m)
-                .map_err(|e| e.to_string())
-                .and_then(|t| {
-                    power::send_wol(cfg.server_ip, &m.mac, t, port)
-                        .map(|()| t)
-                        .map_err(|e| format!("sending from {} to {t}:{port}: {e}", cfg.server_ip))
-                });
-            match sent {
-                Ok(t) => {
-                    println!("{host}: magic packet for {} sent to {t}:{port}", m.mac);
-                    events.push(Event::PowerRequested {
-                        host,
-                        mac: m.mac,
-                        action: "on".into(),
-                        method: "wol".into(),
-                        target: format!("{t}:{port}"),
-                    });
-                }
-                Err(reason) => {
-                    eprintln!("{host}: {reason}");
-                    ok = false;
-                    events.push(Event::PowerFailed {
-                        host,
-                        action: "on".into(),
-                        reason,
-                    });
-                }
+        events.extend(power::act(&cfg, &inv, w, action, ssh.as_ref(), port)?);
+    }
+    let mut ok = true;
+    for e in &events {
+        match e {
+            Event::PowerRequested {
+                host,
+                mac,
+                method,
+                target,
+                ..
+            } => {
+                println!(
+                    "{host} ({mac}): {} by {method} via {target}",
+                    action.as_str()
+                )
             }
+            Event::PowerFailed { host, reason, .. } => {
+                ok = false;
+                eprintln!("{host}: {reason}");
+            }
+            _ => {}
         }
     }
     if let Some(a) = &cfg.audit {

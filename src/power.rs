@@ -6,6 +6,8 @@
 //! segment's broadcast for machines on the server's own subnet, and for a relayed segment the
 //! broadcast of that subnet, which its router forwards when directed broadcasts are allowed
 //! there (`ip forward-protocol udp 9` / `ip directed-broadcast` on most routers).
+pub mod schedule;
+
 use crate::config::NetConfig;
 use crate::core::mac::Mac;
 use crate::inventory::{Inventory, Machine};
@@ -70,6 +72,117 @@ pub fn send_wol(source: Ipv4Addr, mac: &Mac, target: Ipv4Addr, port: u16) -> std
     sock.set_broadcast(true)?;
     sock.send_to(&magic_packet(mac), SocketAddrV4::new(target, port))?;
     Ok(())
+}
+
+/// Reads `power.toml` from the conf repo (None when there is none). Errors name the file.
+pub fn load_schedules(cfg: &crate::config::Config) -> Result<Option<schedule::Schedules>, String> {
+    let path = cfg.conf_repo.join("power.toml");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => schedule::parse(&text, jiff::tz::TimeZone::system())
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Switches a machine off by running the `[ssh]` command of power.toml on it (host key pinned
+/// like host-file pulls).
+pub fn off_by_ssh(
+    cfg: &crate::config::Config,
+    m: &Machine,
+    ssh: &schedule::SshOff,
+) -> Result<String, String> {
+    let host = label(m);
+    let Some(ip) = m.ip else {
+        return Err(format!("{host}: no IP in the inventory to ssh to"));
+    };
+    let plan = crate::backup::HostPlan {
+        name: host.clone(),
+        address: ip.to_string(),
+        port: ssh.port.unwrap_or(22),
+        user: ssh.user.clone().unwrap_or_else(|| "root".into()),
+        key: ssh
+            .key
+            .clone()
+            .unwrap_or_else(|| cfg.state_dir.join("ssh/id_ed25519")),
+        paths: vec![],
+        exclude: vec![],
+        include_secrets: vec![],
+        schedule: None,
+    };
+    let command = ssh
+        .command
+        .clone()
+        .unwrap_or_else(|| "systemctl poweroff || poweroff".into());
+    let known = crate::backup::known_hosts(cfg);
+    if let Some(d) = known.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let out = crate::backup::ssh_command(&plan, &known)
+        .arg(&command)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run ssh: {e}"))?;
+    // A machine that powers off may drop the connection (255) after accepting the command.
+    if out.status.success() {
+        Ok(format!("ssh {}@{ip}", plan.user))
+    } else {
+        Err(crate::backup::classify(
+            &plan,
+            &known,
+            out.status.code(),
+            &String::from_utf8_lossy(&out.stderr),
+        )
+        .to_string())
+    }
+}
+
+/// Carries out `action` on every machine `who` names; one event per machine.
+pub fn act(
+    cfg: &crate::config::Config,
+    inv: &Inventory,
+    who: &str,
+    action: schedule::Action,
+    ssh: Option<&schedule::SshOff>,
+    port: u16,
+) -> Result<Vec<crate::core::event::Event>, PowerError> {
+    use crate::core::event::Event;
+    let mut events = Vec::new();
+    for m in targets(inv, who)? {
+        let host = label(m);
+        let res = match action {
+            schedule::Action::On => wol_target(&cfg.dhcp.net, m)
+                .map_err(|e| e.to_string())
+                .and_then(|t| {
+                    send_wol(cfg.server_ip, &m.mac, t, port)
+                        .map(|()| ("wol", format!("{t}:{port}")))
+                        .map_err(|e| format!("sending from {} to {t}:{port}: {e}", cfg.server_ip))
+                }),
+            schedule::Action::Off => match ssh {
+                Some(s) => off_by_ssh(cfg, m, s).map(|t| ("ssh", t)),
+                None => Err(
+                    "no way to switch it off: add [ssh] to power.toml (AMT is not supported yet)"
+                        .into(),
+                ),
+            },
+        };
+        events.push(match res {
+            Ok((method, target)) => Event::PowerRequested {
+                host,
+                mac: m.mac,
+                action: action.as_str().into(),
+                method: method.into(),
+                target,
+            },
+            Err(reason) => Event::PowerFailed {
+                host,
+                action: action.as_str().into(),
+                reason,
+            },
+        });
+    }
+    Ok(events)
 }
 
 #[cfg(test)]

@@ -473,3 +473,78 @@ fn daemon_pulls_on_schedule() {
     );
     assert!(text(&events).contains("\"files\":1"), "{}", text(&events));
 }
+
+/// `pxelator power off` runs power.toml's [ssh] command on the machine (here a harmless
+/// `touch`, against a real sshd), pinning the host key like pulls do, and records the event.
+#[test]
+fn power_off_runs_the_ssh_command() {
+    if !sshd_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openssh-server missing; scripts/setup installs it"
+        );
+        println!("SKIPPED: power off over ssh: {SSHD} not installed");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    let key = base.join("client_key");
+    keygen(&key);
+    let authorized = base.join("authorized_keys");
+    std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
+    let host = start_sshd(&base.join("h1"), &authorized);
+    let repo = base.join("conf-repo");
+    std::fs::create_dir_all(repo.join("machines")).unwrap();
+    std::fs::create_dir_all(base.join("boot")).unwrap();
+    std::fs::write(
+        repo.join("machines/kiosk1.toml"),
+        "mac = \"52:54:00:00:00:01\"\nip = \"127.0.0.1\"\nhostname = \"kiosk1\"\n",
+    )
+    .unwrap();
+    let marker = base.join("off-requested");
+    std::fs::write(
+        repo.join("power.toml"),
+        format!(
+            "[ssh]\nport = {}\nkey = \"{}\"\ncommand = \"touch {}\"\n",
+            host.port,
+            key.display(),
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let cfg = base.join("pxelator.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"127.0.0.1\"\n[dhcp]\nmode = \"off\"\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let out = px(&cfg, &["power", "off", "kiosk1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("kiosk1 (52:54:00:00:00:01): off by ssh via ssh root@127.0.0.1"),
+        "{}",
+        text(&out)
+    );
+    assert!(marker.exists(), "the off command ran on the host");
+    let ev = text(&px(
+        &cfg,
+        &[
+            "audit",
+            "find",
+            r#"{"kind": "power_requested", "action": "off"}"#,
+        ],
+    ));
+    assert!(ev.contains("\"method\":\"ssh\""), "{ev}");
+    // Without [ssh] there is no way to switch off: said so, exit 2, recorded.
+    std::fs::write(repo.join("power.toml"), "").unwrap();
+    let none = px(&cfg, &["power", "off", "kiosk1"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        text(&none).contains("add [ssh] to power.toml"),
+        "{}",
+        text(&none)
+    );
+}

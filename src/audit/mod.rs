@@ -205,7 +205,9 @@ fn source_of(e: &Event) -> &'static str {
         Event::HttpServed { .. } => "http",
         Event::InventoryLoaded { .. } | Event::InventoryProblem { .. } => "inventory",
         Event::ConfigCommitted { .. } => "config",
-        Event::PowerRequested { .. } | Event::PowerFailed { .. } => "power",
+        Event::PowerRequested { .. } | Event::PowerFailed { .. } | Event::PowerMissed { .. } => {
+            "power"
+        }
         Event::BackupPulled { .. } | Event::BackupFailed { .. } | Event::BackupRestored { .. } => {
             "backup"
         }

@@ -79,6 +79,9 @@ pub enum Event {
         method: String,
         target: String,
     },
+    /// Scheduled power actions that were not carried out when due (the appliance was down);
+    /// only the latest one per target is done afterwards.
+    PowerMissed { target: String, missed: Vec<String> },
     /// A power action that could not be carried out.
     PowerFailed {
         host: String,
@@ -146,6 +149,7 @@ impl Event {
             Event::BackupRestored { .. } => "backup_restored",
             Event::PowerRequested { .. } => "power_requested",
             Event::PowerFailed { .. } => "power_failed",
+            Event::PowerMissed { .. } => "power_missed",
             Event::PacketRejected { .. } => "packet_rejected",
             Event::TftpStarted { .. } => "tftp_started",
             Event::TftpFinished { .. } => "tftp_finished",

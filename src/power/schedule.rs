@@ -1,0 +1,315 @@
+//! On/off schedules ("kiosks on at 7:30, off at 20:30 on weekdays"), from `power.toml` in the
+//! conf repo:
+//!
+//! ```toml
+//! timezone = "Europe/Zagreb"          # default: the appliance's
+//! [group.reading-room]                # machines with param group = "reading-room"
+//! on = "30 7 * * 1-5"
+//! off = "30 20 * * 1-5"
+//! [host.kiosk9]                       # a single machine (hostname)
+//! on = "0 9 * * 6"
+//! [[exception]]                       # a holiday: nothing is switched that day
+//! date = "2026-12-25"
+//! targets = ["reading-room"]          # default: every group and host
+//! ```
+//!
+//! [`due`] is the whole decision and is pure: given the schedules, the last time they were
+//! checked and now, it says what to do. Times are cron in the given time zone, so a rule at
+//! 07:30 stays at 07:30 local time across DST changes. When the appliance was down, only the
+//! latest missed action per target is carried out (the state it should be in now), and the
+//! decision says which occurrences were missed.
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerFile {
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub group: BTreeMap<String, Rule>,
+    #[serde(default)]
+    pub host: BTreeMap<String, Rule>,
+    #[serde(default)]
+    pub exception: Vec<Exception>,
+    /// How machines are switched off (they have no AMT yet): a command over ssh.
+    pub ssh: Option<SshOff>,
+}
+
+/// `[ssh]` in power.toml: the command that powers a machine off, run over ssh.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshOff {
+    pub user: Option<String>,
+    pub key: Option<std::path::PathBuf>,
+    pub port: Option<u16>,
+    /// Default "systemctl poweroff || poweroff".
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub on: Option<String>,
+    pub off: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exception {
+    /// YYYY-MM-DD, local to the schedule's time zone.
+    pub date: String,
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+/// Switch on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    On,
+    Off,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::On => "on",
+            Action::Off => "off",
+        }
+    }
+}
+
+/// One thing to do now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Due {
+    /// A group name or a hostname, as in power.toml.
+    pub target: String,
+    pub is_group: bool,
+    pub action: Action,
+    /// When it was scheduled (local time, RFC 3339 with offset).
+    pub at: String,
+    /// Earlier occurrences since the last check that were not carried out (appliance down),
+    /// as "on 2026-11-26T07:30:00+01:00".
+    pub missed: Vec<String>,
+}
+
+/// A parsed schedule, ready for [`due`].
+pub struct Schedules {
+    pub tz: jiff::tz::TimeZone,
+    pub ssh: Option<SshOff>,
+    rules: Vec<(String, bool, Action, croner::Cron)>,
+    exceptions: Vec<(jiff::civil::Date, Vec<String>)>,
+}
+
+/// Parses power.toml text; errors name the key and say what is expected.
+pub fn parse(text: &str, default_tz: jiff::tz::TimeZone) -> Result<Schedules, String> {
+    let f: PowerFile = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+            .unwrap_or(0);
+        format!("line {line}: {}", e.message())
+    })?;
+    let tz = match &f.timezone {
+        Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
+            format!("timezone = {name:?}: {e} (a tz database name like \"Europe/Zagreb\")")
+        })?,
+        None => default_tz,
+    };
+    let mut rules = Vec::new();
+    for (is_group, table) in [(true, &f.group), (false, &f.host)] {
+        for (name, r) in table {
+            for (action, spec) in [(Action::On, &r.on), (Action::Off, &r.off)] {
+                if let Some(spec) = spec {
+                    let cron = crate::backup::parse_schedule(spec).map_err(|e| {
+                        format!(
+                            "[{}.{name}] {}: {e}",
+                            if is_group { "group" } else { "host" },
+                            action.as_str()
+                        )
+                    })?;
+                    rules.push((name.clone(), is_group, action, cron));
+                }
+            }
+        }
+    }
+    let mut exceptions = Vec::new();
+    for e in &f.exception {
+        let d: jiff::civil::Date = e
+            .date
+            .parse()
+            .map_err(|err| format!("[[exception]] date = {:?}: {err} (YYYY-MM-DD)", e.date))?;
+        exceptions.push((d, e.targets.clone()));
+    }
+    Ok(Schedules {
+        tz,
+        ssh: f.ssh.clone(),
+        rules,
+        exceptions,
+    })
+}
+
+/// What to do at `now`, given that everything up to `last_check` was already done. For each
+/// target and action, the latest occurrence in (last_check, now] counts; if a target has both
+/// an on and an off due, the later one wins (and the other is reported as missed). Occurrences
+/// on an exception date for that target are skipped.
+pub fn due(s: &Schedules, last_check: jiff::Timestamp, now: jiff::Timestamp) -> Vec<Due> {
+    // Bound the catch-up search: at most 400 days back.
+    let floor = now
+        .checked_sub(jiff::SignedDuration::from_hours(24 * 400))
+        .unwrap_or(last_check);
+    let from = last_check.max(floor).to_zoned(s.tz.clone());
+    let mut per_target: BTreeMap<(String, bool), Vec<(jiff::Zoned, Action)>> = BTreeMap::new();
+    for (name, is_group, action, cron) in &s.rules {
+        let mut t = from.clone();
+        // Bounded: one occurrence per minute at most over 400 days.
+        for _ in 0..600_000 {
+            let Ok(next) = cron.find_next_occurrence(&t, false) else {
+                break;
+            };
+            if next.timestamp() > now {
+                break;
+            }
+            let holiday = s.exceptions.iter().any(|(d, targets)| {
+                *d == next.date() && (targets.is_empty() || targets.contains(name))
+            });
+            if !holiday {
+                per_target
+                    .entry((name.clone(), *is_group))
+                    .or_default()
+                    .push((next.clone(), *action));
+            }
+            t = next;
+        }
+    }
+    let mut out = Vec::new();
+    for ((target, is_group), mut occ) in per_target {
+        occ.sort_by_key(|o| o.0.timestamp());
+        let (at, action) = occ.pop().expect("non-empty");
+        out.push(Due {
+            target,
+            is_group,
+            action,
+            at: at.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+            missed: occ
+                .iter()
+                .map(|(z, a)| format!("{} {}", a.as_str(), z.strftime("%Y-%m-%dT%H:%M:%S%:z")))
+                .collect(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIOSKS: &str = "timezone = \"Europe/Zagreb\"\n[group.reading-room]\non = \"30 7 * * 1-5\"\noff = \"30 20 * * 1-5\"\n\
+                          [[exception]]\ndate = \"2026-12-25\"\n";
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn sched(text: &str) -> Option<Schedules> {
+        match parse(text, jiff::tz::TimeZone::UTC) {
+            Ok(s) => Some(s),
+            Err(e) if e.contains("timezone") => {
+                println!("SKIPPED: power schedule test: no tz database (apt-get install tzdata)");
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn weekday_rules_in_local_time() {
+        let Some(s) = sched(KIOSKS) else { return };
+        // Thursday 2026-11-26, CET (UTC+1): 07:30 local is 06:30 UTC.
+        assert!(due(&s, at("2026-11-26T06:00:00Z"), at("2026-11-26T06:29:59Z")).is_empty());
+        let d = due(&s, at("2026-11-26T06:29:00Z"), at("2026-11-26T06:30:20Z"));
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].target.as_str(), d[0].action),
+            ("reading-room", Action::On)
+        );
+        assert_eq!(d[0].at, "2026-11-26T07:30:00+01:00");
+        assert!(d[0].missed.is_empty());
+        let off = due(&s, at("2026-11-26T19:29:00Z"), at("2026-11-26T19:31:00Z"));
+        assert_eq!(off[0].action, Action::Off);
+        // Saturday: nothing.
+        assert!(due(&s, at("2026-11-28T00:00:00Z"), at("2026-11-28T23:59:00Z")).is_empty());
+    }
+
+    #[test]
+    fn dst_change_keeps_local_time() {
+        let Some(s) = sched(KIOSKS) else { return };
+        // Monday 2026-03-30, after the spring change (CEST, UTC+2): 07:30 local = 05:30 UTC.
+        let d = due(&s, at("2026-03-30T05:00:00Z"), at("2026-03-30T05:31:00Z"));
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].at, "2026-03-30T07:30:00+02:00");
+        // Friday before, still CET: 07:30 local = 06:30 UTC; at 05:31 UTC nothing yet.
+        assert!(due(&s, at("2026-03-27T05:00:00Z"), at("2026-03-27T05:31:00Z")).is_empty());
+    }
+
+    #[test]
+    fn missed_runs_do_the_latest_and_say_what_was_missed() {
+        let Some(s) = sched(KIOSKS) else { return };
+        // Down from Thursday 06:00 to 10:00 UTC: the 07:30 on was missed → do it now, once.
+        let d = due(&s, at("2026-11-26T06:00:00Z"), at("2026-11-26T10:00:00Z"));
+        assert_eq!((d[0].action, d[0].missed.len()), (Action::On, 0));
+        // Down from Thursday 06:00 to Friday 10:00: on, off, on → the Friday on, two missed.
+        let d = due(&s, at("2026-11-26T06:00:00Z"), at("2026-11-27T10:00:00Z"));
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].action, Action::On);
+        assert_eq!(d[0].at, "2026-11-27T07:30:00+01:00");
+        assert_eq!(
+            d[0].missed,
+            [
+                "on 2026-11-26T07:30:00+01:00",
+                "off 2026-11-26T20:30:00+01:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn holidays_are_skipped() {
+        let Some(s) = sched(KIOSKS) else { return };
+        // Friday 2026-12-25 is an exception for everyone.
+        assert!(due(&s, at("2026-12-25T00:00:00Z"), at("2026-12-25T23:00:00Z")).is_empty());
+        let only_office = KIOSKS.replace(
+            "date = \"2026-12-25\"\n",
+            "date = \"2026-12-25\"\ntargets = [\"office\"]\n",
+        );
+        let s2 = sched(&only_office).unwrap();
+        assert_eq!(
+            due(&s2, at("2026-12-25T00:00:00Z"), at("2026-12-25T23:00:00Z")).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let e = parse("[group.x]\non = \"at dawn\"\n", jiff::tz::TimeZone::UTC)
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("[group.x] on") && e.contains("cron syntax"),
+            "{e}"
+        );
+        let e = parse("timezone = \"Mars/Olympus\"\n", jiff::tz::TimeZone::UTC)
+            .err()
+            .unwrap();
+        assert!(e.contains("Mars/Olympus"), "{e}");
+        let e = parse(
+            "[[exception]]\ndate = \"25.12.2026\"\n",
+            jiff::tz::TimeZone::UTC,
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("YYYY-MM-DD"), "{e}");
+        let e = parse("[group.x]\nonn = \"0 7 * * *\"\n", jiff::tz::TimeZone::UTC)
+            .err()
+            .unwrap();
+        assert!(e.starts_with("line 2"), "{e}");
+    }
+}
