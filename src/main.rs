@@ -498,6 +498,19 @@ fn audit(config: &std::path::Path, cmd: AuditCmd) -> anyhow::Result<bool> {
     }
 }
 
+/// 0 done; 2 done, but something it acted on failed (a host, a machine) or was not found;
+/// 1 the command itself failed (the error is printed).
+fn exit_code(r: anyhow::Result<bool>) -> ExitCode {
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Exit codes: 64 bad config (EX_USAGE), 65 inventory problems (EX_DATAERR), 1 runtime failure.
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -541,58 +554,25 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
             author,
             cmd,
-        } => match host(&config, author.as_deref(), cmd) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(1)
-            }
-        },
+        } => exit_code(host(&config, author.as_deref(), cmd).map(|()| true)),
         Cmd::History {
             config: ConfigArg { path: config },
             author,
             cmd,
-        } => match history(&config, author.as_deref(), cmd) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(1)
-            }
-        },
+        } => exit_code(history(&config, author.as_deref(), cmd).map(|()| true)),
         Cmd::Backup {
             config: ConfigArg { path: config },
             author,
             cmd,
-        } => match backup(&config, author.as_deref(), cmd) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(2),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(1)
-            }
-        },
+        } => exit_code(backup(&config, author.as_deref(), cmd)),
         Cmd::Power {
             config: ConfigArg { path: config },
             cmd,
-        } => match power(&config, cmd) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(2),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(1)
-            }
-        },
+        } => exit_code(power(&config, cmd)),
         Cmd::Audit {
             config: ConfigArg { path: config },
             cmd,
-        } => match audit(&config, cmd) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(2),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(1)
-            }
-        },
+        } => exit_code(audit(&config, cmd)),
         Cmd::Serve {
             config: ConfigArg { path: config },
         } => {

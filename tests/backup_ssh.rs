@@ -103,6 +103,16 @@ impl Sshd {
     }
 }
 
+/// A scratch directory with a client key pair and an authorized_keys file accepting it.
+fn client_key() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let key = d.path().join("client_key");
+    keygen(&key);
+    let authorized = d.path().join("authorized_keys");
+    std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
+    (d, key, authorized)
+}
+
 pub fn sshd_available() -> bool {
     Path::new(SSHD).exists()
 }
@@ -137,12 +147,8 @@ fn pull_change_diff_restore_against_real_sshd() {
         println!("SKIPPED: ssh backup test: {SSHD} not installed (apt-get install openssh-server)");
         return;
     }
-    let d = tempfile::tempdir().unwrap();
+    let (d, key, authorized) = client_key();
     let base = d.path();
-    let key = base.join("client_key");
-    keygen(&key);
-    let authorized = base.join("authorized_keys");
-    std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
     let mut hosts: Vec<Sshd> = (1..=3)
         .map(|i| start_sshd(&base.join(format!("h{i}")), &authorized))
         .collect();
@@ -397,12 +403,8 @@ fn daemon_pulls_on_schedule() {
         println!("SKIPPED: scheduled pull test: {SSHD} not installed");
         return;
     }
-    let d = tempfile::tempdir().unwrap();
+    let (d, key, authorized) = client_key();
     let base = d.path();
-    let key = base.join("client_key");
-    keygen(&key);
-    let authorized = base.join("authorized_keys");
-    std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
     let host = start_sshd(&base.join("h1"), &authorized);
     std::fs::create_dir_all(host.root.join("etc")).unwrap();
     std::fs::write(host.root.join("etc/hostname"), "kiosk1\n").unwrap();
@@ -486,12 +488,8 @@ fn power_off_runs_the_ssh_command() {
         println!("SKIPPED: power off over ssh: {SSHD} not installed");
         return;
     }
-    let d = tempfile::tempdir().unwrap();
+    let (d, key, authorized) = client_key();
     let base = d.path();
-    let key = base.join("client_key");
-    keygen(&key);
-    let authorized = base.join("authorized_keys");
-    std::fs::copy(key.with_extension("pub"), &authorized).unwrap();
     let host = start_sshd(&base.join("h1"), &authorized);
     let repo = base.join("conf-repo");
     std::fs::create_dir_all(repo.join("machines")).unwrap();
