@@ -110,7 +110,11 @@ struct HostArgs {
 enum HostCmd {
     /// Add machines/<NAME>.toml (refused if the MAC, IP or name is taken).
     Add {
-        name: String,
+        /// The hostname (or give it as --name).
+        #[arg(required_unless_present = "name_flag", conflicts_with = "name_flag")]
+        name: Option<String>,
+        #[arg(long = "name", id = "name_flag")]
+        name_flag: Option<String>,
         #[command(flatten)]
         set: HostArgs,
     },
@@ -182,7 +186,11 @@ fn host(config: &std::path::Path, who: Option<&str>, cmd: HostCmd) -> anyhow::Re
     let cfg = Config::load(config)?;
     let a = author(who);
     let out = match cmd {
-        HostCmd::Add { name, set } => c::host_add(&cfg, &spec(Some(name), set, vec![]), &a)?,
+        HostCmd::Add {
+            name,
+            name_flag,
+            set,
+        } => c::host_add(&cfg, &spec(name.or(name_flag), set, vec![]), &a)?,
         HostCmd::List => c::host_list(&cfg),
         HostCmd::Show { who } => c::host_show(&cfg, &who)?,
         HostCmd::Edit {

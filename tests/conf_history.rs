@@ -243,7 +243,14 @@ fn host_verbs_commit_with_real_authors_and_git_agrees() {
     ok(px(
         &l,
         "bob",
-        &["host", "add", "kiosk4", "--mac", "52:54:00:00:00:04"],
+        &[
+            "host",
+            "add",
+            "--name",
+            "kiosk4",
+            "--mac",
+            "52:54:00:00:00:04",
+        ],
     ));
     assert_eq!(
         git(&l.repo, &["show", "--name-only", "--format=", "HEAD"]).trim(),
