@@ -67,15 +67,74 @@ pub fn boot_file(
     }
 }
 
-fn kernel_line(machine: Option<&Machine>, profile: &Profile) -> String {
-    let mut args = profile.args.trim().to_owned();
-    if let Some(extra) = machine.and_then(|m| m.args.as_deref()) {
-        if !args.is_empty() {
-            args.push(' ');
+fn kernel_line(machine: Option<&Machine>, profile: &Profile, http_base: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if profile.kiosk {
+        if let Some(sq) = &profile.squashfs {
+            parts.push(format!("boot=live fetch={http_base}/files/{sq}"));
         }
-        args.push_str(extra.trim());
     }
-    args
+    parts.push(profile.args.trim().to_owned());
+    if let Some(extra) = machine.and_then(|m| m.args.as_deref()) {
+        parts.push(extra.trim().to_owned());
+    }
+    if profile.kiosk {
+        if let Some(m) = machine {
+            parts.push(kiosk_args(m));
+        }
+        // Kiosks never call a vendor service for configuration or upgrades.
+        parts.push("noconfig noupgrade".into());
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join(" ")
+}
+
+/// The machine params Webconverger reads from the kernel command line.
+pub const KIOSK_PARAMS: &[&str] = &[
+    "homepage",
+    "chrome",
+    "blank",
+    "noblank",
+    "timezone",
+    "cron",
+    "http_proxy",
+    "whitelist",
+    "log",
+    "locale",
+    "keyboard",
+    "hosts",
+];
+
+/// Webconverger kernel arguments from a machine's params (group defaults already merged):
+/// `key=value` with the value escaped for the kernel command line (space → %20, and `%`, `"`,
+/// control characters percent-encoded), `MACID` in a value replaced by the MAC without
+/// separators (lower case); a param set to "" or "true" becomes a bare flag (`noblank`).
+/// Only [`KIOSK_PARAMS`] are passed; other params (group, location…) stay in the inventory.
+pub fn kiosk_args(m: &Machine) -> String {
+    let macid: String = m.mac.0.iter().map(|b| format!("{b:02x}")).collect();
+    let mut out = Vec::new();
+    for key in KIOSK_PARAMS {
+        let Some(v) = m.params.get(*key) else {
+            continue;
+        };
+        if v.is_empty() || v == "true" {
+            out.push((*key).to_owned());
+            continue;
+        }
+        let v = v.replace("MACID", &macid);
+        let mut esc = String::new();
+        for c in v.chars() {
+            match c {
+                ' ' => esc.push_str("%20"),
+                '%' => esc.push_str("%25"),
+                '"' => esc.push_str("%22"),
+                c if c.is_control() => esc.push_str(&format!("%{:02X}", c as u32 & 0xff)),
+                c => esc.push(c),
+            }
+        }
+        out.push(format!("{key}={esc}"));
+    }
+    out.join(" ")
 }
 
 /// The iPXE script for `mac`: loads the profile's kernel and initrd over HTTP.
@@ -106,7 +165,7 @@ pub fn ipxe_script(inv: &Inventory, mac: &Mac, http_base: &str) -> String {
                 let name = initrd.rsplit('/').next().unwrap_or(initrd);
                 line.push_str(&format!(" initrd={name}"));
             }
-            let args = kernel_line(machine, profile);
+            let args = kernel_line(machine, profile, http_base);
             if !args.is_empty() {
                 line.push(' ');
                 line.push_str(&args);
@@ -135,7 +194,7 @@ pub fn pxelinux_config(inv: &Inventory, mac: &Mac) -> Option<String> {
             if let Some(initrd) = &profile.initrd {
                 s.push_str(&format!("  INITRD {initrd}\n"));
             }
-            let args = kernel_line(machine, profile);
+            let args = kernel_line(machine, profile, "");
             if !args.is_empty() {
                 s.push_str(&format!("  APPEND {args}\n"));
             }
@@ -175,6 +234,8 @@ mod tests {
             kernel: Some("k/vmlinuz".into()),
             initrd: Some("k/initrd.img".into()),
             args: "console=ttyS0".into(),
+            kiosk: false,
+            squashfs: None,
             source: PathBuf::from("profiles/p.toml"),
         }
     }
@@ -345,5 +406,57 @@ mod tests {
             Some(MAC)
         );
         assert_eq!(pxelinux_cfg_mac("pxelinux.cfg/C0A8"), None);
+    }
+}
+
+#[cfg(test)]
+mod kiosk_tests {
+    use super::*;
+
+    /// Issue 4: a live kiosk's kernel line from the inventory files, group defaults and a
+    /// per-kiosk override, escaped, MACID substituted, and never a vendor call.
+    #[test]
+    fn kiosk_kernel_line_from_group_defaults_and_overrides() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for dir in ["machines", "profiles", "groups"] {
+            std::fs::create_dir_all(r.join(dir)).unwrap();
+        }
+        std::fs::write(
+            r.join("profiles/live-kiosk.toml"),
+            "boot = \"ipxe\"\nkernel = \"live/vmlinuz\"\ninitrd = \"live/initrd.img\"\nsquashfs = \"live/filesystem.squashfs\"\nkiosk = true\nargs = \"quiet\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("groups/reading-room.toml"),
+            "[params]\nhomepage = \"https://lib.example/start?kiosk=MACID\"\ntimezone = \"Europe/Zagreb\"\nnoblank = \"true\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("machines/kiosk1.toml"),
+            "mac = \"52:54:00:AB:CD:01\"\nhostname = \"kiosk1\"\nprofile = \"live-kiosk\"\n[params]\ngroup = \"reading-room\"\nlocation = \"hall\"\ntimezone = \"Europe/London\"\nwhitelist = \"lib.example catalogue.example\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("profiles/bad.toml"),
+            "boot = \"pxelinux\"\nkernel = \"k\"\nkiosk = true\n",
+        )
+        .unwrap();
+        let (inv, problems) = crate::inventory::load(r, "10.77.1.1".parse().unwrap(), None);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0]
+            .to_string()
+            .contains("kiosk = true needs boot = \"ipxe\""));
+        let mac: Mac = "52:54:00:ab:cd:01".parse().unwrap();
+        let s = ipxe_script(&inv, &mac, "http://10.77.1.1");
+        let kernel = s.lines().find(|l| l.starts_with("kernel ")).unwrap();
+        assert_eq!(
+            kernel,
+            "kernel http://10.77.1.1/files/live/vmlinuz initrd=initrd.img \
+             boot=live fetch=http://10.77.1.1/files/live/filesystem.squashfs quiet \
+             homepage=https://lib.example/start?kiosk=525400abcd01 noblank timezone=Europe/London \
+             whitelist=lib.example%20catalogue.example noconfig noupgrade"
+        );
+        assert!(!kernel.contains("location") && !kernel.contains("group"));
     }
 }

@@ -520,6 +520,8 @@ mod tests {
             kernel: Some("vmlinuz".into()),
             initrd: None,
             args: String::new(),
+            kiosk: false,
+            squashfs: None,
             source: PathBuf::from("profiles/default.toml"),
         };
         Inventory::build(vec![m], vec![p], &mut vec![])

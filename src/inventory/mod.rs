@@ -55,6 +55,11 @@ pub struct Profile {
     pub kernel: Option<String>,
     pub initrd: Option<String>,
     pub args: String,
+    /// A live kiosk (Debian Live / Webconverger): the machine's kiosk params become kernel
+    /// arguments, plus `noconfig noupgrade` (see `core::boot::kiosk_args`).
+    pub kiosk: bool,
+    /// The live system's squashfs under the boot directory (`boot=live fetch=…`).
+    pub squashfs: Option<String>,
     pub source: PathBuf,
 }
 
@@ -197,6 +202,17 @@ struct ProfileFile {
     initrd: Option<String>,
     #[serde(default)]
     args: String,
+    #[serde(default)]
+    kiosk: bool,
+    squashfs: Option<String>,
+}
+
+/// `groups/<name>.toml`: defaults for the machines whose param `group` is `<name>`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupFile {
+    #[serde(default)]
+    params: BTreeMap<String, String>,
 }
 
 /// Loads the inventory under `root`. `server_ip` selects `conf/<server_ip>/` of the original
@@ -247,7 +263,15 @@ pub fn load_named(
                     });
                     continue;
                 }
-                if let Some(bad) = [&f.kernel, &f.initrd]
+                if f.kiosk && f.boot != BootKind::Ipxe {
+                    problems.push(Problem {
+                        path: path.clone(),
+                        line: None,
+                        message: "kiosk = true needs boot = \"ipxe\" (the live system is fetched over HTTP)".into(),
+                    });
+                    continue;
+                }
+                if let Some(bad) = [&f.kernel, &f.initrd, &f.squashfs]
                     .into_iter()
                     .flatten()
                     .find(|p| !safe_rel_path(p))
@@ -267,6 +291,8 @@ pub fn load_named(
                     kernel: f.kernel,
                     initrd: f.initrd,
                     args: f.args,
+                    kiosk: f.kiosk,
+                    squashfs: f.squashfs,
                     source: path,
                 });
             }
@@ -313,6 +339,28 @@ pub fn load_named(
         }
     }
 
+    // Group defaults: a machine's own params win over its group's.
+    let mut groups: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for path in toml_files(&root.join("groups"), &mut problems) {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        match read_toml::<GroupFile>(&path) {
+            Ok(g) => {
+                groups.insert(name, g.params);
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    for m in &mut machines {
+        if let Some(defaults) = m.params.get("group").and_then(|g| groups.get(g)) {
+            for (k, v) in defaults {
+                m.params.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
     for m in &mut machines {
         m.source = rename(&m.source);
     }
