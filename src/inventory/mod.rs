@@ -10,6 +10,9 @@
 //! Boot profiles are `profiles/<name>.toml`. A profile named `default` applies to machines that
 //! name none (including unknown MACs).
 //!
+//! Groups are `groups/<name>.toml` with a `[params]` table: defaults for the machines whose
+//! param `group` is `<name>` (a machine's own params win).
+//!
 //! A file that fails to parse never takes the rest down: it is reported, and if the previous
 //! inventory had a machine from that same file, that previous version keeps being served.
 pub mod edit;
