@@ -64,7 +64,7 @@ fn committed_hand_edits_are_served_and_broken_ones_refused() {
     write("one");
     std::fs::write(
         repo.join("profiles/default.toml"),
-        "boot = \"ipxe\"\nkernel = \"k\"\n",
+        "boot = \"ipxe\"\nkernel = \"k\"\nkiosk = true\n",
     )
     .unwrap();
     git(&repo, &["init", "-q"]);
@@ -188,5 +188,26 @@ fn committed_hand_edits_are_served_and_broken_ones_refused() {
     assert!(
         events.contains("Carol Hand <carol@lib.example>"),
         "{events}"
+    );
+    // A kiosk profile: each script fetch is a kiosk_booted event with the profile and args.
+    let kiosk = Command::new(BIN)
+        .args(["audit", "--config"])
+        .arg(&cfg)
+        .args([
+            "find",
+            "{\"kind\": \"kiosk_booted\"}",
+            "--sort",
+            "{\"time\": -1}",
+            "--limit",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let kiosk = String::from_utf8_lossy(&kiosk.stdout);
+    assert!(
+        kiosk.contains("\"profile\":\"default\"")
+            && kiosk.contains("marker=four noconfig noupgrade")
+            && kiosk.contains("\"host\":\"kiosk1\""),
+        "{kiosk}"
     );
 }

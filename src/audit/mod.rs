@@ -205,6 +205,7 @@ fn source_of(e: &Event) -> &'static str {
         Event::HttpServed { .. } => "http",
         Event::InventoryLoaded { .. } | Event::InventoryProblem { .. } => "inventory",
         Event::ConfigCommitted { .. } => "config",
+        Event::KioskBooted { .. } => "kiosk",
         Event::PowerRequested { .. } | Event::PowerFailed { .. } | Event::PowerMissed { .. } => {
             "power"
         }

@@ -89,6 +89,18 @@ fn kernel_line(machine: Option<&Machine>, profile: &Profile, http_base: &str) ->
     parts.join(" ")
 }
 
+/// For a machine whose profile is a kiosk: (profile name, the kernel arguments it boots with).
+pub fn kiosk_boot(inv: &Inventory, mac: &Mac, http_base: &str) -> Option<(String, String)> {
+    let machine = inv.by_mac(mac);
+    let profile = inv.profile_for(machine)?;
+    profile.kiosk.then(|| {
+        (
+            profile.name.clone(),
+            kernel_line(machine, profile, http_base),
+        )
+    })
+}
+
 /// The machine params Webconverger reads from the kernel command line.
 pub const KIOSK_PARAMS: &[&str] = &[
     "homepage",

@@ -71,6 +71,13 @@ pub enum Event {
         path: String,
         rev: String,
     },
+    /// A kiosk fetched its boot script: which profile (image) and kernel arguments it boots.
+    KioskBooted {
+        mac: Mac,
+        host: Option<String>,
+        profile: String,
+        args: String,
+    },
     /// A power action sent to a machine (`method`: "wol"; `target`: where the packet went).
     PowerRequested {
         host: String,
@@ -147,6 +154,7 @@ impl Event {
             Event::BackupPulled { .. } => "backup_pulled",
             Event::BackupFailed { .. } => "backup_failed",
             Event::BackupRestored { .. } => "backup_restored",
+            Event::KioskBooted { .. } => "kiosk_booted",
             Event::PowerRequested { .. } => "power_requested",
             Event::PowerFailed { .. } => "power_failed",
             Event::PowerMissed { .. } => "power_missed",

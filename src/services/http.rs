@@ -61,7 +61,23 @@ async fn ipxe_script(State(st): State<HttpState>, Path(name): Path<String>) -> R
         )
             .into_response();
     };
-    let script = boot::ipxe_script(&st.inventory.borrow(), &mac, &st.public_url);
+    let (script, kiosk, host) = {
+        let inv = st.inventory.borrow();
+        let host = inv.by_mac(&mac).and_then(|m| m.hostname.clone());
+        (
+            boot::ipxe_script(&inv, &mac, &st.public_url),
+            boot::kiosk_boot(&inv, &mac, &st.public_url),
+            host,
+        )
+    };
+    if let Some((profile, args)) = kiosk {
+        st.bus.emit(Event::KioskBooted {
+            mac,
+            host,
+            profile,
+            args,
+        });
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         script,
