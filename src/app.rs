@@ -31,11 +31,21 @@ pub fn load_inventory(
     bus: &Bus,
     last_head: &mut Option<String>,
 ) -> Inventory {
-    let (inv, mut problems) = match committed_snapshot(cfg, bus, last_head) {
+    let repo = match crate::confrepo::ConfRepo::open(&cfg.conf_repo) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!("{e}; serving the files on disk");
+            None
+        }
+    };
+    let snapshot = repo
+        .as_ref()
+        .and_then(|r| committed_snapshot(cfg, r, bus, last_head));
+    let (inv, mut problems) = match snapshot {
         Some(snap) => inventory::load_named(&snap, &cfg.conf_repo, cfg.server_ip, previous),
         None => inventory::load(&cfg.conf_repo, cfg.server_ip, previous),
     };
-    if let Ok(Some(repo)) = crate::confrepo::ConfRepo::open(&cfg.conf_repo) {
+    if let Some(repo) = &repo {
         for p in repo.uncommitted(INVENTORY_DIRS).unwrap_or_default() {
             problems.push(inventory::Problem {
                 path: cfg.conf_repo.join(&p),
@@ -193,20 +203,13 @@ async fn power_scheduler(cfg: Config, bus: Bus, cancel: CancellationToken) {
 const INVENTORY_DIRS: &[&str] = &["machines", "profiles", "conf"];
 
 /// Writes HEAD's inventory files to `<state_dir>/conf-snapshot` and announces commits made
-/// since `last_head`. None when the conf repo is not a git repository (or has no commit).
+/// since `last_head`. None when the repository has no commit yet.
 fn committed_snapshot(
     cfg: &Config,
+    repo: &crate::confrepo::ConfRepo,
     bus: &Bus,
     last_head: &mut Option<String>,
 ) -> Option<std::path::PathBuf> {
-    let repo = match crate::confrepo::ConfRepo::open(&cfg.conf_repo) {
-        Ok(Some(r)) => r,
-        Ok(None) => return None,
-        Err(e) => {
-            warn!("{e}; serving the files on disk");
-            return None;
-        }
-    };
     let head = repo.head().ok().flatten()?;
     let head_s = head.to_string();
     if last_head.as_deref() != Some(head_s.as_str()) {

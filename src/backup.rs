@@ -151,10 +151,7 @@ pub fn load_plans(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Pla
         }
     };
     let parsed: BackupFile = toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-            .unwrap_or(0);
+        let line = crate::inventory::toml_error_line(&text, &e).unwrap_or(0);
         BackupError::Config {
             file: PathBuf::from(format!("{}:{line}", file.display())),
             msg: e.message().to_owned(),

@@ -330,23 +330,10 @@ impl ConfRepo {
             return Ok(None);
         }
         let now = gix::date::Time::new(crate::services::unix_now() as i64, 0);
+        // The author commits their own change (the daemon's are authored by "pxelator <host>").
         let sig = gix::actor::Signature {
             name: author.name.as_str().into(),
             email: author.email.as_str().into(),
-            time: now,
-        };
-        let committer = Author::daemon();
-        let committer_sig = gix::actor::Signature {
-            name: if author == &Author::daemon() {
-                committer.name.as_str().into()
-            } else {
-                author.name.as_str().into()
-            },
-            email: if author == &Author::daemon() {
-                committer.email.as_str().into()
-            } else {
-                author.email.as_str().into()
-            },
             time: now,
         };
         let (mut b1, mut b2) = (Default::default(), Default::default());
@@ -357,7 +344,7 @@ impl ConfRepo {
         };
         let id = repo
             .commit_as(
-                committer_sig.to_ref(&mut b1),
+                sig.to_ref(&mut b1),
                 sig.to_ref(&mut b2),
                 "HEAD",
                 msg,

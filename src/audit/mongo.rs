@@ -75,9 +75,15 @@ impl MongoStore {
         }
     }
 
-    fn docs(&self, cursor: mongodb::sync::Cursor<Document>) -> Result<Vec<Value>, AuditError> {
+    /// All documents of a cursor as JSON; `strip_id` drops `_id` (stored events) or keeps it
+    /// (aggregation results, where `_id` is the group).
+    fn docs(
+        &self,
+        cursor: mongodb::sync::Cursor<Document>,
+        strip_id: bool,
+    ) -> Result<Vec<Value>, AuditError> {
         cursor
-            .map(|d| d.map(|d| doc_to_json(d, true)).map_err(self.err()))
+            .map(|d| d.map(|d| doc_to_json(d, strip_id)).map_err(self.err()))
             .collect()
     }
 }
@@ -158,7 +164,7 @@ impl AuditStore for MongoStore {
         if let Some(n) = limit {
             q = q.limit(n.min(i64::MAX as u64) as i64);
         }
-        self.docs(q.run().map_err(self.err())?)
+        self.docs(q.run().map_err(self.err())?, true)
     }
 
     fn aggregate(&self, pipeline: &Value) -> Result<Vec<Value>, AuditError> {
@@ -173,7 +179,7 @@ impl AuditStore for MongoStore {
             .allow_disk_use(true)
             .run()
             .map_err(self.err())?;
-        cursor_plain(cur, self)
+        self.docs(cur, false)
     }
 
     fn explain_aggregate(&self, pipeline: &Value) -> Result<Vec<String>, AuditError> {
@@ -240,14 +246,6 @@ impl MongoStore {
         }
         Ok(lines)
     }
-}
-
-fn cursor_plain(
-    cur: mongodb::sync::Cursor<Document>,
-    s: &MongoStore,
-) -> Result<Vec<Value>, AuditError> {
-    cur.map(|d| d.map(|d| doc_to_json(d, false)).map_err(s.err()))
-        .collect()
 }
 
 /// `STAGE index-name` lines from an explain plan, outermost first.

@@ -444,11 +444,16 @@ fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Problem> 
     })?;
     toml::from_str(&text).map_err(|e| Problem {
         path: path.to_owned(),
-        line: e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+        line: toml_error_line(&text, &e),
         message: e.message().to_owned(),
     })
+}
+
+/// The 1-based line a TOML parse error points at (any of our TOML files: inventory,
+/// backup.toml, power.toml).
+pub fn toml_error_line(text: &str, e: &toml::de::Error) -> Option<usize> {
+    e.span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
 }
 
 fn sorted_entries(dir: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {

@@ -103,10 +103,7 @@ pub struct Schedules {
 /// Parses power.toml text; errors name the key and say what is expected.
 pub fn parse(text: &str, default_tz: jiff::tz::TimeZone) -> Result<Schedules, String> {
     let f: PowerFile = toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-            .unwrap_or(0);
+        let line = crate::inventory::toml_error_line(text, &e).unwrap_or(0);
         format!("line {line}: {}", e.message())
     })?;
     let tz = match &f.timezone {

@@ -236,6 +236,11 @@ fn history_path(p: &Option<String>) -> Result<Option<String>, crate::confrepo::R
     p.as_deref().map(crate::confrepo::repo_path).transpose()
 }
 
+/// The `path` parameter, which diff and cat need.
+fn required_path(p: &Option<String>) -> Result<String, crate::confrepo::RepoError> {
+    history_path(p)?.ok_or(crate::confrepo::RepoError::BadPath(String::new()))
+}
+
 /// `GET /api/history/log?path=…&limit=N` → JSON array of commits (newest first).
 async fn history_log(
     State(st): State<HttpState>,
@@ -254,8 +259,7 @@ async fn history_diff(
     axum::extract::Query(q): axum::extract::Query<HistoryParams>,
 ) -> Response {
     history_query(&st, move |r| {
-        let path =
-            history_path(&q.path)?.ok_or(crate::confrepo::RepoError::BadPath(String::new()))?;
+        let path = required_path(&q.path)?;
         let diff = r.diff(&path, q.from.as_deref(), q.to.as_deref())?;
         Ok(axum::Json(serde_json::json!({"path": path, "diff": diff})).into_response())
     })
@@ -268,8 +272,7 @@ async fn history_cat(
     axum::extract::Query(q): axum::extract::Query<HistoryParams>,
 ) -> Response {
     history_query(&st, move |r| {
-        let path =
-            history_path(&q.path)?.ok_or(crate::confrepo::RepoError::BadPath(String::new()))?;
+        let path = required_path(&q.path)?;
         let data = r.cat(&path, q.rev.as_deref().unwrap_or("HEAD"))?;
         Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
     })
