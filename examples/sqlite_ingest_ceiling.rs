@@ -9,7 +9,13 @@ use std::time::Instant;
 
 const BATCH: u64 = 50_000;
 const FIELDS: [&str; 4] = ["mac", "ip", "host", "kind"];
-const KINDS: [&str; 5] = ["ping", "dhcp_reply", "tftp_finished", "http_served", "syslog"];
+const KINDS: [&str; 5] = [
+    "ping",
+    "dhcp_reply",
+    "tftp_finished",
+    "http_served",
+    "syslog",
+];
 const DOC: &str =
     r#"{"reply":"ack","xid":123456789,"iface":"br0","peer":"10.77.1.3:40000","bytes":70000}"#;
 
@@ -100,7 +106,9 @@ fn main() -> rusqlite::Result<()> {
     ))?;
     let create_indexes = || -> rusqlite::Result<()> {
         for f in FIELDS {
-            conn.execute_batch(&format!("CREATE INDEX events_{f}_time ON events({f}, time_ms)"))?;
+            conn.execute_batch(&format!(
+                "CREATE INDEX events_{f}_time ON events({f}, time_ms)"
+            ))?;
         }
         Ok(())
     };
@@ -115,7 +123,9 @@ fn main() -> rusqlite::Result<()> {
             }
         }
         "plain" | "bulk" => {}
-        other => panic!("unknown variant {other}: plain, indexed, indexed-int, bulk, sorted-tables"),
+        other => {
+            panic!("unknown variant {other}: plain, indexed, indexed-int, bulk, sorted-tables")
+        }
     }
     let mut rng = Rng(42);
     let start = Instant::now();
