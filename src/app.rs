@@ -168,7 +168,7 @@ async fn power_scheduler(cfg: Config, bus: Bus, cancel: CancellationToken) {
                         missed: d.missed.clone(),
                     });
                 }
-                match power::act(&c, &inv, &d.target, d.action, s.ssh.as_ref(), 9) {
+                match power::act(&c, &inv, &d.target, d.action, &power::Methods::from(Some(&s), 9)) {
                     Ok(ev) => events.extend(ev),
                     Err(e) => events.push(Event::PowerFailed {
                         host: d.target.clone(),

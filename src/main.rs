@@ -71,8 +71,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: BackupCmd,
     },
-    /// Power control: `on` by Wake-on-LAN, `off` by a command over ssh; schedules in
-    /// power.toml are run by the daemon (AMT is not supported yet).
+    /// Power control: Intel AMT where a machine has it (param amt), else `on` by Wake-on-LAN
+    /// and `off` by a command over ssh; schedules in power.toml are run by the daemon.
     Power {
         #[command(flatten)]
         config: ConfigArg,
@@ -315,17 +315,28 @@ fn backup(config: &std::path::Path, who: Option<&str>, cmd: BackupCmd) -> anyhow
 
 #[derive(Subcommand)]
 enum PowerCmd {
-    /// Wake machines (hostname, MAC, IP, or a group: machines with param group = "NAME") with
-    /// a Wake-on-LAN magic packet to their subnet's broadcast address.
+    /// Switch machines on (hostname, MAC, IP, or a group: machines with param group = "NAME"):
+    /// by Intel AMT when the machine has an amt param, else by a Wake-on-LAN magic packet to
+    /// its subnet's broadcast address.
     On {
         #[arg(required = true)]
         who: Vec<String>,
-        /// UDP port (9, discard; some cards listen on 7).
+        /// Wake-on-LAN UDP port (9, discard; some cards listen on 7).
         #[arg(long, default_value_t = 9)]
         port: u16,
     },
-    /// Switch machines off with the [ssh] command of power.toml.
+    /// Switch machines off: by Intel AMT, else with the [ssh] command of power.toml.
     Off {
+        #[arg(required = true)]
+        who: Vec<String>,
+    },
+    /// Reset machines (Intel AMT master bus reset).
+    Reset {
+        #[arg(required = true)]
+        who: Vec<String>,
+    },
+    /// Read machines' power state (Intel AMT).
+    Status {
         #[arg(required = true)]
         who: Vec<String>,
     },
@@ -333,18 +344,23 @@ enum PowerCmd {
 
 fn power(config: &std::path::Path, cmd: PowerCmd) -> anyhow::Result<bool> {
     use pxelator::core::event::Event;
-    use pxelator::power::{self, schedule::Action};
+    use pxelator::power::{self, schedule::Action, Methods};
     let cfg = Config::load(config)?;
     let inv = pxelator::inventory::load(&cfg.conf_repo, cfg.server_ip, None).0;
     let sched = power::load_schedules(&cfg).map_err(anyhow::Error::msg)?;
     let (who, action, port) = match cmd {
-        PowerCmd::On { who, port } => (who, Action::On, port),
-        PowerCmd::Off { who } => (who, Action::Off, 9),
+        PowerCmd::On { who, port } => (who, Some(Action::On), port),
+        PowerCmd::Off { who } => (who, Some(Action::Off), 9),
+        PowerCmd::Reset { who } => (who, Some(Action::Reset), 9),
+        PowerCmd::Status { who } => (who, None, 9),
     };
-    let ssh = sched.as_ref().and_then(|s| s.ssh.clone());
+    let how = Methods::from(sched.as_ref(), port);
     let mut events = Vec::new();
     for w in &who {
-        events.extend(power::act(&cfg, &inv, w, action, ssh.as_ref(), port)?);
+        events.extend(match action {
+            Some(a) => power::act(&cfg, &inv, w, a, &how)?,
+            None => power::status(&inv, w, &how)?,
+        });
     }
     let mut ok = true;
     for e in &events {
@@ -352,15 +368,17 @@ fn power(config: &std::path::Path, cmd: PowerCmd) -> anyhow::Result<bool> {
             Event::PowerRequested {
                 host,
                 mac,
+                action,
                 method,
                 target,
-                ..
-            } => {
-                println!(
-                    "{host} ({mac}): {} by {method} via {target}",
-                    action.as_str()
-                )
-            }
+            } => println!("{host} ({mac}): {action} by {method} via {target}"),
+            Event::PowerStateSeen {
+                host,
+                mac,
+                state,
+                value,
+                target,
+            } => println!("{host} ({mac}): {state} (PowerState {value}, from {target})"),
             Event::PowerFailed { host, reason, .. } => {
                 ok = false;
                 eprintln!("{host}: {reason}");

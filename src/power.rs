@@ -1,11 +1,12 @@
-//! Power control, first slice: Wake-on-LAN. (Intel AMT and ssh shutdown are issue 4's next
-//! slices; `pxelator power` only offers what works.)
+//! Power control: Intel AMT where a machine has one (its `amt` param; credentials in
+//! power.toml `[amt]`), otherwise Wake-on-LAN to switch on and an ssh command to switch off.
 //!
 //! A magic packet is 6 × 0xff then the MAC 16 times (AMD's Magic Packet spec), sent over UDP
 //! (port 9, "discard") to the directed broadcast address of the machine's subnet: the local
 //! segment's broadcast for machines on the server's own subnet, and for a relayed segment the
 //! broadcast of that subnet, which its router forwards when directed broadcasts are allowed
 //! there (`ip forward-protocol udp 9` / `ip directed-broadcast` on most routers).
+pub mod amt;
 pub mod schedule;
 
 use crate::config::NetConfig;
@@ -138,34 +139,99 @@ pub fn off_by_ssh(
     }
 }
 
-/// Carries out `action` on every machine `who` names; one event per machine.
+/// How power actions reach machines: power.toml's `[ssh]` and `[amt]`, and the WoL port.
+#[derive(Clone, Copy, Default)]
+pub struct Methods<'a> {
+    pub ssh: Option<&'a schedule::SshOff>,
+    pub amt: Option<&'a amt::AmtConfig>,
+    pub wol_port: u16,
+}
+
+impl<'a> Methods<'a> {
+    pub fn from(s: Option<&'a schedule::Schedules>, wol_port: u16) -> Methods<'a> {
+        Methods {
+            ssh: s.and_then(|s| s.ssh.as_ref()),
+            amt: s.and_then(|s| s.amt.as_ref()),
+            wol_port,
+        }
+    }
+}
+
+/// Where a machine's AMT listens, from its `amt` param: "yes" means its inventory IP,
+/// otherwise "host" or "host:port". None when it has no AMT.
+pub fn amt_address(m: &Machine) -> Option<Result<String, String>> {
+    let v = m.params.get("amt")?;
+    Some(match v.as_str() {
+        "no" | "false" | "" => return None,
+        "yes" | "true" => m.ip.map(|ip| ip.to_string()).ok_or_else(|| {
+            format!(
+                "{}: amt = {v:?} but no IP in the inventory; give the AMT address instead (amt = \"10.0.0.5\")",
+                label(m)
+            )
+        }),
+        addr => Ok(addr.to_owned()),
+    })
+}
+
+/// The AMT client for a machine with an `amt` param; Err when it has one but cannot be used.
+fn amt_client(m: &Machine, how: &Methods) -> Option<Result<amt::Client, String>> {
+    let addr = amt_address(m)?;
+    Some(addr.and_then(|a| {
+        let cfg = how.amt.ok_or_else(|| {
+            format!(
+                "{}: amt = {a:?} but power.toml has no [amt] with the credentials (user, password_file)",
+                label(m)
+            )
+        })?;
+        amt::Client::new(&a, cfg).map_err(|e| e.to_string())
+    }))
+}
+
+/// Carries out `action` on every machine `who` names; one event per machine. AMT when the
+/// machine has it; otherwise on = Wake-on-LAN, off = the `[ssh]` command, reset = refused.
 pub fn act(
     cfg: &crate::config::Config,
     inv: &Inventory,
     who: &str,
     action: schedule::Action,
-    ssh: Option<&schedule::SshOff>,
-    port: u16,
+    how: &Methods,
 ) -> Result<Vec<crate::core::event::Event>, PowerError> {
     use crate::core::event::Event;
+    use schedule::Action;
+    let port = how.wol_port;
     let mut events = Vec::new();
     for m in targets(inv, who)? {
         let host = label(m);
-        let res = match action {
-            schedule::Action::On => wol_target(&cfg.dhcp.net, m)
+        let res = match (action, amt_client(m, how)) {
+            (_, Some(Err(e))) => Err(e),
+            (_, Some(Ok(c))) => {
+                let change = match action {
+                    Action::On => amt::Change::On,
+                    Action::Off => amt::Change::Off,
+                    Action::Reset => amt::Change::Reset,
+                };
+                c.change(change)
+                    .map(|()| ("amt", c.url.clone()))
+                    .map_err(|e| e.to_string())
+            }
+            (Action::On, None) => wol_target(&cfg.dhcp.net, m)
                 .map_err(|e| e.to_string())
                 .and_then(|t| {
                     send_wol(cfg.server_ip, &m.mac, t, port)
                         .map(|()| ("wol", format!("{t}:{port}")))
                         .map_err(|e| format!("sending from {} to {t}:{port}: {e}", cfg.server_ip))
                 }),
-            schedule::Action::Off => match ssh {
+            (Action::Off, None) => match how.ssh {
                 Some(s) => off_by_ssh(cfg, m, s).map(|t| ("ssh", t)),
                 None => Err(
-                    "no way to switch it off: add [ssh] to power.toml (AMT is not supported yet)"
+                    "no way to switch it off: give it an amt param (and [amt] in power.toml) or add [ssh] to power.toml"
                         .into(),
                 ),
             },
+            (Action::Reset, None) => Err(
+                "reset needs Intel AMT: set its amt param (amt = \"yes\" or the AMT address) and [amt] in power.toml"
+                    .into(),
+            ),
         };
         events.push(match res {
             Ok((method, target)) => Event::PowerRequested {
@@ -178,6 +244,42 @@ pub fn act(
             Err(reason) => Event::PowerFailed {
                 host,
                 action: action.as_str().into(),
+                reason,
+            },
+        });
+    }
+    Ok(events)
+}
+
+/// Reads the power state of every machine `who` names (AMT only); one event per machine.
+pub fn status(
+    inv: &Inventory,
+    who: &str,
+    how: &Methods,
+) -> Result<Vec<crate::core::event::Event>, PowerError> {
+    use crate::core::event::Event;
+    let mut events = Vec::new();
+    for m in targets(inv, who)? {
+        let host = label(m);
+        let res = match amt_client(m, how) {
+            None => Err("no way to read its power state: it has no amt param (power state is read from Intel AMT)".to_owned()),
+            Some(Err(e)) => Err(e),
+            Some(Ok(c)) => c
+                .power_state()
+                .map(|v| (v, c.url.clone()))
+                .map_err(|e| e.to_string()),
+        };
+        events.push(match res {
+            Ok((value, target)) => Event::PowerStateSeen {
+                host,
+                mac: m.mac,
+                state: amt::state_name(value).into(),
+                value,
+                target,
+            },
+            Err(reason) => Event::PowerFailed {
+                host,
+                action: "status".into(),
                 reason,
             },
         });

@@ -206,9 +206,10 @@ fn source_of(e: &Event) -> &'static str {
         Event::InventoryLoaded { .. } | Event::InventoryProblem { .. } => "inventory",
         Event::ConfigCommitted { .. } => "config",
         Event::KioskBooted { .. } => "kiosk",
-        Event::PowerRequested { .. } | Event::PowerFailed { .. } | Event::PowerMissed { .. } => {
-            "power"
-        }
+        Event::PowerRequested { .. }
+        | Event::PowerFailed { .. }
+        | Event::PowerMissed { .. }
+        | Event::PowerStateSeen { .. } => "power",
         Event::BackupPulled { .. } | Event::BackupFailed { .. } | Event::BackupRestored { .. } => {
             "backup"
         }

@@ -78,12 +78,21 @@ pub enum Event {
         profile: String,
         args: String,
     },
-    /// A power action sent to a machine (`method`: "wol"; `target`: where the packet went).
+    /// A power action sent to a machine (`method`: "wol", "amt" or "ssh"; `target`: where it
+    /// went).
     PowerRequested {
         host: String,
         mac: Mac,
         action: String,
         method: String,
+        target: String,
+    },
+    /// A machine's power state as read from it (Intel AMT: `value` is the CIM PowerState).
+    PowerStateSeen {
+        host: String,
+        mac: Mac,
+        state: String,
+        value: u16,
         target: String,
     },
     /// Scheduled power actions that were not carried out when due (the appliance was down);
@@ -157,6 +166,7 @@ impl Event {
             Event::KioskBooted { .. } => "kiosk_booted",
             Event::PowerRequested { .. } => "power_requested",
             Event::PowerFailed { .. } => "power_failed",
+            Event::PowerStateSeen { .. } => "power_state_seen",
             Event::PowerMissed { .. } => "power_missed",
             Event::PacketRejected { .. } => "packet_rejected",
             Event::TftpStarted { .. } => "tftp_started",

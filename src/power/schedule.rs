@@ -31,8 +31,10 @@ pub struct PowerFile {
     pub host: BTreeMap<String, Rule>,
     #[serde(default)]
     pub exception: Vec<Exception>,
-    /// How machines are switched off (they have no AMT yet): a command over ssh.
+    /// How machines without AMT are switched off: a command over ssh.
     pub ssh: Option<SshOff>,
+    /// Credentials for machines with an `amt` param (Intel AMT over WS-Management).
+    pub amt: Option<super::amt::AmtConfig>,
 }
 
 /// `[ssh]` in power.toml: the command that powers a machine off, run over ssh.
@@ -62,11 +64,12 @@ pub struct Exception {
     pub targets: Vec<String>,
 }
 
-/// Switch on or off.
+/// Switch on or off (schedules), or reset (by hand, AMT only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     On,
     Off,
+    Reset,
 }
 
 impl Action {
@@ -74,6 +77,7 @@ impl Action {
         match self {
             Action::On => "on",
             Action::Off => "off",
+            Action::Reset => "reset",
         }
     }
 }
@@ -96,6 +100,7 @@ pub struct Due {
 pub struct Schedules {
     pub tz: jiff::tz::TimeZone,
     pub ssh: Option<SshOff>,
+    pub amt: Option<super::amt::AmtConfig>,
     rules: Vec<(String, bool, Action, croner::Cron)>,
     exceptions: Vec<(jiff::civil::Date, Vec<String>)>,
 }
@@ -140,6 +145,7 @@ pub fn parse(text: &str, default_tz: jiff::tz::TimeZone) -> Result<Schedules, St
     Ok(Schedules {
         tz,
         ssh: f.ssh.clone(),
+        amt: f.amt.clone(),
         rules,
         exceptions,
     })

@@ -1,0 +1,320 @@
+//! Issue 4, Intel AMT: `pxelator power status|on|off|reset` against a WS-Management endpoint
+//! behind a real Apache (mod_auth_digest does the HTTP digest authentication). The endpoint (tests/fixtures/amt-wsman.cgi) checks every SOAP message
+//! against the published AMT/CIM formats and faults on anything else; this test reads its log
+//! to see exactly which requests arrived. Wrong credentials and an unreachable AMT must give a
+//! clear error, exit 2 and a power_failed event.
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::free_port;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pxelator");
+const APACHE: &str = "/usr/sbin/apache2";
+const MODULES: &str = "/usr/lib/apache2/modules";
+/// AMT's realms read "Digest:<32 hex>"; Apache's user file is colon-separated and cannot hold
+/// a colon in the realm, so this one has a dash (the amt unit tests parse a real-form one).
+const REALM: &str = "Digest-A3829B3827DE4D33D4449B366831FD01";
+
+struct Apache {
+    child: Child,
+    port: u16,
+    state: PathBuf,
+}
+
+impl Drop for Apache {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn md5_hex(s: &str) -> String {
+    let mut c = Command::new("md5sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("md5sum");
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&o.stdout)[..32].to_owned()
+}
+
+/// Apache on 127.0.0.1:<free port> serving the AMT stand-in at /wsman behind digest auth for
+/// admin / `password`.
+fn start_apache(dir: &Path, password: &str) -> Apache {
+    let port = free_port();
+    let state = dir.join("amt-state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cgi = dir.join("amt-wsman.cgi");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/amt-wsman.cgi"),
+        &cgi,
+    )
+    .unwrap();
+    std::fs::set_permissions(&cgi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let users = dir.join("digest-users");
+    std::fs::write(
+        &users,
+        format!(
+            "admin:{REALM}:{}\n",
+            md5_hex(&format!("admin:{REALM}:{password}"))
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let conf = dir.join("httpd.conf");
+    let modules = [
+        "mpm_prefork",
+        "authn_core",
+        "authn_file",
+        "authz_core",
+        "authz_user",
+        "auth_digest",
+        "alias",
+        "cgi",
+        "env",
+    ]
+    .iter()
+    .map(|m| format!("LoadModule {m}_module {MODULES}/mod_{m}.so\n"))
+    .collect::<String>();
+    std::fs::write(
+        &conf,
+        format!(
+            "{modules}ServerRoot {d}\nServerName amt.test\nListen 127.0.0.1:{port}\n\
+PidFile {d}/httpd.pid\nErrorLog {d}/error.log\nLogLevel warn\nUser nobody\nGroup nogroup\n\
+StartServers 1\nMinSpareServers 1\nMaxSpareServers 2\n\
+ScriptAlias /wsman {cgi}\n\
+<Location /wsman>\n  SetEnv AMT_STATE_DIR {state}\n  AuthType Digest\n  AuthName \"{REALM}\"\n\
+  AuthDigestProvider file\n  AuthUserFile {users}\n  Require valid-user\n</Location>\n",
+            d = dir.display(),
+            cgi = cgi.display(),
+            state = state.display(),
+            users = users.display(),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(APACHE)
+        .args(["-DFOREGROUND", "-f"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start apache2");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "apache2 did not start on {port}: {}",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Apache { child, port, state }
+}
+
+fn px(cfg: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(&args[..1])
+        .arg("--config")
+        .arg(cfg)
+        .args(&args[1..])
+        .output()
+        .expect("run pxelator")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn amt_log(a: &Apache) -> Vec<String> {
+    std::fs::read_to_string(a.state.join("log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn amt_power_status_on_off_reset_over_digest_auth() {
+    if !Path::new(APACHE).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "apache2-bin missing; scripts/setup installs it"
+        );
+        println!("SKIPPED: AMT power test: {APACHE} not installed (apt-get install apache2-bin)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    let apache = start_apache(&base.join("amt"), "Secret-1!");
+    let dead = free_port();
+    let repo = base.join("conf-repo");
+    std::fs::create_dir_all(repo.join("machines")).unwrap();
+    std::fs::create_dir_all(repo.join("groups")).unwrap();
+    std::fs::create_dir_all(base.join("boot")).unwrap();
+    let machine = |name: &str, n: u8, amt: Option<String>| {
+        let amt = amt.map(|a| format!("[params]\namt = \"{a}\"\n"));
+        std::fs::write(
+            repo.join(format!("machines/{name}.toml")),
+            format!(
+                "mac = \"52:54:00:00:00:{n:02x}\"\nip = \"10.77.1.{n}\"\nhostname = \"{name}\"\n{}",
+                amt.unwrap_or_default()
+            ),
+        )
+        .unwrap();
+    };
+    machine("kiosk1", 11, Some(format!("127.0.0.1:{}", apache.port)));
+    machine("kiosk2", 12, Some(format!("127.0.0.1:{dead}")));
+    machine("kiosk3", 13, None);
+    let pass = base.join("amt-password");
+    std::fs::write(&pass, "Secret-1!\n").unwrap();
+    std::fs::write(
+        repo.join("power.toml"),
+        format!(
+            "[amt]\nuser = \"admin\"\npassword_file = \"{}\"\ntimeout_secs = 5\n",
+            pass.display()
+        ),
+    )
+    .unwrap();
+    let cfg = base.join("pxelator.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"10.77.1.1\"\n[dhcp]\nmode = \"off\"\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}/wsman", apache.port);
+
+    // status: a WS-Transfer Get; the stand-in starts "off (soft)" (8).
+    let o = px(&cfg, &["power", "status", "kiosk1"]);
+    assert!(
+        o.status.success(),
+        "{}\napache error.log:\n{}",
+        text(&o),
+        std::fs::read_to_string(base.join("amt/error.log")).unwrap_or_default()
+    );
+    assert!(
+        text(&o).contains(&format!(
+            "kiosk1 (52:54:00:00:00:0b): off (soft) (PowerState 8, from {url})"
+        )),
+        "{}",
+        text(&o)
+    );
+    // on, then status says on; off; reset: each one RequestPowerStateChange with its CIM value.
+    for (verb, want) in [("on", "on"), ("off", "off"), ("reset", "reset")] {
+        let o = px(&cfg, &["power", verb, "kiosk1"]);
+        assert!(o.status.success(), "{verb}: {}", text(&o));
+        assert!(
+            text(&o).contains(&format!(
+                "kiosk1 (52:54:00:00:00:0b): {want} by amt via {url}"
+            )),
+            "{}",
+            text(&o)
+        );
+    }
+    let o = px(&cfg, &["power", "status", "kiosk1"]);
+    assert!(
+        text(&o).contains("kiosk1 (52:54:00:00:00:0b): on (PowerState 2"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        amt_log(&apache),
+        ["get", "change 2", "change 8", "change 10", "get"],
+        "the endpoint saw exactly these well-formed requests (a malformed one logs FAULT)"
+    );
+
+    // Unreachable AMT: a clear error naming the URL, exit 2, nothing sent elsewhere.
+    let o = px(&cfg, &["power", "on", "kiosk2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "kiosk2: cannot reach AMT at http://127.0.0.1:{dead}/wsman"
+        )) && text(&o).contains("AMT provisioned"),
+        "{}",
+        text(&o)
+    );
+    // No AMT: reset and status are refused with what to set; on falls back to Wake-on-LAN
+    // (not sent here: 10.77.1.0/24 is not configured, which it says).
+    let o = px(&cfg, &["power", "reset", "kiosk3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("reset needs Intel AMT: set its amt param"),
+        "{}",
+        text(&o)
+    );
+    let o = px(&cfg, &["power", "status", "kiosk3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("it has no amt param"), "{}", text(&o));
+
+    // Wrong password: AMT (Apache) refuses the digest answer; said so, exit 2.
+    std::fs::write(&pass, "wrong\n").unwrap();
+    let before = amt_log(&apache).len();
+    let o = px(&cfg, &["power", "off", "kiosk1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "kiosk1: AMT at {url} refused user \"admin\" (HTTP 401): check [amt] user and password_file"
+        )),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        amt_log(&apache).len(),
+        before,
+        "nothing reached the endpoint"
+    );
+    // [amt] missing while a machine has amt: named.
+    std::fs::write(repo.join("power.toml"), "").unwrap();
+    let o = px(&cfg, &["power", "off", "kiosk1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("power.toml has no [amt]"), "{}", text(&o));
+
+    // Every action and failure is an event.
+    let ev = text(&px(
+        &cfg,
+        &[
+            "audit",
+            "find",
+            r#"{"source": "power"}"#,
+            "--sort",
+            r#"{"time_ms": 1}"#,
+        ],
+    ));
+    let kinds: Vec<&str> = ev
+        .lines()
+        .filter_map(|l| l.split("\"kind\":\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "power_state_seen",
+            "power_requested",
+            "power_requested",
+            "power_requested",
+            "power_state_seen",
+            "power_failed",
+            "power_failed",
+            "power_failed",
+            "power_failed",
+            "power_failed"
+        ],
+        "{ev}"
+    );
+    assert!(
+        ev.contains("\"method\":\"amt\"") && ev.contains("\"value\":2"),
+        "{ev}"
+    );
+}
