@@ -15,7 +15,10 @@
 //!   MongoDB behind one trait; Mongo-style queries; CouchDB import, JSONL/BSON export.
 //! - [`backup`]    — host-file pulls over ssh into `hosts/<host>/` (one commit per host per run),
 //!   restore from any revision or date; `backup.toml` in the conf repo says what and when.
-//! - [`power`]     — Wake-on-LAN: magic packets to the directed broadcast of a machine's subnet.
+//! - [`power`]     — power on/off/reset/status: Intel AMT (WS-Management, digest auth) where a
+//!   machine has it, else Wake-on-LAN and an ssh command; power.toml schedules ([`power::schedule`]).
+//! - [`image`]     — live images: ISO 9660 reader, `image import|list|rm` into versioned,
+//!   checksummed directories under the boot directory.
 //! - [`commands`]  — the `host` and `history` CLI verbs (inventory edit → commit; log/diff/cat/revert).
 //! - [`app`]       — supervision: sockets, reload on SIGHUP and file change, sd_notify, graceful SIGTERM.
 pub mod app;
@@ -26,6 +29,7 @@ pub mod config;
 pub mod confrepo;
 pub mod core;
 pub mod events;
+pub mod image;
 pub mod inventory;
 pub mod power;
 pub mod proto;

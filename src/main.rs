@@ -79,6 +79,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PowerCmd,
     },
+    /// Live images (Debian Live, Webconverger): import an ISO or a directory, list, remove.
+    Image {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
     /// Query the audit store (every DHCP, TFTP, HTTP and inventory event).
     Audit {
         #[command(flatten)]
@@ -393,6 +400,104 @@ fn power(config: &std::path::Path, cmd: PowerCmd) -> anyhow::Result<bool> {
 }
 
 #[derive(Subcommand)]
+enum ImageCmd {
+    /// Take kernel, initrd and squashfs out of a live ISO (or a directory holding them, or
+    /// their live/ subdirectory) and store them as the next version of NAME, made current.
+    Import {
+        source: PathBuf,
+        /// Default: the file name without .iso.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Stored images and versions; "*" marks the current one of each name.
+    List,
+    /// Remove NAME-vN, or every version of NAME.
+    Rm { image: String },
+}
+
+fn image(config: &std::path::Path, cmd: ImageCmd) -> anyhow::Result<bool> {
+    use pxelator::image;
+    let cfg = Config::load(config)?;
+    match cmd {
+        ImageCmd::Import { source, name } => {
+            let name = name.unwrap_or_else(|| image::default_name(&source));
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
+            );
+            bar.set_message(format!("importing {name}"));
+            let res = image::import(&cfg.boot_dir, &source, &name, &bar);
+            bar.finish_and_clear();
+            let info = res?;
+            let dir = image::images_dir(&cfg.boot_dir).join(info.dir_name());
+            println!(
+                "imported {} as {} ({})",
+                source.display(),
+                info.dir_name(),
+                dir.display()
+            );
+            for f in &info.files {
+                println!(
+                    "  {:<20} {:>12} bytes  sha256 {}  from {}",
+                    f.name, f.size, f.sha256, f.from
+                );
+            }
+            println!(
+                "a profile uses it with image = \"{}\" (current version) or \"{}\"",
+                info.name,
+                info.dir_name()
+            );
+            if let Some(a) = &cfg.audit {
+                let sha = info
+                    .files
+                    .iter()
+                    .find(|f| f.name == "filesystem.squashfs")
+                    .map(|f| f.sha256.clone())
+                    .unwrap_or_default();
+                pxelator::audit::record_events(
+                    a,
+                    &[pxelator::core::event::Event::ImageImported {
+                        name: info.name.clone(),
+                        version: info.version,
+                        source: info.source.clone(),
+                        squashfs_sha256: sha,
+                    }],
+                )?;
+            }
+        }
+        ImageCmd::List => {
+            for (i, current) in image::list(&cfg.boot_dir) {
+                let size: u64 = i.files.iter().map(|f| f.size).sum();
+                let sha = i
+                    .files
+                    .iter()
+                    .find(|f| f.name == "filesystem.squashfs")
+                    .map(|f| &f.sha256[..16.min(f.sha256.len())])
+                    .unwrap_or("");
+                println!(
+                    "{} {:<32} {:>6} MB  {}  squashfs sha256 {}…  from {}",
+                    if current { "*" } else { " " },
+                    i.dir_name(),
+                    size.div_ceil(1 << 20),
+                    i.imported,
+                    sha,
+                    i.source
+                );
+            }
+        }
+        ImageCmd::Rm { image: what } => {
+            for d in image::remove(&cfg.boot_dir, &what)? {
+                println!("removed {d}");
+            }
+        }
+    }
+    Ok(true)
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     /// Events matching a MongoDB-style filter, as JSON lines, e.g. '{"mac": "52:54:00:12:34:56"}'.
     Find {
@@ -595,6 +700,10 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
             cmd,
         } => exit_code(power(&config, cmd)),
+        Cmd::Image {
+            config: ConfigArg { path: config },
+            cmd,
+        } => exit_code(image(&config, cmd)),
         Cmd::Audit {
             config: ConfigArg { path: config },
             cmd,

@@ -206,6 +206,7 @@ fn source_of(e: &Event) -> &'static str {
         Event::InventoryLoaded { .. } | Event::InventoryProblem { .. } => "inventory",
         Event::ConfigCommitted { .. } => "config",
         Event::KioskBooted { .. } => "kiosk",
+        Event::ImageImported { .. } => "image",
         Event::PowerRequested { .. }
         | Event::PowerFailed { .. }
         | Event::PowerMissed { .. }

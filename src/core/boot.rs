@@ -471,4 +471,53 @@ mod kiosk_tests {
         );
         assert!(!kernel.contains("location") && !kernel.contains("group"));
     }
+
+    /// A profile naming an imported image boots its current version's files (the
+    /// `images/<name>` link `image import` keeps), or a pinned version.
+    #[test]
+    fn image_profile_uses_the_imported_files() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for dir in ["machines", "profiles"] {
+            std::fs::create_dir_all(r.join(dir)).unwrap();
+        }
+        std::fs::write(
+            r.join("profiles/live-kiosk.toml"),
+            "boot = \"ipxe\"\nkiosk = true\nimage = \"kiosk-live\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("profiles/pinned.toml"),
+            "boot = \"ipxe\"\nkiosk = true\nimage = \"kiosk-live-v3\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("profiles/bad.toml"),
+            "boot = \"ipxe\"\nimage = \"../etc\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("machines/k1.toml"),
+            "mac = \"52:54:00:00:00:01\"\nprofile = \"live-kiosk\"\n[params]\nhomepage = \"https://lib.example/\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("machines/k2.toml"),
+            "mac = \"52:54:00:00:00:02\"\nprofile = \"pinned\"\n",
+        )
+        .unwrap();
+        let (inv, problems) = crate::inventory::load(r, "10.77.1.1".parse().unwrap(), None);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0]
+            .to_string()
+            .contains("image = \"../etc\": not an image name"));
+        let s = ipxe_script(&inv, &"52:54:00:00:00:01".parse().unwrap(), "http://h");
+        assert!(s.contains("kernel http://h/files/images/kiosk-live/vmlinuz initrd=initrd.img boot=live fetch=http://h/files/images/kiosk-live/filesystem.squashfs homepage=https://lib.example/ noconfig noupgrade"), "{s}");
+        assert!(
+            s.contains("initrd http://h/files/images/kiosk-live/initrd.img"),
+            "{s}"
+        );
+        let s = ipxe_script(&inv, &"52:54:00:00:00:02".parse().unwrap(), "http://h");
+        assert!(s.contains("/files/images/kiosk-live-v3/vmlinuz"), "{s}");
+    }
 }

@@ -87,6 +87,13 @@ pub enum Event {
         method: String,
         target: String,
     },
+    /// A live image imported (`pxelator image import`): stored as `name-v<version>`.
+    ImageImported {
+        name: String,
+        version: u32,
+        source: String,
+        squashfs_sha256: String,
+    },
     /// A machine's power state as read from it (Intel AMT: `value` is the CIM PowerState).
     PowerStateSeen {
         host: String,
@@ -167,6 +174,7 @@ impl Event {
             Event::PowerRequested { .. } => "power_requested",
             Event::PowerFailed { .. } => "power_failed",
             Event::PowerStateSeen { .. } => "power_state_seen",
+            Event::ImageImported { .. } => "image_imported",
             Event::PowerMissed { .. } => "power_missed",
             Event::PacketRejected { .. } => "packet_rejected",
             Event::TftpStarted { .. } => "tftp_started",

@@ -208,6 +208,9 @@ struct ProfileFile {
     #[serde(default)]
     kiosk: bool,
     squashfs: Option<String>,
+    /// An imported live image (`pxelator image import`): "name" for its current version or
+    /// "name-vN"; supplies kernel, initrd and squashfs unless given.
+    image: Option<String>,
 }
 
 /// `groups/<name>.toml`: defaults for the machines whose param `group` is `<name>`.
@@ -254,7 +257,22 @@ pub fn load_named(
             .unwrap_or_default()
             .to_owned();
         match read_toml::<ProfileFile>(&path) {
-            Ok(f) => {
+            Ok(mut f) => {
+                if let Some(img) = &f.image {
+                    let (base, _) = crate::image::split_version(img);
+                    if !crate::image::valid_name(base) {
+                        problems.push(Problem {
+                            path: path.clone(),
+                            line: None,
+                            message: format!("image = {img:?}: not an image name (`pxelator image list` shows them)"),
+                        });
+                        continue;
+                    }
+                    let file = |n: &str| Some(format!("images/{img}/{n}"));
+                    f.kernel = f.kernel.or_else(|| file("vmlinuz"));
+                    f.initrd = f.initrd.or_else(|| file("initrd.img"));
+                    f.squashfs = f.squashfs.or_else(|| file("filesystem.squashfs"));
+                }
                 if f.boot != BootKind::Local && f.kernel.is_none() {
                     problems.push(Problem {
                         path: path.clone(),
