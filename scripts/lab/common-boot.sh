@@ -31,6 +31,7 @@ mode_mac() {
   case $1 in
     bios-ipxe) echo 52:54:00:77:00:01 ;; bios-pxelinux) echo 52:54:00:77:00:02 ;;
     uefi-pxe) echo 52:54:00:77:00:03 ;; uefi-ipxe) echo 52:54:00:77:00:04 ;;
+    bios-live) echo 52:54:00:77:00:05 ;;
     *) echo "unknown mode $1" >&2; return 1 ;;
   esac
 }
@@ -53,7 +54,8 @@ qemu_accel() {
   if [ -e /dev/kvm ] && [ ! -e /sys/module/kvm_pvm ] && [ -z "${PXELATOR_TCG:-}" ]; then echo kvm; else echo tcg; fi
 }
 
-# boot_vm MODE TIMEOUT: boots a VM on a new tap; returns 0 when the marker shows on serial.
+# boot_vm MODE TIMEOUT: boots a VM on a new tap; returns 0 when the marker shows on serial
+# ($BOOT_MARKER if set, else this run's initramfs marker). VM_MEM sets the RAM (MB).
 # Sets BOOT_SECS to the seconds from QEMU start to the marker.
 boot_vm() {
   local mode=$1 timeout=${2:-240} mac tap serial machine dev
@@ -73,11 +75,11 @@ boot_vm() {
   esac
   local start; start=$(date +%s%N)
   local qpid
-  qpid=$(ns_bg "$SRV" "$LAB/qemu-$mode.log" qemu-system-x86_64 -accel "$(qemu_accel)" -m 512 -nodefaults -no-reboot \
+  qpid=$(ns_bg "$SRV" "$LAB/qemu-$mode.log" qemu-system-x86_64 -accel "$(qemu_accel)" -m "${VM_MEM:-512}" -nodefaults -no-reboot \
     -display none -serial "file:$serial" "${machine[@]}" -boot n \
     -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" "${dev[@]}")
   local ok=1
-  if wait_for "$serial" "PXELATOR-BOOTED marker=$RUN-$mode" "$timeout"; then ok=0; fi
+  if wait_for "$serial" "${BOOT_MARKER:-PXELATOR-BOOTED marker=$RUN-$mode}" "$timeout"; then ok=0; fi
   local ms=$(( ($(date +%s%N) - start) / 1000000 ))
   BOOT_SECS=$(printf "%d.%01d" $((ms / 1000)) $((ms % 1000 / 100)))
   # The initramfs powers off; give QEMU a moment to exit by itself, then make sure.
