@@ -375,6 +375,15 @@ fn battery_embedded() {
     check_known(&s, rows.len());
     s.insert(&rows).unwrap();
     assert_eq!(s.count().unwrap(), rows.len() as u64, "replays are no-ops");
+    // mac/ip/host/kind are found through the postings; a replay posted nothing twice.
+    let plan = s
+        .explain(&json!({"kind": "ping", "ip": "10.77.1.12"}), None)
+        .unwrap()
+        .join(" ");
+    assert!(
+        plan.contains("POSTINGS ip = 10.77.1.12") && plan.contains("rowid"),
+        "narrowed by the most selective posting: {plan}"
+    );
     let plan = s
         .explain(&json!({"rtt": {"$gt": 3}}), None)
         .unwrap()
