@@ -19,16 +19,9 @@ const KINDS: [&str; 5] = [
 const DOC: &str =
     r#"{"reply":"ack","xid":123456789,"iface":"br0","peer":"10.77.1.3:40000","bytes":70000}"#;
 
-/// xorshift64*, as in `audit_bench`.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 struct Row {
     id: i64,

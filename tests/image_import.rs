@@ -4,9 +4,10 @@
 //! new versions; an ISO that is not a live image, a truncated one and one with a damaged
 //! squashfs must be refused with a clear error and leave nothing behind.
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pxelator");
+mod common;
+use common::{minimal_config, px, text};
 
 fn run(cmd: &mut Command) {
     let o = cmd.output().expect("run tool");
@@ -15,24 +16,6 @@ fn run(cmd: &mut Command) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-fn px(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(&args[..1])
-        .arg("--config")
-        .arg(cfg)
-        .args(&args[1..])
-        .output()
-        .expect("run pxelator")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A live tree: live/vmlinuz (an x86 boot header), live/initrd.img (cpio), and a real
@@ -91,18 +74,8 @@ fn import_list_rm_and_refusals() {
     }
     let d = tempfile::tempdir().unwrap();
     let base = d.path();
+    let cfg = minimal_config(base, "10.77.1.1");
     let boot = base.join("boot");
-    std::fs::create_dir_all(&boot).unwrap();
-    std::fs::create_dir_all(base.join("conf-repo")).unwrap();
-    let cfg = base.join("pxelator.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"10.77.1.1\"\n[dhcp]\nmode = \"off\"\n",
-            base.display()
-        ),
-    )
-    .unwrap();
 
     // Joliet + Rock Ridge.
     let t1 = live_tree(&base.join("t1"), "one");

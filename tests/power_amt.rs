@@ -5,13 +5,12 @@
 //! clear error, exit 2 and a power_failed event.
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::free_port;
+use common::{free_port, minimal_config, px, text};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pxelator");
 const APACHE: &str = "/usr/sbin/apache2";
 const MODULES: &str = "/usr/lib/apache2/modules";
 /// AMT's realms read "Digest:<32 hex>"; Apache's user file is colon-separated and cannot hold
@@ -118,24 +117,6 @@ ScriptAlias /wsman {cgi}\n\
     Apache { child, port, state }
 }
 
-fn px(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(&args[..1])
-        .arg("--config")
-        .arg(cfg)
-        .args(&args[1..])
-        .output()
-        .expect("run pxelator")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn amt_log(a: &Apache) -> Vec<String> {
     std::fs::read_to_string(a.state.join("log"))
         .unwrap_or_default()
@@ -161,7 +142,6 @@ fn amt_power_status_on_off_reset_over_digest_auth() {
     let repo = base.join("conf-repo");
     std::fs::create_dir_all(repo.join("machines")).unwrap();
     std::fs::create_dir_all(repo.join("groups")).unwrap();
-    std::fs::create_dir_all(base.join("boot")).unwrap();
     let machine = |name: &str, n: u8, amt: Option<String>| {
         let amt = amt.map(|a| format!("[params]\namt = \"{a}\"\n"));
         std::fs::write(
@@ -186,15 +166,7 @@ fn amt_power_status_on_off_reset_over_digest_auth() {
         ),
     )
     .unwrap();
-    let cfg = base.join("pxelator.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"10.77.1.1\"\n[dhcp]\nmode = \"off\"\n",
-            base.display()
-        ),
-    )
-    .unwrap();
+    let cfg = minimal_config(base, "10.77.1.1");
     let url = format!("http://127.0.0.1:{}/wsman", apache.port);
 
     // status: a WS-Transfer Get; the stand-in starts "off (soft)" (8).

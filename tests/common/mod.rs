@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: free loopback ports, an nx-27017 server the test
-//! starts (and kills by PID on drop), and the stock git CLI acting as a human ("Carol Hand").
+//! starts (and kills by PID on drop), the stock git CLI acting as a human ("Carol Hand"), and
+//! running the pxelator CLI against a small config.
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,4 +89,41 @@ pub fn git(repo: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8(o.stdout).unwrap()
+}
+
+/// Runs `pxelator VERB --config CFG REST…` (the binary under test).
+pub fn px(cfg: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pxelator"))
+        .args(&args[..1])
+        .arg("--config")
+        .arg(cfg)
+        .args(&args[1..])
+        .output()
+        .expect("run pxelator")
+}
+
+/// stdout then stderr.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `base/pxelator.toml` with conf-repo, state and boot under `base`, DHCP off.
+pub fn minimal_config(base: &Path, server_ip: &str) -> PathBuf {
+    for d in ["conf-repo", "boot"] {
+        std::fs::create_dir_all(base.join(d)).unwrap();
+    }
+    let cfg = base.join("pxelator.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"{server_ip}\"\n[dhcp]\nmode = \"off\"\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    cfg
 }
