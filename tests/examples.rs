@@ -23,4 +23,16 @@ fn shipped_example_inventory_loads_both_layouts_without_problems() {
     let seed = inv.by_ip(&Ipv4Addr::new(10, 77, 1, 12)).unwrap();
     assert_eq!(seed.hostname.as_deref(), Some("kiosk2"));
     assert_eq!(inv.profile_for(Some(seed)).unwrap().name, "local");
+    let kiosk = inv.profile("live-kiosk").unwrap();
+    assert_eq!(kiosk.kernel.as_deref(), Some("images/kiosk-live/vmlinuz"));
+    assert!(kiosk.kiosk);
+}
+
+#[test]
+fn shipped_example_power_schedule_parses() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf-repo/power.toml"))
+            .unwrap();
+    let s = pxelator::power::schedule::parse(&text, jiff::tz::TimeZone::UTC).unwrap();
+    assert!(s.amt.is_some() && s.ssh.is_some());
 }
