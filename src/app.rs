@@ -379,8 +379,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             audit: cfg.audit.clone(),
             audit_stats: audit_stats.clone(),
             conf_repo: cfg.conf_repo.clone(),
+            boot_dir: cfg.boot_dir.clone(),
         };
-        let app = http::router(state, cfg.boot_dir.clone());
+        let app = http::router(state);
         let c = cancel.clone();
         tasks.spawn(async move {
             let serve = axum::serve(

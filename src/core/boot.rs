@@ -90,15 +90,22 @@ fn kernel_line(machine: Option<&Machine>, profile: &Profile, http_base: &str) ->
 }
 
 /// For a machine whose profile is a kiosk: (profile name, the kernel arguments it boots with).
-pub fn kiosk_boot(inv: &Inventory, mac: &Mac, http_base: &str) -> Option<(String, String)> {
+pub fn kiosk_boot(inv: &Inventory, mac: &Mac, http_base: &str) -> Option<KioskBoot> {
     let machine = inv.by_mac(mac);
     let profile = inv.profile_for(machine)?;
-    profile.kiosk.then(|| {
-        (
-            profile.name.clone(),
-            kernel_line(machine, profile, http_base),
-        )
+    profile.kiosk.then(|| KioskBoot {
+        profile: profile.name.clone(),
+        image: profile.image.clone(),
+        args: kernel_line(machine, profile, http_base),
     })
+}
+
+/// What a kiosk boots: its profile, the image the profile names, the kernel arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KioskBoot {
+    pub profile: String,
+    pub image: Option<String>,
+    pub args: String,
 }
 
 /// The machine params Webconverger reads from the kernel command line.
@@ -248,6 +255,7 @@ mod tests {
             args: "console=ttyS0".into(),
             kiosk: false,
             squashfs: None,
+            image: None,
             source: PathBuf::from("profiles/p.toml"),
         }
     }

@@ -522,6 +522,7 @@ mod tests {
             args: String::new(),
             kiosk: false,
             squashfs: None,
+            image: None,
             source: PathBuf::from("profiles/default.toml"),
         };
         Inventory::build(vec![m], vec![p], &mut vec![])

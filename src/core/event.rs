@@ -76,6 +76,8 @@ pub enum Event {
         mac: Mac,
         host: Option<String>,
         profile: String,
+        /// The live image and version booted (`name-vN`), when the profile names one.
+        image: Option<String>,
         args: String,
     },
     /// A power action sent to a machine (`method`: "wol", "amt" or "ssh"; `target`: where it

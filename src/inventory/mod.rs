@@ -63,6 +63,8 @@ pub struct Profile {
     pub kiosk: bool,
     /// The live system's squashfs under the boot directory (`boot=live fetch=…`).
     pub squashfs: Option<String>,
+    /// The imported live image it boots ("name" = current version, or "name-vN").
+    pub image: Option<String>,
     pub source: PathBuf,
 }
 
@@ -314,6 +316,7 @@ pub fn load_named(
                     args: f.args,
                     kiosk: f.kiosk,
                     squashfs: f.squashfs,
+                    image: f.image,
                     source: path,
                 });
             }

@@ -28,9 +28,12 @@ pub struct HttpState {
     pub conf_repo: PathBuf,
     /// The audit writer's counters (stored, spooled, dropped).
     pub audit_stats: Arc<crate::audit::writer::WriterStats>,
+    /// Where boot files and imported images are.
+    pub boot_dir: PathBuf,
 }
 
-pub fn router(state: HttpState, boot_dir: PathBuf) -> Router {
+pub fn router(state: HttpState) -> Router {
+    let boot_dir = state.boot_dir.clone();
     let bus = Arc::new(state.bus.clone());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -70,12 +73,20 @@ async fn ipxe_script(State(st): State<HttpState>, Path(name): Path<String>) -> R
             host,
         )
     };
-    if let Some((profile, args)) = kiosk {
+    if let Some(k) = kiosk {
+        // "name" is whatever version images/name links to now: record which.
+        let image = k.image.map(|i| {
+            std::fs::read_link(crate::image::images_dir(&st.boot_dir).join(&i))
+                .ok()
+                .and_then(|t| t.to_str().map(str::to_owned))
+                .unwrap_or(i)
+        });
         st.bus.emit(Event::KioskBooted {
             mac,
             host,
-            profile,
-            args,
+            profile: k.profile,
+            image,
+            args: k.args,
         });
     }
     (
