@@ -302,7 +302,23 @@ fn backup(config: &std::path::Path, who: Option<&str>, cmd: BackupCmd) -> anyhow
                 .find(|p| p.name == host)
                 .ok_or_else(|| b::BackupError::UnknownHost(host.to_owned()))?;
             let rev = rev.unwrap_or("HEAD");
-            let out = b::restore(&cfg, plan, path, rev, dry_run)?;
+            let out = match b::restore(&cfg, plan, path, rev, dry_run) {
+                Ok(out) => out,
+                Err(e) => {
+                    // A restore that did not happen is part of the host's history too.
+                    if !dry_run {
+                        emit(pxelator::core::event::Event::BackupFailed {
+                            host: host.to_owned(),
+                            attempts: 1,
+                            reason: format!("restore of {path}@{rev}: {e}"),
+                        });
+                    }
+                    if let Some(a) = &cfg.audit {
+                        pxelator::audit::record_events(a, &events.into_inner().expect("events"))?;
+                    }
+                    return Err(e.into());
+                }
+            };
             if !dry_run {
                 emit(pxelator::core::event::Event::BackupRestored {
                     host: host.to_owned(),

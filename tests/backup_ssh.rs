@@ -361,6 +361,27 @@ fn pull_change_diff_restore_against_real_sshd() {
         "{out4}"
     );
 
+    // Restoring to it is refused the same way, exit 1, and recorded as a failure.
+    let r = px(
+        &cfg,
+        &[
+            "backup",
+            "restore",
+            &format!("kiosk2:{}/etc/hosts@HEAD", hosts[1].root.display()),
+        ],
+    );
+    assert_eq!(r.status.code(), Some(1), "{}", text(&r));
+    assert!(text(&r).contains("host key of kiosk2"), "{}", text(&r));
+    let failed = text(&px(
+        &cfg,
+        &[
+            "audit",
+            "find",
+            r#"{"kind": "backup_failed", "host": "kiosk2"}"#,
+        ],
+    ));
+    assert!(failed.contains("restore of"), "{failed}");
+
     let status = text(&px(&cfg, &["backup", "status"]));
     assert!(
         status.contains("kiosk2") && status.contains("FAIL") && status.contains("gone"),
