@@ -209,21 +209,37 @@ pub fn load_plans(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Pla
     })
 }
 
-/// Is this (absolute) path a secret that is only pulled when listed explicitly?
+/// File names never pulled unless `include_secrets` lists them (globs with at most one `*`):
+/// the remote `tar --exclude`s and the local [`is_secret`] check both come from this table.
+const SECRET_NAMES: [&str; 12] = [
+    "shadow",
+    "shadow-",
+    "gshadow",
+    "gshadow-",
+    "ssh_host_*_key",
+    "id_rsa",
+    "id_dsa",
+    "id_ecdsa",
+    "id_ed25519",
+    "id_ecdsa_sk",
+    "id_ed25519_sk",
+    "*.key",
+];
+
+fn name_matches(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        Some((head, tail)) => {
+            name.len() >= head.len() + tail.len() && name.starts_with(head) && name.ends_with(tail)
+        }
+        None => name == pattern,
+    }
+}
+
+/// Is this (absolute) path a secret that is only pulled when listed explicitly? A secret
+/// name ([`SECRET_NAMES`]) or anything under an `ssl/private` directory.
 pub fn is_secret(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
-    let private_key_names = [
-        "id_rsa",
-        "id_dsa",
-        "id_ecdsa",
-        "id_ed25519",
-        "id_ecdsa_sk",
-        "id_ed25519_sk",
-    ];
-    matches!(name, "shadow" | "shadow-" | "gshadow" | "gshadow-")
-        || (name.starts_with("ssh_host_") && name.ends_with("_key"))
-        || private_key_names.contains(&name)
-        || name.ends_with(".key")
+    SECRET_NAMES.iter().any(|p| name_matches(p, name))
         || path
             .split('/')
             .collect::<Vec<_>>()
@@ -344,22 +360,13 @@ pub fn pull(plan: &HostPlan, known: &Path, timeout: Duration) -> Result<Pulled, 
     let mut remote = String::from(
         "tar --create --file=- --numeric-owner --ignore-failed-read --warning=no-file-removed",
     );
-    for pat in [
-        "shadow",
-        "shadow-",
-        "gshadow",
-        "gshadow-",
-        "ssh_host_*_key",
-        "id_rsa",
-        "id_dsa",
-        "id_ecdsa",
-        "id_ed25519",
-        "*.key",
-    ] {
+    for pat in SECRET_NAMES {
+        // A pattern one listed secret matches is left to the local check, which keeps the
+        // listed file and still drops the others.
         let explicit = plan
             .include_secrets
             .iter()
-            .any(|s| s.rsplit('/').next() == Some(pat));
+            .any(|s| name_matches(pat, s.rsplit('/').next().unwrap_or(s)));
         if !explicit {
             remote.push_str(&format!(" --exclude='{pat}'"));
         }
