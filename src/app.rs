@@ -314,6 +314,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let syslog_sock = match cfg.syslog {
+        Some(addr) => {
+            let s = tokio::net::UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("syslog on {addr}"))?;
+            info!(%addr, "syslog listening");
+            Some(s)
+        }
+        None => None,
+    };
     let http_listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("http on {}", cfg.http.listen))?;
@@ -360,6 +370,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 }
             }
         });
+    }
+    if let Some(sock) = syslog_sock {
+        tasks.spawn(crate::services::syslog::run(
+            sock,
+            bus.clone(),
+            cancel.clone(),
+        ));
     }
     if let Some(sock) = tftp_sock {
         let svc = Arc::new(tftp::TftpService::new(

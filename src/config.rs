@@ -45,6 +45,16 @@ pub struct RawConfig {
     pub subnets: Vec<RawSubnet>,
     #[serde(default)]
     pub audit: RawAudit,
+    #[serde(default)]
+    pub syslog: RawSyslog,
+}
+
+/// `[syslog]`: receive syslog over UDP (kiosks' `log=`). Off unless `listen` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSyslog {
+    /// e.g. "0.0.0.0:514"
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +151,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The audit store, or None when auditing is off.
     pub audit: Option<AuditConfig>,
+    /// Where syslog is received, or None.
+    pub syslog: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -449,6 +461,7 @@ impl RawConfig {
                 listen: http_listen,
                 public_url,
             },
+            syslog: self.syslog.listen,
         })
     }
 }

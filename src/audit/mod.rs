@@ -207,6 +207,7 @@ fn source_of(e: &Event) -> &'static str {
         Event::ConfigCommitted { .. } => "config",
         Event::KioskBooted { .. } => "kiosk",
         Event::ImageImported { .. } => "image",
+        Event::Syslog { .. } => "syslog",
         Event::PowerRequested { .. }
         | Event::PowerFailed { .. }
         | Event::PowerMissed { .. }

@@ -113,6 +113,16 @@ pub enum Event {
         action: String,
         reason: String,
     },
+    /// A syslog message received (`host`: the name the sender gave itself; the audit store
+    /// adds the inventory's name for the sender's IP).
+    Syslog {
+        peer: SocketAddr,
+        facility: u8,
+        severity: &'static str,
+        host: Option<String>,
+        app: Option<String>,
+        message: String,
+    },
     /// A packet that could not be decoded (or was refused before any decision).
     PacketRejected {
         proto: &'static str,
@@ -179,6 +189,7 @@ impl Event {
             Event::ImageImported { .. } => "image_imported",
             Event::PowerMissed { .. } => "power_missed",
             Event::PacketRejected { .. } => "packet_rejected",
+            Event::Syslog { .. } => "syslog",
             Event::TftpStarted { .. } => "tftp_started",
             Event::TftpFinished { .. } => "tftp_finished",
             Event::TftpFailed { .. } => "tftp_failed",

@@ -5,6 +5,7 @@ pub mod dhcp;
 pub mod http;
 pub mod journal;
 pub mod ra;
+pub mod syslog;
 pub mod tftp;
 
 use crate::inventory::Inventory;
