@@ -62,8 +62,10 @@ pub fn parse(bytes: &[u8]) -> Result<SyslogMsg, String> {
     }
     // RFC 3164: "Mmm dd hh:mm:ss " then HOSTNAME and TAG, both optional in practice.
     let mut r = rest;
-    if r.len() >= 16 && r.as_bytes()[3] == b' ' && r.as_bytes()[6] == b' ' && &r[9..10] == ":" {
-        r = &r[16..];
+    let b = r.as_bytes();
+    if b.len() >= 16 && b[3] == b' ' && b[6] == b' ' && b[9] == b':' && b[15] == b' ' {
+        // Byte positions: a timestamp of other characters is not cut in the middle of one.
+        r = r.get(16..).unwrap_or(r);
     }
     let (host, r) = match r.split_once(' ') {
         // A host name has no ':' or '[' (that would be the tag).
@@ -143,6 +145,14 @@ mod tests {
             (m.host.as_deref(), m.app, m.message.as_str()),
             (Some("kiosk7"), None, "link up")
         );
+    }
+
+    /// Found by the fuzzer: non-ASCII bytes where the BSD timestamp would be.
+    #[test]
+    fn multibyte_characters_in_the_header_do_not_panic() {
+        let input = b"<0>><     \xd8                 \xe2\x0b\x08      @  \xe0\xdf\xdf\xdf\xe0\x00\x00\x021 ";
+        assert!(parse(input).is_ok());
+        assert!(parse("<13>Növ 26 18:40:00 kiosk7 x: y".as_bytes()).is_ok());
     }
 
     #[test]
