@@ -46,7 +46,7 @@ pub fn load_inventory(
         None => inventory::load(&cfg.conf_repo, cfg.server_ip, previous),
     };
     if let Some(repo) = &repo {
-        for p in repo.uncommitted(INVENTORY_DIRS).unwrap_or_default() {
+        for p in repo.uncommitted(inventory::DIRS).unwrap_or_default() {
             problems.push(inventory::Problem {
                 path: cfg.conf_repo.join(&p),
                 line: None,
@@ -199,9 +199,6 @@ async fn power_scheduler(cfg: Config, bus: Bus, cancel: CancellationToken) {
     }
 }
 
-/// The directories of the conf repo the inventory is read from.
-const INVENTORY_DIRS: &[&str] = &["machines", "profiles", "conf"];
-
 /// Writes HEAD's inventory files to `<state_dir>/conf-snapshot` and announces commits made
 /// since `last_head`. None when the repository has no commit yet.
 fn committed_snapshot(
@@ -234,7 +231,7 @@ fn committed_snapshot(
         *last_head = Some(head_s);
     }
     let snap = cfg.state_dir.join("conf-snapshot");
-    match repo.snapshot(head, INVENTORY_DIRS, &snap) {
+    match repo.snapshot(head, inventory::DIRS, &snap) {
         Ok(()) => Some(snap),
         Err(e) => {
             warn!("{e}; serving the files on disk");

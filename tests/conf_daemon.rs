@@ -56,12 +56,19 @@ fn committed_hand_edits_are_served_and_broken_ones_refused() {
         std::fs::write(
             &machine,
             format!(
-                "mac = \"52:54:00:00:00:01\"\nhostname = \"kiosk1\"\nargs = \"marker={marker}\"\n"
+                "mac = \"52:54:00:00:00:01\"\nhostname = \"kiosk1\"\nargs = \"marker={marker}\"\n[params]\ngroup = \"reading-room\"\n"
             ),
         )
         .unwrap()
     };
     write("one");
+    // Group defaults come from the committed tree too.
+    std::fs::create_dir_all(repo.join("groups")).unwrap();
+    std::fs::write(
+        repo.join("groups/reading-room.toml"),
+        "[params]\nhomepage = \"https://lib.example/\"\n",
+    )
+    .unwrap();
     std::fs::write(
         repo.join("profiles/default.toml"),
         "boot = \"ipxe\"\nkernel = \"k\"\nkiosk = true\n",
@@ -101,6 +108,11 @@ fn committed_hand_edits_are_served_and_broken_ones_refused() {
     assert!(
         within(Duration::from_secs(20), || served("one")).is_some(),
         "daemon did not serve"
+    );
+    assert!(
+        get(port, SCRIPT).is_some_and(|b| b.contains("homepage=https://lib.example/")),
+        "the committed group's defaults are served: {:?}",
+        get(port, SCRIPT)
     );
 
     // Uncommitted: reported, not served.
@@ -206,7 +218,7 @@ fn committed_hand_edits_are_served_and_broken_ones_refused() {
     let kiosk = String::from_utf8_lossy(&kiosk.stdout);
     assert!(
         kiosk.contains("\"profile\":\"default\"")
-            && kiosk.contains("marker=four noconfig noupgrade")
+            && kiosk.contains("marker=four homepage=https://lib.example/ noconfig noupgrade")
             && kiosk.contains("\"host\":\"kiosk1\""),
         "{kiosk}"
     );

@@ -223,6 +223,10 @@ struct GroupFile {
     params: BTreeMap<String, String>,
 }
 
+/// The conf-repo directories the inventory is read from: what the daemon snapshots from the
+/// committed tree and watches for uncommitted edits.
+pub const DIRS: &[&str] = &["machines", "profiles", "conf", "groups"];
+
 /// Loads the inventory under `root`. `server_ip` selects `conf/<server_ip>/` of the original
 /// layout. Machines whose file is broken now but was fine in `previous` keep their old version.
 pub fn load(
