@@ -76,6 +76,14 @@ impl ImageInfo {
     pub fn dir_name(&self) -> String {
         format!("{}-v{}", self.name, self.version)
     }
+
+    /// The SHA-256 of its squashfs (what identifies the live system).
+    pub fn squashfs_sha256(&self) -> &str {
+        self.files
+            .iter()
+            .find(|f| f.name == FILES[2])
+            .map_or("", |f| f.sha256.as_str())
+    }
 }
 
 pub fn images_dir(boot_dir: &Path) -> PathBuf {

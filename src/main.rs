@@ -467,19 +467,13 @@ fn image(config: &std::path::Path, cmd: ImageCmd) -> anyhow::Result<bool> {
                 info.dir_name()
             );
             if let Some(a) = &cfg.audit {
-                let sha = info
-                    .files
-                    .iter()
-                    .find(|f| f.name == "filesystem.squashfs")
-                    .map(|f| f.sha256.clone())
-                    .unwrap_or_default();
                 pxelator::audit::record_events(
                     a,
                     &[pxelator::core::event::Event::ImageImported {
                         name: info.name.clone(),
                         version: info.version,
                         source: info.source.clone(),
-                        squashfs_sha256: sha,
+                        squashfs_sha256: info.squashfs_sha256().to_owned(),
                     }],
                 )?;
             }
@@ -487,12 +481,8 @@ fn image(config: &std::path::Path, cmd: ImageCmd) -> anyhow::Result<bool> {
         ImageCmd::List => {
             for (i, current) in image::list(&cfg.boot_dir) {
                 let size: u64 = i.files.iter().map(|f| f.size).sum();
-                let sha = i
-                    .files
-                    .iter()
-                    .find(|f| f.name == "filesystem.squashfs")
-                    .map(|f| &f.sha256[..16.min(f.sha256.len())])
-                    .unwrap_or("");
+                let sha = i.squashfs_sha256();
+                let sha = &sha[..16.min(sha.len())];
                 println!(
                     "{} {:<32} {:>6} MB  {}  squashfs sha256 {}…  from {}",
                     if current { "*" } else { " " },

@@ -274,10 +274,11 @@ pub fn load_named(
                         });
                         continue;
                     }
-                    let file = |n: &str| Some(format!("images/{img}/{n}"));
-                    f.kernel = f.kernel.or_else(|| file("vmlinuz"));
-                    f.initrd = f.initrd.or_else(|| file("initrd.img"));
-                    f.squashfs = f.squashfs.or_else(|| file("filesystem.squashfs"));
+                    let [kernel, initrd, squashfs] =
+                        crate::image::FILES.map(|n| Some(format!("images/{img}/{n}")));
+                    f.kernel = f.kernel.or(kernel);
+                    f.initrd = f.initrd.or(initrd);
+                    f.squashfs = f.squashfs.or(squashfs);
                 }
                 if f.boot != BootKind::Local && f.kernel.is_none() {
                     problems.push(Problem {
