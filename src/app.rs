@@ -158,9 +158,14 @@ async fn power_scheduler(cfg: Config, bus: Bus, cancel: CancellationToken) {
             let Some(s) = power::load_schedules(&c)? else {
                 return Ok(Vec::new());
             };
+            let due = schedule::due(&s, last, now);
+            if due.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Read only when something is due (this runs every 2 s).
             let inv = inventory::load(&c.conf_repo, c.server_ip, None).0;
             let mut events = Vec::new();
-            for d in schedule::due(&s, last, now) {
+            for d in due {
                 if !d.missed.is_empty() {
                     info!(target = %d.target, "scheduled power {} of {} done now; missed while down: {}", d.action.as_str(), d.at, d.missed.join(", "));
                     events.push(Event::PowerMissed {
