@@ -4,21 +4,13 @@
 //! previous version keeps being served; every commit becomes a `config_committed` audit event
 //! with its author. The daemon runs on loopback only (DHCP and TFTP off, HTTP on 127.0.0.1).
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::git;
+use common::{git, Daemon};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pxelator");
-
-struct Daemon(Child);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// GET over plain HTTP/1.0 on loopback; the body.
 fn get(port: u16, path: &str) -> Option<String> {
@@ -94,16 +86,7 @@ fn committed_hand_edits_are_served_and_broken_ones_refused() {
     )
     .unwrap();
     let log = d.path().join("daemon.log");
-    let _daemon = Daemon(
-        Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let _daemon = Daemon::start(&cfg, &log);
     let served = |m: &str| get(port, SCRIPT).is_some_and(|b| b.contains(&format!("marker={m}")));
     assert!(
         within(Duration::from_secs(20), || served("one")).is_some(),

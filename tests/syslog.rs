@@ -3,19 +3,11 @@
 //! reach the audit store as `syslog` events with facility, severity, host, app and message,
 //! queryable by the sender's IP; a datagram that is not syslog becomes `packet_rejected` with
 //! the reason, and the daemon keeps receiving.
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{free_port, px, text};
-
-struct Daemon(Child);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{free_port, px, text, Daemon};
 
 #[test]
 fn logger_messages_become_queryable_events() {
@@ -45,16 +37,7 @@ fn logger_messages_become_queryable_events() {
     )
     .unwrap();
     let log = base.join("daemon.log");
-    let _daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_pxelator"))
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let _daemon = Daemon::start(&cfg, &log);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()

@@ -127,3 +127,28 @@ pub fn minimal_config(base: &Path, server_ip: &str) -> PathBuf {
     .unwrap();
     cfg
 }
+
+/// `pxelator serve` (RUST_LOG=info, stderr to `log`), killed by PID when dropped.
+pub struct Daemon(Child);
+
+impl Daemon {
+    pub fn start(cfg: &Path, log: &Path) -> Daemon {
+        Daemon(
+            Command::new(env!("CARGO_BIN_EXE_pxelator"))
+                .args(["serve", "--config"])
+                .arg(cfg)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .expect("start pxelator serve"),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
