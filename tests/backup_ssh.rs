@@ -51,15 +51,12 @@ fn spawn_sshd(cfg: &Path, log: &Path, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("start sshd");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
+    common::wait_listening(port, Duration::from_secs(10), || {
+        format!(
             "sshd on {port} did not start: {}",
             std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        )
+    });
     child
 }
 

@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 use common::{free_port, minimal_config, px, text};
@@ -105,15 +105,12 @@ ScriptAlias /wsman {cgi}\n\
         .stderr(Stdio::piped())
         .spawn()
         .expect("start apache2");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
+    common::wait_listening(port, Duration::from_secs(15), || {
+        format!(
             "apache2 did not start on {port}: {}",
             std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        )
+    });
     Apache { child, port, state }
 }
 

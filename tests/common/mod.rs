@@ -60,15 +60,20 @@ pub fn spawn_nx(bin: &Path, port: u16, dir: &Path) -> Nx {
 /// Starts nx-27017 and waits (at most 30 s) until it accepts connections.
 pub fn start_nx(bin: &Path, port: u16, dir: &Path) -> Nx {
     let nx = spawn_nx(bin, port, dir);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nx-27017 did not listen on {port} within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_listening(port, Duration::from_secs(30), || {
+        format!("nx-27017 did not listen on {port} within 30 s")
+    });
     nx
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`; after `limit`, panics
+/// with `why()` (e.g. the server's log).
+pub fn wait_listening(port: u16, limit: Duration, why: impl Fn() -> String) {
+    let deadline = Instant::now() + limit;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{}", why());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The stock git CLI in `repo`, as Carol Hand; stdout. Fails the test on a git error.
