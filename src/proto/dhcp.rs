@@ -23,7 +23,7 @@ pub enum DecodeError {
 
 /// Decodes a request. The original message is returned too: replies copy fields from it.
 pub fn decode_request(bytes: &[u8], iface: &str) -> Result<(DhcpRequest, Message), DecodeError> {
-    check_fixed_lengths(bytes)?;
+    check_options(bytes)?;
     let msg = Message::decode(&mut Decoder::new(bytes))
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if msg.opcode() != Opcode::BootRequest {
@@ -87,37 +87,83 @@ pub fn decode_request(bytes: &[u8], iface: &str) -> Result<(DhcpRequest, Message
     ))
 }
 
-/// dhcproto only `debug_assert!`s the length of a few fixed-size options, so a hostile packet
-/// panics a debug build (found by the `decoder_never_panics` property test). Check them first.
-fn check_fixed_lengths(bytes: &[u8]) -> Result<(), DecodeError> {
+/// What dhcproto 0.15's `decode_inner` assumes about an option's length without checking it:
+/// it `debug_assert!`s 80, 81, 94 and 152–155 (a panic in debug builds — every test and fuzz
+/// run — and in release a silent misread); 151 must hold its status byte before the message.
+/// Derived by reading that function, and kept complete by
+/// `every_code_and_length_decodes_without_panic`, which feeds
+/// every code with every length (0..=510, concatenated as RFC 3396 allows) to the decoder.
+/// Codes not listed read from a sub-decoder bounded by the option's length, which returns an
+/// error instead of reading past it.
+fn length_ok(code: u8, len: usize) -> bool {
+    match code {
+        80 => len == 0,        // Rapid Commit (RFC 4039)
+        81 => len >= 3,        // Client FQDN: flags, rcode1, rcode2, name (RFC 4702)
+        94 => len == 3,        // Client Network Interface Identifier (RFC 4578)
+        151 => len >= 1,       // Bulk Leasequery status code + message (RFC 6926)
+        152..=155 => len == 4, // Bulk Leasequery times (RFC 6926)
+        _ => true,
+    }
+}
+
+/// Checks every option the way dhcproto will read it, before it does: in the options field
+/// and, when option 52 (overload, RFC 2132 §9.3) says so, in `file` and `sname`. dhcproto joins
+/// consecutive options with the same code into one (RFC 3396) — a Pad or another code in between
+/// ends the run — so the length checked is the joined length, exactly as its decoder sees it.
+fn check_options(bytes: &[u8]) -> Result<(), DecodeError> {
     const OPTIONS_START: usize = 240; // 236-byte header + 4-byte magic cookie
-    let mut i = OPTIONS_START;
-    while i < bytes.len() {
-        let code = bytes[i];
-        match code {
-            0 => {
-                i += 1;
-                continue;
+    const FILE: std::ops::Range<usize> = 108..236;
+    const SNAME: std::ops::Range<usize> = 44..108;
+    let overload = check_area(bytes.get(OPTIONS_START..).unwrap_or_default(), "options")?;
+    if overload & 1 != 0 {
+        check_area(bytes.get(FILE).unwrap_or_default(), "file (overloaded)")?;
+    }
+    if overload & 2 != 0 {
+        check_area(bytes.get(SNAME).unwrap_or_default(), "sname (overloaded)")?;
+    }
+    Ok(())
+}
+
+/// Walks one option area; returns the value of option 52 found there (0 if none).
+fn check_area(area: &[u8], name: &str) -> Result<u8, DecodeError> {
+    let mut overload = 0;
+    let mut i = 0;
+    // The run being joined: its code and joined length.
+    let mut run: Option<(u8, usize)> = None;
+    let finish = |run: Option<(u8, usize)>| match run {
+        Some((code, len)) if !length_ok(code, len) => Err(DecodeError::Malformed(format!(
+            "option {code} in {name} has invalid length {len}"
+        ))),
+        _ => Ok(()),
+    };
+    while let Some(&code) = area.get(i) {
+        if code == 0 || code == 255 {
+            finish(run.take())?;
+            if code == 255 {
+                return Ok(overload);
             }
-            255 => break,
-            _ => {}
+            i += 1;
+            continue;
         }
-        let Some(&len) = bytes.get(i + 1) else { break };
-        let ok = match code {
-            80 => len == 0,
-            81 => len >= 3,
-            94 => len == 3,
-            152..=155 => len == 4,
-            _ => true,
+        let Some(&len) = area.get(i + 1) else { break };
+        let value = area.get(i + 2..i + 2 + usize::from(len));
+        if code == 52 {
+            overload = value.and_then(|v| v.first().copied()).unwrap_or(0);
+        }
+        run = match run {
+            Some((c, joined)) if c == code => Some((c, joined + usize::from(len))),
+            other => {
+                finish(other)?;
+                Some((code, usize::from(len)))
+            }
         };
-        if !ok {
-            return Err(DecodeError::Malformed(format!(
-                "option {code} has invalid length {len}"
-            )));
+        if value.is_none() {
+            break; // truncated: the decoder stops here with an error, not a panic
         }
         i += 2 + usize::from(len);
     }
-    Ok(())
+    finish(run)?;
+    Ok(overload)
 }
 
 /// Encodes `reply` as the answer to `req`.
@@ -391,6 +437,107 @@ mod tests {
         bytes.splice(end..end, [94u8, 1, 0]);
         let e = decode_request(&bytes, "x").unwrap_err();
         assert!(e.to_string().contains("option 94"), "{e}");
+    }
+
+    /// A request whose options area ends right after option 53, ready for more options.
+    fn discover_without_end() -> Vec<u8> {
+        let mut b = build_request(Some(MessageType::Discover), MAC, 1, vec![]);
+        let end = b.iter().rposition(|&x| x == 255).unwrap();
+        b.truncate(end);
+        b
+    }
+
+    /// Closes the class of issue 16: dhcproto's decoder is fed every option code with every
+    /// length up to two concatenated 255-byte parts (RFC 3396), with several value patterns;
+    /// none may panic (tests run with debug assertions on, so dhcproto's `debug_assert!`s and
+    /// length underflows would). Where a length is invalid, the decode is an error.
+    #[test]
+    fn every_code_and_length_decodes_without_panic() {
+        let base = discover_without_end();
+        let patterns: [fn(usize) -> u8; 3] = [|_| 0, |_| 0xff, |i| (i * 7 + 3) as u8];
+        let mut panics = Vec::new();
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        for code in 1u8..=254 {
+            for len in 0usize..=510 {
+                for pat in patterns {
+                    let mut b = base.clone();
+                    let value: Vec<u8> = (0..len).map(pat).collect();
+                    let mut parts = value.chunks(255).peekable();
+                    if parts.peek().is_none() {
+                        b.extend([code, 0]);
+                    }
+                    for part in parts {
+                        b.extend([code, part.len() as u8]);
+                        b.extend(part);
+                    }
+                    b.push(255);
+                    let r = std::panic::catch_unwind(|| decode_request(&b, "x").map(|_| ()));
+                    match r {
+                        Err(_) => panics.push((code, len)),
+                        Ok(Ok(())) => assert!(length_ok(code, len), "{code}/{len} accepted"),
+                        Ok(Err(_)) => {}
+                    }
+                }
+            }
+        }
+        std::panic::set_hook(hook);
+        let mut by_code = std::collections::BTreeMap::<u8, Vec<usize>>::new();
+        for (code, len) in panics {
+            by_code.entry(code).or_default().push(len);
+        }
+        let report: Vec<String> = by_code
+            .iter()
+            .map(|(c, l)| format!("option {c}: {} lengths, first {}", l.len(), l[0]))
+            .collect();
+        assert!(report.is_empty(), "decoder panicked: {report:?}");
+    }
+
+    /// Issue 16: found by `cargo fuzz run dhcp_decode` after ~298 000 executions. Option 154 (Bulk Leasequery start time of state)
+    /// appears twice in a row, 4 bytes each: dhcproto joins them (RFC 3396) into one 8-byte
+    /// option and its `debug_assert!(len == 4)` fired. The old check looked at each part alone.
+    #[test]
+    fn regression_issue_16_concatenated_option_154_is_rejected_not_a_panic() {
+        let hex = "6400006464ff020400000000007200000000000000000064641f6400000000e00000000064646c646c6464644d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d1fa064a0350100000000000002000000000000003d0000000000000000000000000000000000003d00000000000000000000000000000000003d0000000000001e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1f1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e0004007e00000000000004081e1e1e1e1e1e00000000000000000000000400009a0400006b009a0400006b0000000000000000000400006b00000000000004007e0064000300c8006400";
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(bytes.len(), 305);
+        let e = decode_request(&bytes, "x").unwrap_err();
+        assert!(e.to_string().contains("option 154"), "{e}");
+        assert!(e.to_string().contains("length 8"), "{e}");
+    }
+
+    #[test]
+    fn pad_between_equal_codes_ends_the_run() {
+        // 152/4, Pad, 152/4: two separate options for dhcproto (the later one wins), both valid.
+        let mut b = discover_without_end();
+        b.extend([152, 4, 0, 0, 0, 1, 0, 152, 4, 0, 0, 0, 2, 255]);
+        assert!(decode_request(&b, "x").is_ok());
+        // 93/2 then 152/4 then 152/4: the joined 152 is 8 bytes.
+        let mut b = discover_without_end();
+        b.extend([93, 2, 0, 7, 152, 4, 0, 0, 0, 1, 152, 4, 0, 0, 0, 2, 255]);
+        assert!(decode_request(&b, "x").is_err());
+    }
+
+    #[test]
+    fn overloaded_file_and_sname_are_checked_too() {
+        for (flag, range, area) in [(1u8, 108..236, "file"), (2, 44..108, "sname")] {
+            let mut b = discover_without_end();
+            b.extend([52, 1, flag, 255]);
+            b[range.start..range.start + 4].copy_from_slice(&[80, 1, 0, 255]);
+            let e = decode_request(&b, "x").unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("option 80 in {area}")),
+                "{e}"
+            );
+            // Without option 52 the same bytes are just a name and are not read as options.
+            let mut plain = b.clone();
+            let at = plain.len() - 4;
+            plain[at..at + 3].copy_from_slice(&[0, 0, 0]);
+            assert!(decode_request(&plain, "x").is_ok());
+        }
     }
 
     proptest! {
