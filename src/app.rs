@@ -238,6 +238,19 @@ fn committed_snapshot(
     let snap = cfg.state_dir.join("conf-snapshot");
     match repo.snapshot(head, inventory::DIRS, &snap) {
         Ok(()) => Some(snap),
+        Err(crate::confrepo::RepoError::UnsafeEntry { commit, entry, why }) => {
+            warn!(%commit, ?entry, "commit refused: {why}; serving the last good snapshot");
+            bus.emit(Event::ConfigRefused {
+                commit,
+                entry,
+                reason: why.into(),
+            });
+            // The last good snapshot was left as it was; without one, nothing is served.
+            snap.is_dir().then_some(snap).or_else(|| {
+                let empty = cfg.state_dir.join("conf-snapshot.empty");
+                std::fs::create_dir_all(&empty).ok().map(|()| empty)
+            })
+        }
         Err(e) => {
             warn!("{e}; serving the files on disk");
             None
@@ -367,7 +380,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! { _ = c.cancelled() => break, _ = tick.tick() => {} }
-                if let Err(e) = db.lock().expect("lease lock").journal.sync() {
+                if let Err(e) = db
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .journal
+                    .sync()
+                {
                     warn!("{e}");
                 }
             }

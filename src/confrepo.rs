@@ -34,6 +34,34 @@ pub enum RepoError {
     NotAtRev { path: String, rev: String },
     #[error("conf repo {0} has no commits yet")]
     Empty(PathBuf),
+    #[error("commit {commit} is refused: its tree holds {entry:?}, {why}; nothing of it is served (fix the tree with a new commit, e.g. git rm the entry)")]
+    UnsafeEntry {
+        commit: String,
+        entry: String,
+        why: &'static str,
+    },
+    #[error("conf repo {path}: {file} is a symbolic link; pxelator never writes through one (remove it: rm {file})")]
+    SymlinkInPath { path: PathBuf, file: PathBuf },
+}
+
+/// Why a path from a git tree must not reach the disk, if it must not: each slash-separated
+/// name must be a plain name — not empty, `.`, `..` or `.git` (any case), without control
+/// characters or backslashes. Such a path can only name something below the directory it is
+/// joined to. Git's own tools refuse to check such entries out; a crafted tree
+/// (`git hash-object -t tree --literally`) still holds them.
+pub fn unsafe_tree_path(p: &str) -> Option<&'static str> {
+    for name in p.split('/') {
+        let why = match name {
+            "" => "an empty name (a leading, doubled or trailing slash)",
+            "." | ".." => "a . or .. name that would leave its directory",
+            n if n.eq_ignore_ascii_case(".git") => "a .git name",
+            n if n.chars().any(char::is_control) => "a control character in a name",
+            n if n.contains('\\') => "a backslash in a name",
+            _ => continue,
+        };
+        return Some(why);
+    }
+    None
 }
 
 /// Who made a change: a name and an email, as git records them.
@@ -268,13 +296,22 @@ impl ConfRepo {
                 file: full.clone(),
                 source,
             };
+            // A symlinked directory in the working tree (committed by anyone as
+            // `hosts/kiosk1 -> /etc`) must not redirect our write outside the repo.
+            self.no_symlink_below_root(rel)?;
             match data {
                 Some(d) => {
                     if let Some(dir) = full.parent() {
                         std::fs::create_dir_all(dir).map_err(io)?;
                     }
                     let tmp = full.with_extension("pxelator-tmp");
-                    std::fs::write(&tmp, d).map_err(io)?;
+                    let _ = std::fs::remove_file(&tmp);
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&tmp)
+                        .and_then(|mut f| std::io::Write::write_all(&mut f, d))
+                        .map_err(io)?;
                     std::fs::rename(&tmp, &full).map_err(io)?;
                 }
                 None => match std::fs::remove_file(&full) {
@@ -294,6 +331,26 @@ impl ConfRepo {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         Err(last.expect("at least one attempt"))
+    }
+
+    /// Refuses a relative path whose existing directories below the root include a symlink.
+    fn no_symlink_below_root(&self, rel: &str) -> Result<(), RepoError> {
+        let mut at = self.root.clone();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            at.push(part);
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(RepoError::SymlinkInPath {
+                        path: self.root.clone(),
+                        file: at,
+                    })
+                }
+                Ok(_) => {}
+                Err(_) => break, // does not exist yet: created below, as a directory
+            }
+        }
+        Ok(())
     }
 
     fn try_commit(
@@ -595,18 +652,37 @@ impl ConfRepo {
             file: f.to_owned(),
             source,
         };
+        let files: Vec<_> = self
+            .files(rev, "")?
+            .into_iter()
+            .filter(|(p, _)| dirs.iter().any(|d| p.starts_with(&format!("{d}/"))))
+            .collect();
+        // Every path is checked before anything is written: a refused commit leaves `dest`
+        // (the last good snapshot) as it was.
+        for (p, _) in &files {
+            if let Some(why) = unsafe_tree_path(p) {
+                return Err(RepoError::UnsafeEntry {
+                    commit: short(rev),
+                    entry: p.clone(),
+                    why,
+                });
+            }
+        }
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
-        for (p, id) in self.files(rev, "")? {
-            if !dirs.iter().any(|d| p.starts_with(&format!("{d}/"))) {
-                continue;
-            }
+        for (p, id) in files {
             let f = tmp.join(&p);
             if let Some(dir) = f.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
             }
             let obj = repo.find_object(id).map_err(|e| self.git_err(e))?;
-            std::fs::write(&f, &obj.data).map_err(|e| io(e, &f))?;
+            // Regular files only, created new: nothing in the fresh directory is followed.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&f)
+                .and_then(|mut out| std::io::Write::write_all(&mut out, &obj.data))
+                .map_err(|e| io(e, &f))?;
         }
         let _ = std::fs::remove_dir_all(dest);
         std::fs::rename(&tmp, dest).map_err(|e| io(e, dest))?;
@@ -682,6 +758,32 @@ pub fn unified_diff(path: &str, old: &[u8], new: &[u8], from: &str, to: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tree_paths_that_could_leave_the_snapshot_are_unsafe() {
+        for ok in [
+            "machines/kiosk1.toml",
+            "conf/10.77.1.1/10.77.1.5/mac",
+            "groups/a..b.toml",
+        ] {
+            assert_eq!(unsafe_tree_path(ok), None, "{ok}");
+        }
+        for bad in [
+            "machines/../../x",
+            "machines/..",
+            "machines/./x",
+            "/etc/passwd",
+            "machines//x",
+            "machines/",
+            "machines/.git/config",
+            "machines/.GIT/hooks",
+            "machines/a\nb.toml",
+            "machines/a\u{7f}.toml",
+            "machines/..\\x",
+        ] {
+            assert!(unsafe_tree_path(bad).is_some(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn paths_must_stay_inside_the_repo() {

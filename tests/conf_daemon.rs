@@ -3,36 +3,13 @@
 //! breaks a machine file is refused with `path:line` (naming the conf repo file) while the
 //! previous version keeps being served; every commit becomes a `config_committed` audit event
 //! with its author. The daemon runs on loopback only (DHCP and TFTP off, HTTP on 127.0.0.1).
-use std::io::{Read, Write};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-use common::{git, Daemon};
+use common::{get, git, within, Daemon};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pxelator");
-
-/// GET over plain HTTP/1.0 on loopback; the body.
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
-}
-
-/// Polls `f` every 50 ms until it is true or `limit` passes; the time it took.
-fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
 
 const SCRIPT: &str = "/boot/52-54-00-00-00-01.ipxe";
 

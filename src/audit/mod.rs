@@ -200,11 +200,11 @@ fn source_of(e: &Event) -> &'static str {
         | Event::LeaseReleased { .. }
         | Event::LeaseDeclined { .. }
         | Event::MachineRegistered { .. } => "dhcp",
-        Event::PacketRejected { proto, .. } => proto,
+        Event::PacketRejected { proto, .. } | Event::HandlerPanicked { proto, .. } => proto,
         Event::TftpStarted { .. } | Event::TftpFinished { .. } | Event::TftpFailed { .. } => "tftp",
         Event::HttpServed { .. } => "http",
         Event::InventoryLoaded { .. } | Event::InventoryProblem { .. } => "inventory",
-        Event::ConfigCommitted { .. } => "config",
+        Event::ConfigCommitted { .. } | Event::ConfigRefused { .. } => "config",
         Event::KioskBooted { .. } => "kiosk",
         Event::ImageImported { .. } => "image",
         Event::Syslog { .. } => "syslog",

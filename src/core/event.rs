@@ -50,6 +50,13 @@ pub enum Event {
         author: String,
         message: String,
     },
+    /// A commit whose tree holds an entry that must never reach the disk (`..`, `.git`, a
+    /// control character…): nothing of it is served, the last good snapshot is.
+    ConfigRefused {
+        commit: String,
+        entry: String,
+        reason: String,
+    },
     /// Host files pulled over ssh into the conf repo (`commit` None: nothing changed).
     BackupPulled {
         host: String,
@@ -131,6 +138,15 @@ pub enum Event {
         bytes: usize,
         reason: String,
     },
+    /// A protocol handler panicked on a packet; the panic was caught at the task boundary and
+    /// the service went on. `packet` is the packet's first bytes in hex (at most 512 bytes).
+    HandlerPanicked {
+        proto: &'static str,
+        peer: SocketAddr,
+        bytes: usize,
+        packet: String,
+        message: String,
+    },
     TftpStarted {
         peer: SocketAddr,
         file: String,
@@ -179,6 +195,7 @@ impl Event {
             Event::LeaseDeclined { .. } => "lease_declined",
             Event::MachineRegistered { .. } => "machine_registered",
             Event::ConfigCommitted { .. } => "config_committed",
+            Event::ConfigRefused { .. } => "config_refused",
             Event::BackupPulled { .. } => "backup_pulled",
             Event::BackupFailed { .. } => "backup_failed",
             Event::BackupRestored { .. } => "backup_restored",
@@ -189,6 +206,7 @@ impl Event {
             Event::ImageImported { .. } => "image_imported",
             Event::PowerMissed { .. } => "power_missed",
             Event::PacketRejected { .. } => "packet_rejected",
+            Event::HandlerPanicked { .. } => "handler_panicked",
             Event::Syslog { .. } => "syslog",
             Event::TftpStarted { .. } => "tftp_started",
             Event::TftpFinished { .. } => "tftp_finished",

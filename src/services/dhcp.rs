@@ -1,5 +1,6 @@
 //! DHCP socket task: one UDP socket per configured interface, bound to that device
 //! (SO_BINDTODEVICE) so nothing arriving elsewhere is ever answered.
+use super::contain::{contain, failpoint};
 use super::journal::Journal;
 use super::{rfc3339, unix_now, InventoryRx};
 use crate::config::DhcpConfig;
@@ -61,7 +62,11 @@ impl DhcpService {
                     Err(e) => { warn!(iface, "dhcp recv: {e}"); continue; }
                 },
             };
-            if let Some((bytes, dest)) = self.handle(&iface, &buf[..n], peer, on_4011) {
+            let packet = &buf[..n];
+            let answer = contain(&self.bus, "dhcp", peer, packet, || {
+                self.handle(&iface, packet, peer, on_4011)
+            });
+            if let Some((bytes, dest)) = answer.flatten() {
                 if let Err(e) = sock.send_to(&bytes, SocketAddr::V4(dest)).await {
                     warn!(iface, %dest, "dhcp send: {e}");
                 }
@@ -93,11 +98,16 @@ impl DhcpService {
                 return None;
             }
         };
+        if failpoint::is("dhcp-panic-mac", &req.mac.to_string()) {
+            panic!("failpoint dhcp-panic-mac hit for {}", req.mac);
+        }
         let now = unix_now();
         let inv = self.inventory.borrow().clone();
         // The lease DB exists exactly when this is a full server; without one we are a proxy.
         let decision = if let Some(db) = &self.db {
-            let mut db = db.lock().expect("lease lock poisoned");
+            // Poisoned only if a handler panicked while holding it (caught by `contain`);
+            // `decide` changes nothing, so a panic there leaves the leases as they were.
+            let mut db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let d = decide(&req, &inv, &db.leases, &self.cfg.net, now);
             let change = match &d {
                 Decision::Reply { change, .. } | Decision::Ignore { change, .. } => change.clone(),

@@ -19,7 +19,13 @@ pub async fn run(sock: UdpSocket, bus: Bus, cancel: CancellationToken) {
                 }
             },
         };
-        bus.emit(match crate::proto::syslog::parse(&buf[..n]) {
+        let packet = &buf[..n];
+        let Some(parsed) = super::contain::contain(&bus, "syslog", peer, packet, || {
+            crate::proto::syslog::parse(packet)
+        }) else {
+            continue;
+        };
+        bus.emit(match parsed {
             Ok(m) => Event::Syslog {
                 peer,
                 facility: m.facility,

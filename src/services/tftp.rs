@@ -7,6 +7,7 @@
 //!
 //! Each transfer gets its own socket (a new TID, RFC 1350 §4) and task; block numbers roll over
 //! from 65535 to 0 so files larger than 65535 blocks work with clients that expect that.
+use super::contain::{self, contain};
 use super::InventoryRx;
 use crate::config::TftpConfig;
 use crate::core::boot;
@@ -99,7 +100,12 @@ impl TftpService {
                     Err(e) => { warn!("tftp recv: {e}"); continue; }
                 },
             };
-            match Packet::decode(&buf[..n]) {
+            let packet = &buf[..n];
+            let Some(decoded) = contain(&self.bus, "tftp", peer, packet, || Packet::decode(packet))
+            else {
+                continue;
+            };
+            match decoded {
                 Ok(Packet::Rrq {
                     file,
                     mode,
@@ -119,9 +125,21 @@ impl TftpService {
                             .await;
                         continue;
                     };
+                    let bus = self.bus.clone();
+                    let request = packet.to_vec();
                     self.transfers.spawn(async move {
-                        this.transfer(local, peer, file, mode, options).await;
-                        drop(permit);
+                        // Its own task, so a panic in it ends this transfer only (tokio
+                        // catches it) and is recorded here with the RRQ that started it.
+                        let t = tokio::spawn(async move {
+                            this.transfer(local, peer, file, mode, options).await;
+                            drop(permit);
+                        });
+                        if let Err(e) = t.await {
+                            if e.is_panic() {
+                                let payload = e.into_panic();
+                                contain::report(&bus, "tftp", peer, &request, payload.as_ref());
+                            }
+                        }
                     });
                 }
                 Ok(Packet::Wrq { file, .. }) => {

@@ -157,3 +157,65 @@ impl Drop for Daemon {
         let _ = self.0.wait();
     }
 }
+
+/// GET over plain HTTP/1.0 on loopback; the body.
+pub fn get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
+/// Polls `f` every 50 ms until it is true or `limit` passes; the time it took.
+pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// The stock git CLI in `repo` with `input` on stdin; stdout, trimmed.
+pub fn git_stdin(repo: &Path, args: &[&str], input: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("git CLI");
+    c.stdin.take().unwrap().write_all(input).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
+/// A config for a daemon on loopback only: DHCP and TFTP off, HTTP on 127.0.0.1:`port`,
+/// conf repo, state and boot directories under `base`.
+pub fn loopback_config(base: &Path, port: u16) -> PathBuf {
+    std::fs::create_dir_all(base.join("boot")).unwrap();
+    let cfg = base.join("pxelator.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"127.0.0.1\"\n\
+             [dhcp]\nmode = \"off\"\n[tftp]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}

@@ -1,0 +1,168 @@
+//! Issue 10: each attack performed against the real thing, and shown to fail. The daemon runs
+//! on loopback only (DHCP and TFTP off, HTTP on 127.0.0.1); repositories are crafted with the
+//! stock git CLI, as an attacker with commit access (or a careless hand) would.
+use std::path::Path;
+use std::time::Duration;
+
+mod common;
+use common::{free_port, get, git, git_stdin, loopback_config, within, Daemon};
+
+const SCRIPT: &str = "/boot/52-54-00-00-00-01.ipxe";
+
+fn raw_sha(hex: &str) -> Vec<u8> {
+    (0..40)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// A tree object made of `(mode, name, sha)` entries exactly as given — including names git's
+/// own tools refuse (`..`), which is the point.
+fn literal_tree(repo: &Path, entries: &[(&str, &str, &str)]) -> String {
+    let mut body = Vec::new();
+    for (mode, name, sha) in entries {
+        body.extend(format!("{mode} {name}\0").bytes());
+        body.extend(raw_sha(sha));
+    }
+    git_stdin(
+        repo,
+        &["hash-object", "-t", "tree", "-w", "--stdin", "--literally"],
+        &body,
+    )
+}
+
+fn files_named(dir: &Path, name: &str, found: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if e.file_name() == name {
+            found.push(p.clone());
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            files_named(&p, name, found);
+        }
+    }
+}
+
+fn kiosk_repo(base: &Path) -> std::path::PathBuf {
+    let repo = base.join("conf-repo");
+    std::fs::create_dir_all(repo.join("machines")).unwrap();
+    std::fs::create_dir_all(repo.join("profiles")).unwrap();
+    std::fs::write(
+        repo.join("machines/kiosk1.toml"),
+        "mac = \"52:54:00:00:00:01\"\nhostname = \"kiosk1\"\nargs = \"marker=good\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("profiles/default.toml"),
+        "boot = \"ipxe\"\nkernel = \"k\"\n",
+    )
+    .unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "Initial inventory"]);
+    repo
+}
+
+/// The reproduction from issue 10: a `machines` tree whose nested `..` entries lead three
+/// levels above the snapshot directory made the daemon write a file there on reload.
+#[test]
+fn crafted_dotdot_tree_entries_write_nothing_and_the_last_good_snapshot_serves() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    let repo = kiosk_repo(base);
+    let port = free_port();
+    let log = base.join("daemon.log");
+    let _daemon = Daemon::start(&loopback_config(base, port), &log);
+    let served = || get(port, SCRIPT).is_some_and(|b| b.contains("marker=good"));
+    assert!(
+        within(Duration::from_secs(20), served).is_some(),
+        "daemon did not serve"
+    );
+
+    let pwn = git_stdin(
+        &repo,
+        &["hash-object", "-w", "--stdin"],
+        b"mac = \"52:54:00:66:66:66\"\n",
+    );
+    let t1 = literal_tree(&repo, &[("100644", "pwned.toml", &pwn)]);
+    let t2 = literal_tree(&repo, &[("40000", "..", &t1)]);
+    let t3 = literal_tree(&repo, &[("40000", "..", &t2)]);
+    let kiosk = git(&repo, &["rev-parse", "HEAD:machines/kiosk1.toml"]);
+    let machines = literal_tree(
+        &repo,
+        &[
+            ("40000", "..", &t3),
+            ("100644", "kiosk1.toml", kiosk.trim()),
+        ],
+    );
+    let profiles = git(&repo, &["rev-parse", "HEAD:profiles"]);
+    let root = literal_tree(
+        &repo,
+        &[
+            ("40000", "machines", &machines),
+            ("40000", "profiles", profiles.trim()),
+        ],
+    );
+    let commit = git(
+        &repo,
+        &["commit-tree", &root, "-p", "HEAD", "-m", "innocent change"],
+    );
+    git(&repo, &["update-ref", "HEAD", commit.trim()]);
+
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        within(Duration::from_secs(10), || log_text()
+            .contains("\"kind\":\"config_refused\""))
+        .is_some(),
+        "refusal recorded as an event: {}",
+        log_text()
+    );
+    let text = log_text();
+    let line = text.lines().find(|l| l.contains("config_refused")).unwrap();
+    assert!(
+        line.contains(&commit.trim()[..12]),
+        "event names the commit: {line}"
+    );
+    assert!(
+        line.contains("machines/../../../pwned.toml"),
+        "event names the entry: {line}"
+    );
+    let mut found = Vec::new();
+    files_named(base, "pwned.toml", &mut found);
+    assert!(found.is_empty(), "written outside: {found:?}");
+    assert!(served(), "the last good snapshot keeps serving");
+}
+
+/// Issue 10: a committed `hosts/kiosk1 -> <elsewhere>` symlink made the next pull write kiosk
+/// files through it. pxelator's commits never write through a symlinked directory.
+#[test]
+fn a_symlinked_directory_in_the_working_tree_is_never_written_through() {
+    use pxelator::confrepo::{Author, Change, ConfRepo, RepoError};
+    let d = tempfile::tempdir().unwrap();
+    let repo = kiosk_repo(d.path());
+    let elsewhere = d.path().join("appliance-etc");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(repo.join("hosts")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, repo.join("hosts/kiosk1")).unwrap();
+    git(&repo, &["add", "hosts"]);
+    git(&repo, &["commit", "-q", "-m", "hosts/kiosk1 is a link"]);
+
+    let r = ConfRepo::open(&repo).unwrap().unwrap();
+    let e = r
+        .commit(
+            &[Change::Write(
+                "hosts/kiosk1/passwd".into(),
+                b"root::0:0::/:/bin/sh\n".to_vec(),
+            )],
+            &Author::daemon(),
+            "backup: kiosk1",
+        )
+        .unwrap_err();
+    assert!(matches!(e, RepoError::SymlinkInPath { .. }), "{e}");
+    assert!(e.to_string().contains("hosts/kiosk1"), "{e}");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
+}
