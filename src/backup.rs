@@ -279,6 +279,8 @@ pub struct Pulled {
     pub meta: BTreeMap<String, Meta>,
     /// Paths skipped as secrets.
     pub secrets_skipped: Vec<String>,
+    /// Files over the size cap, with their size: reported, not read.
+    pub oversize: Vec<(String, u64)>,
 }
 
 /// `'…'` quoting for the remote shell; globs (`* ? [`) stay active when the path has only
@@ -421,68 +423,10 @@ pub fn pull(plan: &HostPlan, known: &Path, timeout: Duration) -> Result<Pulled, 
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let mut out = Pulled::default();
-    let mut parse_err = None;
-    {
-        let stdout = child.stdout.take().expect("piped");
-        let mut ar = tar::Archive::new(stdout);
-        match ar.entries() {
-            Ok(entries) => {
-                for e in entries {
-                    let mut e = match e {
-                        Ok(e) => e,
-                        Err(err) => {
-                            parse_err = Some(err.to_string());
-                            break;
-                        }
-                    };
-                    let path = match e.path() {
-                        Ok(p) => p.to_string_lossy().trim_end_matches('/').to_owned(),
-                        Err(_) => continue,
-                    };
-                    if path.is_empty() || path.split('/').any(|c| c == ".." || c == ".git") {
-                        continue;
-                    }
-                    let h = e.header();
-                    let kind = match h.entry_type() {
-                        tar::EntryType::Regular | tar::EntryType::Continuous => 'f',
-                        tar::EntryType::Directory => 'd',
-                        tar::EntryType::Symlink => 'l',
-                        _ => continue,
-                    };
-                    let explicit = plan
-                        .include_secrets
-                        .iter()
-                        .any(|s| s.trim_start_matches('/') == path);
-                    if kind == 'f' && is_secret(&format!("/{path}")) && !explicit {
-                        out.secrets_skipped.push(format!("/{path}"));
-                        continue;
-                    }
-                    let meta = Meta {
-                        kind,
-                        mode: h.mode().unwrap_or(0) & 0o7777,
-                        uid: h.uid().unwrap_or(0),
-                        gid: h.gid().unwrap_or(0),
-                        mtime: h.mtime().unwrap_or(0),
-                        link: e
-                            .link_name()
-                            .ok()
-                            .flatten()
-                            .map(|l| l.to_string_lossy().into_owned()),
-                    };
-                    if kind == 'f' {
-                        let mut data = Vec::new();
-                        if let Err(err) = e.read_to_end(&mut data) {
-                            parse_err = Some(err.to_string());
-                            break;
-                        }
-                        out.files.insert(path.clone(), data);
-                    }
-                    out.meta.insert(path, meta);
-                }
-            }
-            Err(err) => parse_err = Some(err.to_string()),
-        }
+    let stdout = child.stdout.take().expect("piped");
+    let (out, parse_err) = read_archive(stdout, &plan.include_secrets, MAX_FILE_BYTES);
+    for (path, size) in &out.oversize {
+        tracing::warn!(host = %plan.name, "{path}: {size} bytes, over the {MAX_FILE_BYTES}-byte cap; not pulled");
     }
     let status = child.wait().map_err(|e| BackupError::Io(e.to_string()))?;
     {
@@ -512,6 +456,93 @@ pub fn pull(plan: &HostPlan, known: &Path, timeout: Duration) -> Result<Pulled, 
         });
     }
     Ok(out)
+}
+
+/// Per-file cap of a pull: a larger file is reported (`Pulled::oversize`) and never read, so a
+/// kiosk user's `truncate -s 1T ~/.config/x` costs nothing.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Reads a pull's tar stream: files (at most `max_file_bytes` each), directories and symlinks
+/// with their metadata; `..` and `.git` paths dropped; secrets skipped unless listed in
+/// `include_secrets`. Returns what was read and, if the stream broke, why.
+pub fn read_archive(
+    stream: impl Read,
+    include_secrets: &[String],
+    max_file_bytes: u64,
+) -> (Pulled, Option<String>) {
+    let mut out = Pulled::default();
+    let mut parse_err = None;
+    let mut ar = tar::Archive::new(stream);
+    match ar.entries() {
+        Ok(entries) => {
+            for e in entries {
+                let mut e = match e {
+                    Ok(e) => e,
+                    Err(err) => {
+                        parse_err = Some(err.to_string());
+                        break;
+                    }
+                };
+                let path = match e.path() {
+                    Ok(p) => p.to_string_lossy().trim_end_matches('/').to_owned(),
+                    Err(_) => continue,
+                };
+                if path.is_empty() || path.split('/').any(|c| c == ".." || c == ".git") {
+                    continue;
+                }
+                let h = e.header();
+                let kind = match h.entry_type() {
+                    tar::EntryType::Regular | tar::EntryType::Continuous => 'f',
+                    tar::EntryType::Directory => 'd',
+                    tar::EntryType::Symlink => 'l',
+                    _ => continue,
+                };
+                let explicit = include_secrets
+                    .iter()
+                    .any(|s| s.trim_start_matches('/') == path);
+                if kind == 'f' && is_secret(&format!("/{path}")) && !explicit {
+                    out.secrets_skipped.push(format!("/{path}"));
+                    continue;
+                }
+                let meta = Meta {
+                    kind,
+                    mode: h.mode().unwrap_or(0) & 0o7777,
+                    uid: h.uid().unwrap_or(0),
+                    gid: h.gid().unwrap_or(0),
+                    mtime: h.mtime().unwrap_or(0),
+                    link: e
+                        .link_name()
+                        .ok()
+                        .flatten()
+                        .map(|l| l.to_string_lossy().into_owned()),
+                };
+                if kind == 'f' {
+                    let size = h.size().unwrap_or(0);
+                    if size > max_file_bytes {
+                        // Never read: the archive skips its bytes in small reads.
+                        out.oversize.push((format!("/{path}"), size));
+                        continue;
+                    }
+                    let mut data = Vec::new();
+                    if let Err(err) = (&mut e).take(max_file_bytes).read_to_end(&mut data) {
+                        parse_err = Some(err.to_string());
+                        break;
+                    }
+                    if data.len() as u64 != size {
+                        parse_err = Some(format!(
+                            "/{path}: stream ended after {} of {size} bytes",
+                            data.len()
+                        ));
+                        break;
+                    }
+                    out.files.insert(path.clone(), data);
+                }
+                out.meta.insert(path, meta);
+            }
+        }
+        Err(err) => parse_err = Some(err.to_string()),
+    }
+    (out, parse_err)
 }
 
 /// What one host's run did.
@@ -916,6 +947,42 @@ fn remote_word_quoted(p: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tar_of(files: &[(&str, usize)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, size) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(*size as u64);
+            h.set_mode(0o600);
+            h.set_cksum();
+            b.append_data(&mut h, name, std::io::repeat(b'x').take(*size as u64))
+                .unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn oversize_files_are_reported_and_not_read() {
+        let t = tar_of(&[("home/k/big", 5000), ("home/k/small", 500), ("etc/x", 1000)]);
+        let (p, err) = read_archive(&t[..], &[], 1000);
+        assert_eq!(err, None);
+        assert_eq!(p.oversize, vec![("/home/k/big".to_string(), 5000)]);
+        assert!(!p.files.contains_key("home/k/big") && !p.meta.contains_key("home/k/big"));
+        assert_eq!(p.files["home/k/small"].len(), 500);
+        assert_eq!(
+            p.files["etc/x"].len(),
+            1000,
+            "a file exactly at the cap is pulled"
+        );
+    }
+
+    #[test]
+    fn a_truncated_stream_is_an_error_not_a_panic() {
+        let t = tar_of(&[("a", 3000)]);
+        let (p, err) = read_archive(&t[..1200], &[], MAX_FILE_BYTES);
+        assert!(err.is_some(), "{p:?}");
+        assert!(p.files.is_empty());
+    }
 
     fn plans(schedule: &str) -> Plans {
         Plans {

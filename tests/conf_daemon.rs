@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 mod common;
-use common::{get, git, within, Daemon};
+use common::{free_port, get, git, loopback_config, within, Daemon};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pxelator");
 
@@ -19,7 +19,6 @@ fn committed_hand_edits_are_served_and_broken_ones_refused() {
     let repo = d.path().join("conf-repo");
     std::fs::create_dir_all(repo.join("machines")).unwrap();
     std::fs::create_dir_all(repo.join("profiles")).unwrap();
-    std::fs::create_dir_all(d.path().join("boot")).unwrap();
     let machine = repo.join("machines/kiosk1.toml");
     let write = |marker: &str| {
         std::fs::write(
@@ -47,21 +46,8 @@ fn committed_hand_edits_are_served_and_broken_ones_refused() {
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-q", "-m", "Initial inventory"]);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = d.path().join("pxelator.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"127.0.0.1\"\n\
-             [dhcp]\nmode = \"off\"\n[tftp]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
-            d.path().display()
-        ),
-    )
-    .unwrap();
+    let port = free_port();
+    let cfg = loopback_config(d.path(), port);
     let log = d.path().join("daemon.log");
     let _daemon = Daemon::start(&cfg, &log);
     let served = |m: &str| get(port, SCRIPT).is_some_and(|b| b.contains(&format!("marker={m}")));
