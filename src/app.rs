@@ -373,7 +373,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     for (iface, sock, idx) in ra_socks {
         tasks.spawn(crate::services::ra::run(iface, sock, idx, cancel.clone()));
     }
-    if let Some(db) = db {
+    if let Some(db) = db.clone() {
         // fdatasync the journal once a second: write() already survives a killed process.
         let c = cancel.clone();
         tasks.spawn(async move {
@@ -417,6 +417,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             audit_stats: audit_stats.clone(),
             conf_repo: cfg.conf_repo.clone(),
             boot_dir: cfg.boot_dir.clone(),
+            auth: Arc::new(http::AuthState::new(
+                crate::auth::users_path(&cfg.state_dir),
+                cfg.http.hosts.clone(),
+                &cfg.http.public_url,
+            )),
+            leases: db.clone(),
         };
         let app = http::router(state);
         let c = cancel.clone();

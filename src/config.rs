@@ -3,7 +3,7 @@
 //! This module never opens sockets or reads the inventory.
 
 use serde::Deserialize;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +116,11 @@ pub struct RawHttp {
     pub listen: Option<SocketAddr>,
     /// How clients reach the HTTP server (default http://<server_ip>:<port>).
     pub public_url: Option<String>,
+    /// Further names the API answers to in the Host header (besides server_ip, the
+    /// public_url's host, localhost): a request for any other name is refused, so a web page
+    /// that rebinds its own DNS name to the appliance cannot reach the API.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +241,16 @@ pub struct TftpConfig {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub public_url: String,
+    /// Host header values (lower case, no port) the API answers to.
+    pub hosts: Vec<String>,
+}
+
+/// `host:port` or `[v6]:port` → the host part (as the Host header carries it).
+pub fn host_without_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.split_once(']').map_or(h, |(a, _)| &h[..a.len() + 1]);
+    }
+    h.rsplit_once(':').map_or(h, |(a, _)| a)
 }
 
 impl Config {
@@ -360,6 +375,32 @@ impl RawConfig {
             None if http_listen.port() == 80 => format!("http://{}", self.server_ip),
             None => format!("http://{}:{}", self.server_ip, http_listen.port()),
         };
+        let mut hosts = vec![
+            self.server_ip.to_string(),
+            "localhost".into(),
+            "127.0.0.1".into(),
+            "[::1]".into(),
+        ];
+        if !http_listen.ip().is_unspecified() {
+            hosts.push(http_listen.ip().to_string());
+        }
+        let url_host = public_url
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(rest))
+            .map(host_without_port);
+        hosts.extend(url_host.map(str::to_ascii_lowercase));
+        for n in &self.http.names {
+            if crate::inventory::check_hostname(n).is_err() && n.parse::<IpAddr>().is_err() {
+                return Err(invalid(
+                    "http.names",
+                    n,
+                    "must be host names or IP addresses",
+                ));
+            }
+            hosts.push(n.to_ascii_lowercase());
+        }
+        hosts.sort();
+        hosts.dedup();
         let timeout_secs = self.tftp.timeout_secs.unwrap_or(1);
         if timeout_secs == 0 {
             return Err(invalid("tftp.timeout_secs", &0, "use 1..=255"));
@@ -460,6 +501,7 @@ impl RawConfig {
             http: HttpConfig {
                 listen: http_listen,
                 public_url,
+                hosts,
             },
             syslog: self.syslog.listen,
         })

@@ -2,9 +2,13 @@
 //! inventory of plain files.
 //!
 //! # Layout
+//! - [`auth`]      — users (Argon2id passwords, API tokens) in `state_dir/users.toml` (0600),
+//!   browser sessions, the login rate limit; who may do what is [`core::access`].
+//! - [`fsutil`]    — atomic file writes (temp file, fsync, rename), private (0600) ones.
 //! - [`config`]    — TOML config → validated [`config::Config`]; `check-config` runs the same code.
 //! - [`proto`]     — bytes ⇄ types for DHCP and TFTP; no I/O, fuzzable.
-//! - [`core`]      — pure decisions: DHCP decide, leases, boot files and scripts, the [`core::event::Event`] enum.
+//! - [`core`]      — pure decisions: DHCP decide, leases, boot files and scripts, access rules per
+//!   route, the [`core::event::Event`] enum.
 //! - [`inventory`] — conf-repo files → [`inventory::Inventory`] with `path:line` problems; registration
 //!   writes; [`inventory::edit`] turns `host add|edit|rm` into checked file changes.
 //! - [`confrepo`]  — the conf repo as git (gix): commits with real authors, log/diff/cat/revert by
@@ -23,12 +27,14 @@
 //! - [`app`]       — supervision: sockets, reload on SIGHUP and file change, sd_notify, graceful SIGTERM.
 pub mod app;
 pub mod audit;
+pub mod auth;
 pub mod backup;
 pub mod commands;
 pub mod config;
 pub mod confrepo;
 pub mod core;
 pub mod events;
+pub mod fsutil;
 pub mod image;
 pub mod inventory;
 pub mod power;

@@ -93,6 +93,120 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// Users of the API and web UI (roles viewer, operator, admin) and their API tokens,
+    /// kept in <state_dir>/users.toml (mode 0600, outside git).
+    User {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user; the password is read from standard input (one line).
+    Add {
+        name: String,
+        #[arg(long, value_parser = parse_role)]
+        role: pxelator::auth::Role,
+    },
+    /// Set a user's password (read from standard input, one line).
+    Passwd { name: String },
+    /// Change a user's role (their browser sessions end).
+    Role {
+        name: String,
+        #[arg(value_parser = parse_role)]
+        role: pxelator::auth::Role,
+    },
+    /// Remove a user (their tokens and sessions with them).
+    Rm { name: String },
+    /// List users, roles and token labels (never a hash).
+    List,
+    /// Make an API token for scripts (`Authorization: Bearer …`); printed once.
+    Token {
+        name: String,
+        #[arg(long, default_value = "default")]
+        label: String,
+    },
+    /// Revoke a user's tokens with this label.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        label: String,
+    },
+}
+
+fn parse_role(s: &str) -> Result<pxelator::auth::Role, String> {
+    s.parse()
+}
+
+/// One line from standard input (a prompt on stderr when it is a terminal; no echo is not
+/// attempted — pipe the password in for scripts).
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprint!(
+            "password (at least {} characters): ",
+            pxelator::auth::MIN_PASSWORD
+        );
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+fn user(config: &std::path::Path, cmd: UserCmd) -> anyhow::Result<bool> {
+    use pxelator::auth::{users_path, Users};
+    let cfg = Config::load(config)?;
+    let path = users_path(&cfg.state_dir);
+    let mut users = Users::load(&path)?;
+    match cmd {
+        UserCmd::Add { name, role } => {
+            users.add(&name, role, &read_password()?)?;
+            users.save()?;
+            println!("added {name} ({})", role.name());
+        }
+        UserCmd::Passwd { name } => {
+            users.passwd(&name, &read_password()?)?;
+            users.save()?;
+            println!("password of {name} changed");
+        }
+        UserCmd::Role { name, role } => {
+            users.set_role(&name, role)?;
+            users.save()?;
+            println!("{name} is now a {}", role.name());
+        }
+        UserCmd::Rm { name } => {
+            users.remove(&name)?;
+            users.save()?;
+            println!("removed {name}");
+        }
+        UserCmd::List => {
+            for u in users.list() {
+                println!(
+                    "{:<20} {:<9} tokens: {}",
+                    u.name,
+                    u.role.name(),
+                    u.tokens.join(", ")
+                );
+            }
+        }
+        UserCmd::Token { name, label } => {
+            let now = pxelator::services::rfc3339(pxelator::services::unix_now());
+            let token = users.new_token(&name, &label, &now)?;
+            users.save()?;
+            eprintln!("token {label:?} for {name}; shown once, keep it secret:");
+            println!("{token}");
+        }
+        UserCmd::Revoke { name, label } => {
+            let n = users.revoke_token(&name, &label)?;
+            users.save()?;
+            println!("revoked {n} token(s) of {name} labelled {label:?}");
+            return Ok(n > 0);
+        }
+    }
+    Ok(true)
 }
 
 /// What `host add|edit` sets.
@@ -714,6 +828,10 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
             cmd,
         } => exit_code(audit(&config, cmd)),
+        Cmd::User {
+            config: ConfigArg { path: config },
+            cmd,
+        } => exit_code(user(&config, cmd)),
         Cmd::Serve {
             config: ConfigArg { path: config },
         } => {

@@ -94,6 +94,7 @@ fn dataset() -> Vec<Record> {
                     status: if h == 5 && round == 2 { 404 } else { 200 },
                     bytes: (h != 5 || round != 2).then_some(8_000_000 + u64::from(h)),
                     mac: None,
+                    user: None,
                 },
             ];
             for (i, e) in events.iter().enumerate() {

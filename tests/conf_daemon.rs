@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 mod common;
-use common::{free_port, get, git, loopback_config, within, Daemon};
+use common::{free_port, get, git, loopback_config, request, user_with_token, within, Daemon};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pxelator");
 
@@ -104,20 +104,31 @@ fn committed_hand_edits_are_served_and_broken_ones_refused() {
     assert!(within(Duration::from_secs(2), || served("four")).is_some());
 
     // The history API (for the web UI) answers from the same repository.
-    let log = get(port, "/api/history/log?path=machines/kiosk1.toml&limit=10").unwrap();
+    // The history API needs a user (issue 10): a viewer for conf files, an admin for the rest.
+    let viewer = user_with_token(&cfg, "victor", "viewer", "viewer password 1");
+    let admin = user_with_token(&cfg, "alice", "admin", "admin password 12");
+    let api = |token: &str, path: &str| {
+        let auth = format!("Bearer {token}");
+        request(port, "GET", path, &[("Authorization", &auth)], "")
+            .unwrap()
+            .body
+    };
+    let log = api(
+        &viewer,
+        "/api/history/log?path=machines/kiosk1.toml&limit=10",
+    );
     let v: serde_json::Value = serde_json::from_str(&log).unwrap();
     assert_eq!(v[0]["message"], "kiosk1: fixed");
     assert_eq!(v[0]["author"], "Carol Hand");
     assert_eq!(v.as_array().unwrap().len(), 4);
-    let diff = get(port, "/api/history/diff?path=machines/kiosk1.toml").unwrap();
+    let diff = api(&viewer, "/api/history/diff?path=machines/kiosk1.toml");
     assert!(diff.contains("+args = \\\"marker=four\\\""), "{diff}");
-    let old = get(
-        port,
+    let old = api(
+        &viewer,
         "/api/history/cat?path=machines/kiosk1.toml&rev=HEAD~2",
-    )
-    .unwrap();
+    );
     assert!(old.contains("marker=two"), "{old}");
-    let bad = get(port, "/api/history/cat?path=../etc/passwd").unwrap();
+    let bad = api(&admin, "/api/history/cat?path=../etc/passwd");
     assert!(bad.contains("not a path inside the conf repo"), "{bad}");
 
     // Every commit reached the audit store with its author.

@@ -166,3 +166,157 @@ fn a_symlinked_directory_in_the_working_tree_is_never_written_through() {
         "nothing written through the link"
     );
 }
+
+/// Issue 10: every route under /api/ was an open GET; `/api/history/cat` gave anyone on the
+/// LAN any pulled host file. Now: no credentials → 401; a viewer cannot read host files; a
+/// foreign Host header (DNS rebinding) → 421; sessions need their CSRF token for writes;
+/// password guessing is cut off after five failures a minute; every refusal is an event.
+#[test]
+fn the_api_needs_a_user_with_the_right_role_on_this_servers_name() {
+    use common::{request, user_with_token};
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    let repo = kiosk_repo(base);
+    std::fs::create_dir_all(repo.join("hosts/kiosk1/etc")).unwrap();
+    std::fs::write(
+        repo.join("hosts/kiosk1/etc/wpa.conf"),
+        "psk=library-wifi-secret\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "hosts"]);
+    git(&repo, &["commit", "-q", "-m", "backup: kiosk1"]);
+    let port = free_port();
+    let cfg = loopback_config(base, port);
+    let log = base.join("daemon.log");
+    let _daemon = Daemon::start(&cfg, &log);
+    assert!(within(Duration::from_secs(20), || get(port, "/healthz").is_some()).is_some());
+    let viewer = user_with_token(&cfg, "victor", "viewer", "viewer password 1");
+    let admin = user_with_token(&cfg, "alice", "admin", "admin password 12");
+    let bearer = |t: &str| format!("Bearer {t}");
+    let call = |method: &str, path: &str, headers: &[(&str, &str)], body: &str| {
+        request(port, method, path, headers, body).expect("daemon answers")
+    };
+
+    let r = call("GET", "/api/audit/status", &[], "");
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|h| h.starts_with("Bearer")));
+    assert!(r.body.contains("pxelator user token"), "{}", r.body);
+    let r = call(
+        "GET",
+        "/api/audit/status",
+        &[("Authorization", "Bearer pxl_guess")],
+        "",
+    );
+    assert_eq!(r.status, 401);
+    let r = call(
+        "GET",
+        "/api/audit/status",
+        &[("Authorization", &bearer(&viewer))],
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("\"dropped\":0"), "{}", r.body);
+
+    let secret = "/api/history/cat?path=kiosk1:/etc/wpa.conf";
+    let r = call("GET", secret, &[("Authorization", &bearer(&viewer))], "");
+    assert_eq!(r.status, 403, "a viewer reads no host files: {r:?}");
+    assert!(!r.body.contains("library-wifi-secret"));
+    assert!(
+        r.body.contains("victor is a viewer; this needs an admin"),
+        "{}",
+        r.body
+    );
+    let r = call("GET", secret, &[("Authorization", &bearer(&admin))], "");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, "psk=library-wifi-secret\n");
+
+    let r = call(
+        "GET",
+        "/api/audit/status",
+        &[
+            ("Authorization", &bearer(&admin)),
+            ("Host", "evil.example:80"),
+        ],
+        "",
+    );
+    assert_eq!(
+        r.status, 421,
+        "a rebinding page's Host is refused even with a token: {r:?}"
+    );
+
+    // Browser sessions: cookie HttpOnly + SameSite=Strict, writes need the CSRF token.
+    let r = call(
+        "POST",
+        "/api/login",
+        &[],
+        r#"{"user":"victor","password":"viewer password 1"}"#,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let set = r.header("set-cookie").unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let csrf = serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = call("GET", "/api/whoami", &[("Cookie", &cookie)], "");
+    assert_eq!((r.status, r.body.contains("victor")), (200, true), "{r:?}");
+    let r = call("POST", "/api/logout", &[("Cookie", &cookie)], "");
+    assert_eq!(
+        r.status, 403,
+        "a write by cookie without the CSRF token: {r:?}"
+    );
+    let r = call(
+        "POST",
+        "/api/logout",
+        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = call("GET", "/api/whoami", &[("Cookie", &cookie)], "");
+    assert_eq!(r.status, 401, "the session ended: {r:?}");
+
+    // Guessing: five wrong passwords a minute, then even the right one waits.
+    for _ in 0..5 {
+        let r = call(
+            "POST",
+            "/api/login",
+            &[],
+            r#"{"user":"alice","password":"guess guess 1"}"#,
+        );
+        assert_eq!(r.status, 401);
+    }
+    let r = call(
+        "POST",
+        "/api/login",
+        &[],
+        r#"{"user":"alice","password":"admin password 12"}"#,
+    );
+    assert_eq!(r.status, 429, "{r:?}");
+    assert!(r.header("retry-after").is_some());
+
+    let users = base.join("state/users.toml");
+    let mode = std::fs::metadata(&users).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&users).unwrap();
+    assert!(
+        !text.contains(&viewer) && !text.contains("viewer password"),
+        "{text}"
+    );
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains(r#""kind":"auth_failed""#),
+        "refusals are events"
+    );
+    assert!(
+        log_text.contains(r#""file":"/api/audit/status","status":200"#)
+            && log_text.contains(r#""user":"victor""#),
+        "authenticated requests are events with their user"
+    );
+}

@@ -202,7 +202,9 @@ fn source_of(e: &Event) -> &'static str {
         | Event::MachineRegistered { .. } => "dhcp",
         Event::PacketRejected { proto, .. } | Event::HandlerPanicked { proto, .. } => proto,
         Event::TftpStarted { .. } | Event::TftpFinished { .. } | Event::TftpFailed { .. } => "tftp",
-        Event::HttpServed { .. } => "http",
+        Event::HttpServed { .. } | Event::AuthFailed { .. } | Event::BootScriptRefused { .. } => {
+            "http"
+        }
         Event::InventoryLoaded { .. } | Event::InventoryProblem { .. } => "inventory",
         Event::ConfigCommitted { .. } | Event::ConfigRefused { .. } => "config",
         Event::KioskBooted { .. } => "kiosk",

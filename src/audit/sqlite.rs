@@ -664,6 +664,7 @@ mod tests {
                 status: 200,
                 bytes: Some(8_000_000),
                 mac: None,
+                user: None,
             },
             Event::TftpFinished {
                 peer: "10.0.0.9:2000".parse().unwrap(),

@@ -172,6 +172,21 @@ pub enum Event {
         status: u16,
         bytes: Option<u64>,
         mac: Option<Mac>,
+        /// The authenticated user who made the request (API), if any.
+        user: Option<String>,
+    },
+    /// A login or API credential that was refused (`user`: the name tried, if any).
+    AuthFailed {
+        peer: SocketAddr,
+        user: Option<String>,
+        reason: String,
+    },
+    /// `/boot/<mac>.ipxe` asked for by an address that does not hold that MAC's lease: the
+    /// script (and the kernel arguments in it) is not given out.
+    BootScriptRefused {
+        peer: SocketAddr,
+        mac: Mac,
+        reason: String,
     },
     InventoryLoaded {
         machines: usize,
@@ -212,6 +227,8 @@ impl Event {
             Event::TftpFinished { .. } => "tftp_finished",
             Event::TftpFailed { .. } => "tftp_failed",
             Event::HttpServed { .. } => "http_served",
+            Event::AuthFailed { .. } => "auth_failed",
+            Event::BootScriptRefused { .. } => "boot_script_refused",
             Event::InventoryLoaded { .. } => "inventory_loaded",
             Event::InventoryProblem { .. } => "inventory_problem",
         }

@@ -1,6 +1,7 @@
 //! Pure decisions. Nothing here opens a socket, reads a file or the clock: requests, the
 //! inventory, lease state and `now` are passed in; decisions (and the reasons for ignoring a
 //! request) come out, ready to be sent and audited by `services`.
+pub mod access;
 pub mod boot;
 pub mod dhcp;
 pub mod event;

@@ -1,5 +1,6 @@
 //! HTTP: per-host iPXE scripts generated from the inventory, static boot files (with Range
 //! support and no path escape, via tower-http's ServeDir) and `/healthz`.
+pub use super::api_auth::AuthState;
 use super::InventoryRx;
 use crate::core::boot;
 use crate::core::event::Event;
@@ -9,7 +10,7 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,11 @@ pub struct HttpState {
     pub audit_stats: Arc<crate::audit::writer::WriterStats>,
     /// Where boot files and imported images are.
     pub boot_dir: PathBuf,
+    /// Users, sessions, allowed Host names (see `services::api_auth`).
+    pub auth: Arc<super::api_auth::AuthState>,
+    /// The DHCP server's leases (None when pxelator is not the DHCP server): a boot script is
+    /// given only to the address that holds its MAC's lease.
+    pub leases: Option<Arc<std::sync::Mutex<super::dhcp::LeaseDb>>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -38,6 +44,9 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/boot/{name}", get(ipxe_script))
+        .route("/api/login", post(super::api_auth::login))
+        .route("/api/logout", post(super::api_auth::logout))
+        .route("/api/whoami", get(super::api_auth::whoami))
         .route("/api/audit/find", get(audit_find))
         .route("/api/audit/last-seen/{who}", get(audit_last_seen))
         .route("/api/audit/aggregate", get(audit_aggregate))
@@ -49,11 +58,19 @@ pub fn router(state: HttpState) -> Router {
             "/files",
             ServeDir::new(boot_dir).append_index_html_on_directories(false),
         )
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(
+            state,
+            super::api_auth::guard,
+        ))
         .layer(middleware::from_fn_with_state(bus, audit))
 }
 
-async fn ipxe_script(State(st): State<HttpState>, Path(name): Path<String>) -> Response {
+async fn ipxe_script(
+    State(st): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+) -> Response {
     let Some(mac) = name
         .strip_suffix(".ipxe")
         .and_then(|m| m.parse::<Mac>().ok())
@@ -64,6 +81,14 @@ async fn ipxe_script(State(st): State<HttpState>, Path(name): Path<String>) -> R
         )
             .into_response();
     };
+    if let Some(reason) = boot_script_refusal(&st, &mac, peer) {
+        st.bus.emit(Event::BootScriptRefused {
+            peer,
+            mac,
+            reason: reason.clone(),
+        });
+        return (StatusCode::FORBIDDEN, format!("{reason}\n")).into_response();
+    }
     let (script, kiosk, host) = {
         let inv = st.inventory.borrow();
         let host = inv.by_mac(&mac).and_then(|m| m.hostname.clone());
@@ -94,6 +119,32 @@ async fn ipxe_script(State(st): State<HttpState>, Path(name): Path<String>) -> R
         script,
     )
         .into_response()
+}
+
+/// Why `peer` may not have `mac`'s boot script, if it may not. Where pxelator hands out the
+/// addresses, only the address leased to that MAC (or reserved for it in the inventory) gets
+/// it: a kiosk user cannot read another machine's kernel arguments or forge its
+/// `kiosk_booted` event. Without a lease table (proxyDHCP, DHCP off) there is nothing to
+/// check against.
+fn boot_script_refusal(st: &HttpState, mac: &Mac, peer: SocketAddr) -> Option<String> {
+    let db = st.leases.as_ref()?;
+    let std::net::IpAddr::V4(ip) = peer.ip() else {
+        return Some(format!("{peer} is not an IPv4 address leased to {mac}"));
+    };
+    let leased = db
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .leases
+        .by_mac(mac)
+        .map(|l| l.ip);
+    let reserved = st.inventory.borrow().by_mac(mac).and_then(|m| m.ip);
+    if leased == Some(ip) || reserved == Some(ip) {
+        return None;
+    }
+    Some(match leased.or(reserved) {
+        Some(a) => format!("{mac}'s boot script is for {a}, not {ip}"),
+        None => format!("{mac} holds no lease; its boot script is for the address it leases"),
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -330,6 +381,10 @@ async fn audit(
 ) -> Response {
     let path = req.uri().path().to_owned();
     let resp = next.run(req).await;
+    let user = resp
+        .extensions()
+        .get::<crate::auth::Who>()
+        .map(|w| w.user.clone());
     let bytes = resp
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -345,6 +400,7 @@ async fn audit(
         status: resp.status().as_u16(),
         bytes,
         mac,
+        user,
     });
     resp
 }

@@ -1,6 +1,7 @@
 //! Socket tasks. Each receives bytes, decodes with `proto`, asks `core` for a decision, sends the
 //! answer and emits events. They read the inventory through a `watch` channel, so a reload
 //! swaps it atomically without interrupting anything in flight.
+pub mod api_auth;
 pub mod contain;
 pub mod dhcp;
 pub mod http;

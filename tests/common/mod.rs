@@ -158,15 +158,86 @@ impl Drop for Daemon {
     }
 }
 
-/// GET over plain HTTP/1.0 on loopback; the body.
+/// GET over plain HTTP/1.0 on loopback, no credentials; the body.
 pub fn get(port: u16, path: &str) -> Option<String> {
+    request(port, "GET", path, &[], "").map(|r| r.body)
+}
+
+/// An HTTP response as a test sees it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Resp {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// One HTTP/1.0 request on loopback with `Host: 127.0.0.1` unless `headers` gives a Host.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<Resp> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut head = format!("{method} {path} HTTP/1.0\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str("Host: 127.0.0.1\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body.as_bytes()).ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
-    buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+    let (h, b) = buf.split_once("\r\n\r\n")?;
+    let status = h.split(' ').nth(1)?.parse().ok()?;
+    Some(Resp {
+        status,
+        headers: h.to_owned(),
+        body: b.to_owned(),
+    })
+}
+
+/// Adds user `name` with `role` through the CLI (password on stdin) and returns an API
+/// token made for it.
+pub fn user_with_token(cfg: &Path, name: &str, role: &str, password: &str) -> String {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pxelator"))
+        .args(["user", "--config"])
+        .arg(cfg)
+        .args(["add", name, "--role", role])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pxelator user add");
+    writeln!(c.stdin.take().unwrap(), "{password}").unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "user add: {}", text(&o));
+    let o = px(cfg, &["user", "token", name, "--label", "test"]);
+    assert!(o.status.success(), "user token: {}", text(&o));
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
 }
 
 /// Polls `f` every 50 ms until it is true or `limit` passes; the time it took.
