@@ -181,6 +181,31 @@ pub fn load_plans(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Pla
             });
         }
         let s = merge(&parsed.defaults, &s);
+        let bad = |what: &str, v: &str, rule: &str| BackupError::Config {
+            file: file.clone(),
+            msg: format!("host {name}: {what} {v:?} {rule}"),
+        };
+        if let Some(u) = &s.user {
+            // A user name goes into `ssh USER@HOST`: never an option, never two words.
+            let ok = u.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && u.len() <= 32
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !ok {
+                return Err(bad("user", u, "is not a user name (letters, digits, '_', '.', '-'; starting with a letter or '_')"));
+            }
+        }
+        if let Some(a) = &s.address {
+            if crate::inventory::check_hostname(a).is_err()
+                && a.parse::<std::net::IpAddr>().is_err()
+            {
+                return Err(bad(
+                    "address",
+                    a,
+                    "is neither a host name nor an IP address",
+                ));
+            }
+        }
         let address = s.address.clone().unwrap_or_else(|| {
             inv.machines()
                 .iter()
@@ -321,6 +346,8 @@ pub fn ssh_command(plan: &HostPlan, known_hosts: &Path) -> Command {
             "ServerAliveCountMax=4",
         ])
         .args(["-o", "LogLevel=ERROR"])
+        // `--`: whatever the destination holds, ssh never reads it as an option.
+        .arg("--")
         .arg(format!("{}@{}", plan.user, plan.address));
     c
 }
@@ -1143,6 +1170,41 @@ mod tests {
         std::fs::write(root.join("conf/backup.toml"), "[host.x]\nport = \"ssh\"\n").unwrap();
         let e = load_plans(&cfg, &inv).unwrap_err().to_string();
         assert!(e.contains("backup.toml:2"), "{e}");
+        // Issue 10: a user or address that ssh would read as an option, or as two words.
+        for (key, v) in [
+            ("user", "-oProxyCommand=touch /tmp/x"),
+            ("user", "root x"),
+            ("address", "-oProxyCommand=x"),
+        ] {
+            std::fs::write(
+                root.join("conf/backup.toml"),
+                format!("[host.x]\n{key} = \"{v}\"\n"),
+            )
+            .unwrap();
+            let e = load_plans(&cfg, &inv).unwrap_err().to_string();
+            assert!(e.contains(&format!("{key} {v:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_ssh_destination_comes_after_a_double_dash() {
+        let plan = HostPlan {
+            name: "k".into(),
+            address: "10.0.0.5".into(),
+            port: 22,
+            user: "root".into(),
+            key: "/k".into(),
+            paths: vec![],
+            exclude: vec![],
+            include_secrets: vec![],
+            schedule: None,
+        };
+        let c = ssh_command(&plan, std::path::Path::new("/kh"));
+        let args: Vec<String> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(&args[args.len() - 2..], ["--", "root@10.0.0.5"]);
     }
 
     #[test]
