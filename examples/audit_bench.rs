@@ -202,7 +202,7 @@ fn main() {
             let mut doc = r.doc.clone();
             doc["_id"] = json!(format!(
                 "{}.{}.{i}",
-                pxelator::services::rfc3339(secs as u64),
+                pxelator::clock::rfc3339(secs as u64),
                 r.source
             ));
             doc["_rev"] = json!("1-abc");

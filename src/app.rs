@@ -2,13 +2,14 @@
 //! are ready (sd_notify READY=1 only after all sockets are bound), ping the watchdog, reload
 //! the inventory on SIGHUP and on file changes, and on SIGTERM stop accepting work and give
 //! in-flight TFTP transfers a grace period.
+use crate::clock::unix_now;
 use crate::config::{Config, DhcpMode};
 use crate::core::event::Event;
 use crate::events::Bus;
 use crate::inventory::{self, Inventory};
 use crate::services::dhcp::{DhcpService, LeaseDb};
 use crate::services::journal::Journal;
-use crate::services::{http, tftp, unix_now};
+use crate::services::{http, tftp};
 use anyhow::Context;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -737,7 +737,7 @@ pub fn run(
     drop(tx);
     let mut results = Vec::new();
     for (plan, attempts, res) in rx {
-        let now = crate::services::unix_now();
+        let now = crate::clock::unix_now();
         let r = match res.and_then(|p| record(&repo, &plan.name, &p, author).map(|r| (p, r))) {
             Ok((p, (commit, changed, added, removed))) => {
                 emit(Event::BackupPulled {

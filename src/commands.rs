@@ -170,7 +170,7 @@ pub fn history_log(
             out,
             "{}  {}  {} <{}>\n    {}",
             &e.commit[..12],
-            crate::services::rfc3339(e.time.max(0) as u64),
+            crate::clock::rfc3339(e.time.max(0) as u64),
             e.author,
             e.email,
             e.message.replace('\n', "\n    ")

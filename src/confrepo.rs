@@ -386,7 +386,7 @@ impl ConfRepo {
         if tree == base_tree && parent.is_some() {
             return Ok(None);
         }
-        let now = gix::date::Time::new(crate::services::unix_now() as i64, 0);
+        let now = gix::date::Time::new(crate::clock::unix_now() as i64, 0);
         // The author commits their own change (the daemon's are authored by "pxelator <host>").
         let sig = gix::actor::Signature {
             name: author.name.as_str().into(),

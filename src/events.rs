@@ -54,7 +54,7 @@ impl Bus {
     }
     /// Publishes an event; never blocks, works with no subscriber.
     pub fn emit(&self, event: Event) {
-        let time_ms = crate::services::unix_now_ms();
+        let time_ms = crate::clock::unix_now_ms();
         let seq = self.emitted.fetch_add(1, Ordering::Relaxed);
         let stamped = Arc::new(Stamped {
             time_ms,

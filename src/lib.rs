@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`auth`]      — users (Argon2id passwords, API tokens) in `state_dir/users.toml` (0600),
 //!   browser sessions, the login rate limit; who may do what is [`core::access`].
+//! - [`clock`]     — the wall clock (`unix_now`, RFC 3339 text): read here only, passed to decisions.
 //! - [`fsutil`]    — atomic file writes (temp file, fsync, rename), private (0600) ones.
 //! - [`config`]    — TOML config → validated [`config::Config`]; `check-config` runs the same code.
 //! - [`proto`]     — bytes ⇄ types for DHCP and TFTP; no I/O, fuzzable.
@@ -29,6 +30,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod backup;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod confrepo;

@@ -193,7 +193,7 @@ fn user(config: &std::path::Path, cmd: UserCmd) -> anyhow::Result<bool> {
             }
         }
         UserCmd::Token { name, label } => {
-            let now = pxelator::services::rfc3339(pxelator::services::unix_now());
+            let now = pxelator::clock::rfc3339(pxelator::clock::unix_now());
             let token = users.new_token(&name, &label, &now)?;
             users.save()?;
             eprintln!("token {label:?} for {name}; shown once, keep it secret:");
@@ -397,7 +397,7 @@ fn backup(config: &std::path::Path, who: Option<&str>, cmd: BackupCmd) -> anyhow
                 println!(
                     "{:<20} {} {} {}",
                     r.host,
-                    pxelator::services::rfc3339(r.time),
+                    pxelator::clock::rfc3339(r.time),
                     if r.ok { "ok  " } else { "FAIL" },
                     r.message
                 );

@@ -148,7 +148,7 @@ pub fn record_events(cfg: &AuditConfig, events: &[Event]) -> Result<(), AuditErr
     if events.is_empty() {
         return Ok(());
     }
-    let now = crate::services::unix_now_ms();
+    let now = crate::clock::unix_now_ms();
     // A random sequence so ids do not collide with the daemon's own in the same millisecond.
     let base = {
         use std::hash::{BuildHasher, Hasher};

@@ -275,7 +275,7 @@ pub fn record_to_doc(r: &Record) -> Document {
         other => doc! {"value": other},
     };
     d.insert("_id", r.id);
-    d.insert("time", crate::services::rfc3339_ms(r.time_ms));
+    d.insert("time", crate::clock::rfc3339_ms(r.time_ms));
     d.insert("time_ms", r.time_ms);
     d.insert("source", r.source.as_ref());
     d.insert("kind", r.kind.as_ref());

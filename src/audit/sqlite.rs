@@ -144,7 +144,7 @@ fn row_doc(r: &rusqlite::Row) -> rusqlite::Result<Value> {
     if let Value::Object(m) = &mut doc {
         m.insert(
             "time".into(),
-            Value::String(crate::services::rfc3339_ms(time_ms)),
+            Value::String(crate::clock::rfc3339_ms(time_ms)),
         );
         m.insert("time_ms".into(), time_ms.into());
         m.insert("source".into(), Value::String(r.get(1)?));

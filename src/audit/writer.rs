@@ -200,7 +200,7 @@ fn store_thread(
         if let Some(age) = max_age {
             if healthy && Instant::now() >= next_prune {
                 next_prune = Instant::now() + Duration::from_secs(3600);
-                let cutoff = crate::services::unix_now_ms() - age.as_millis() as i64;
+                let cutoff = crate::clock::unix_now_ms() - age.as_millis() as i64;
                 match store.prune(cutoff) {
                     Ok(n) if n > 0 => info!(deleted = n, "audit retention"),
                     Ok(_) => {}
@@ -290,7 +290,7 @@ fn replay(store: &mut dyn AuditStore, spool: &Spool, stats: &WriterStats) -> boo
 fn tick_due(batch: &[Record]) -> bool {
     batch
         .first()
-        .is_some_and(|r| crate::services::unix_now_ms() - r.time_ms >= 100)
+        .is_some_and(|r| crate::clock::unix_now_ms() - r.time_ms >= 100)
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ impl AuthState {
 }
 
 fn now_ms() -> i64 {
-    crate::services::unix_now_ms()
+    crate::clock::unix_now_ms()
 }
 
 fn cookie_value(headers: &HeaderMap) -> Option<String> {

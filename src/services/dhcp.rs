@@ -2,7 +2,8 @@
 //! (SO_BINDTODEVICE) so nothing arriving elsewhere is ever answered.
 use super::contain::{contain, failpoint};
 use super::journal::Journal;
-use super::{rfc3339, unix_now, InventoryRx};
+use super::InventoryRx;
+use crate::clock::{rfc3339, unix_now};
 use crate::config::DhcpConfig;
 use crate::core::dhcp::{decide, decide_proxy, Decision, RequestKind};
 use crate::core::event::Event;
