@@ -43,20 +43,30 @@ fn uses(layer: &str, forbidden: &[&str]) -> Vec<String> {
     found
 }
 
-const IO_LAYERS: &[&str] = &["services", "audit", "app", "backup", "power", "auth", "confrepo"];
+const IO_LAYERS: &[&str] = &[
+    "services", "audit", "app", "backup", "power", "auth", "confrepo",
+];
 
 #[test]
 fn proto_and_core_stay_free_of_io_layers() {
     for layer in ["proto", "core"] {
         let bad = uses(layer, IO_LAYERS);
-        assert!(bad.is_empty(), "{layer} must not use I/O layers:\n{}", bad.join("\n"));
+        assert!(
+            bad.is_empty(),
+            "{layer} must not use I/O layers:\n{}",
+            bad.join("\n")
+        );
     }
 }
 
 #[test]
 fn audit_does_not_use_services() {
     let bad = uses("audit", &["services", "app"]);
-    assert!(bad.is_empty(), "audit must not use services:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "audit must not use services:\n{}",
+        bad.join("\n")
+    );
 }
 
 /// The check itself finds what it is for (it would otherwise pass on anything).

@@ -295,6 +295,36 @@ fn check_known(s: &dyn AuditStore, n: usize) {
         .unwrap_err()
         .to_string();
     assert!(e.contains("$median"), "{e}");
+    // Issue 10: server-side JavaScript and cross-collection stages never reach a store.
+    let js = json!({"$function": {"body": "function() { return 1 }", "args": [], "lang": "js"}});
+    for bad in [
+        json!([{"$group": {"_id": "$ip"}}, {"$project": {"x": js}}]),
+        json!([{"$group": {"_id": "$ip", "x": {"$accumulator": {}}}}]),
+        json!([{"$match": {"$where": "sleep(10000)"}}, {"$group": {"_id": null}}]),
+        json!([{"$lookup": {"from": "users"}}, {"$group": {"_id": null}}]),
+        json!([{"$group": {"_id": null}}, {"$out": "stolen"}]),
+        json!([{"$group": {"_id": null}}, {"$merge": "stolen"}]),
+    ] {
+        let e = s.aggregate(&bad).unwrap_err().to_string();
+        assert!(
+            [
+                "$function",
+                "$accumulator",
+                "$where",
+                "$lookup",
+                "$out",
+                "$merge"
+            ]
+            .iter()
+            .any(|op| e.contains(op)),
+            "{bad}: {e}"
+        );
+    }
+    let e = s
+        .find(&json!({"$where": "sleep(10000)"}), None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("$where"), "{e}");
 }
 
 fn embedded(dir: &std::path::Path, rows: &[Record]) -> SqliteStore {

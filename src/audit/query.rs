@@ -403,10 +403,21 @@ pub fn pipeline_to_sql(pipeline: &Value) -> Result<Aggregate, QueryError> {
                 })?)
             }
             "$project" => {
-                project = Some(
-                    body.as_object()
-                        .ok_or_else(|| QueryError::NotObject(body.to_string()))?,
-                )
+                let p = body
+                    .as_object()
+                    .ok_or_else(|| QueryError::NotObject(body.to_string()))?;
+                // Inclusion or exclusion only: an expression here ({"$function": …}) would
+                // be run by MongoDB as it stands, server-side JavaScript included.
+                for (k, v) in p {
+                    if !matches!(v, Value::Bool(_)) && !matches!(v.as_i64(), Some(0 | 1)) {
+                        return Err(QueryError::BadOperand {
+                            op: format!("$project.{k}"),
+                            what: "0, 1, true or false (expressions such as $function are not run)",
+                            got: v.to_string(),
+                        });
+                    }
+                }
+                project = Some(p);
             }
             other => {
                 return Err(QueryError::UnknownOperator {
