@@ -439,6 +439,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         });
     }
 
+    match crate::backup::ensure_default_key(&cfg) {
+        Ok(key) => info!(key = %key.display(), "ssh key for backups and power-off"),
+        Err(e) => warn!("{e}; backups and ssh power-off will fail until it exists"),
+    }
     tasks.spawn(backup_scheduler(cfg.clone(), bus.clone(), cancel.clone()));
     tasks.spawn(power_scheduler(cfg.clone(), bus.clone(), cancel.clone()));
 

@@ -326,7 +326,15 @@ pub fn known_hosts(cfg: &Config) -> PathBuf {
     cfg.state_dir.join("ssh/known_hosts")
 }
 
-pub fn ssh_command(plan: &HostPlan, known_hosts: &Path) -> Command {
+/// The OpenSSH client command for `plan` (the remote command is appended by the caller).
+/// The private key must be private: one others can read is refused before ssh runs.
+pub fn ssh_command(plan: &HostPlan, known_hosts: &Path) -> Result<Command, BackupError> {
+    crate::fsutil::check_private(&plan.key).map_err(|e| {
+        BackupError::Io(format!(
+            "ssh key: {e} (pxelator serve creates the default key; or ssh-keygen -t ed25519 -N '' -f {})",
+            plan.key.display()
+        ))
+    })?;
     let mut c = Command::new("ssh");
     c.arg("-i")
         .arg(&plan.key)
@@ -349,7 +357,38 @@ pub fn ssh_command(plan: &HostPlan, known_hosts: &Path) -> Command {
         // `--`: whatever the destination holds, ssh never reads it as an option.
         .arg("--")
         .arg(format!("{}@{}", plan.user, plan.address));
-    c
+    Ok(c)
+}
+
+/// Creates the default ssh key (`state_dir/ssh/id_ed25519`, mode 0600) if it is missing, so
+/// pulls and power-off work without a manual step; the public half is what hosts authorise.
+pub fn ensure_default_key(cfg: &Config) -> Result<PathBuf, BackupError> {
+    let key = cfg.state_dir.join("ssh/id_ed25519");
+    if key.exists() {
+        return Ok(key);
+    }
+    let dir = key.parent().expect("a file in a directory");
+    std::fs::create_dir_all(dir).map_err(|e| BackupError::Io(format!("{}: {e}", dir.display())))?;
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+        .arg(format!("pxelator@{}", crate::confrepo::host_name()))
+        .arg("-f")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            BackupError::Io(format!(
+                "cannot run ssh-keygen (apt-get install openssh-client): {e}"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(BackupError::Io(format!(
+            "ssh-keygen for {}: {}",
+            key.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(key)
 }
 
 pub fn classify(plan: &HostPlan, known: &Path, status: Option<i32>, stderr: &str) -> BackupError {
@@ -413,7 +452,7 @@ pub fn pull(plan: &HostPlan, known: &Path, timeout: Duration) -> Result<Pulled, 
     }
     // tar exits 1 when a file changed while being read: still a usable pull.
     remote.push_str("; s=$?; [ $s -le 1 ] || exit $s");
-    let mut child = ssh_command(plan, known)
+    let mut child = ssh_command(plan, known)?
         .arg(remote)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -850,7 +889,7 @@ pub fn restore(
     });
     let known = known_hosts(cfg);
     let q = remote_word_quoted(&format!("/{rel}"));
-    let current = ssh_command(plan, &known)
+    let current = ssh_command(plan, &known)?
         .arg(format!("cat {q} 2>/dev/null || true"))
         .stdin(Stdio::null())
         .output()
@@ -883,7 +922,7 @@ pub fn restore(
         script.push_str(&format!(" && chmod {mode} {tmp} && chown {owner} {tmp}"));
     }
     script.push_str(&format!(" && mv -f {tmp} {q}"));
-    let mut child = ssh_command(plan, &known)
+    let mut child = ssh_command(plan, &known)?
         .arg(script)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -1199,7 +1238,21 @@ mod tests {
             include_secrets: vec![],
             schedule: None,
         };
-        let c = ssh_command(&plan, std::path::Path::new("/kh"));
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("key");
+        crate::fsutil::write_private(&key, b"k").unwrap();
+        let plan = HostPlan {
+            key: key.clone(),
+            ..plan
+        };
+        let c = ssh_command(&plan, std::path::Path::new("/kh")).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let open = std::fs::Permissions::from_mode(0o644);
+            std::fs::set_permissions(&key, open).unwrap();
+            let e = ssh_command(&plan, std::path::Path::new("/kh")).unwrap_err();
+            assert!(e.to_string().contains("chmod 600"), "{e}");
+        }
         let args: Vec<String> = c
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())

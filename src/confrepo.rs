@@ -116,7 +116,7 @@ impl Author {
     }
 }
 
-fn host_name() -> String {
+pub fn host_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

@@ -30,3 +30,49 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
 pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     write_atomic(path, data, 0o600)
 }
+
+/// Why a secret file (a private key, a password file) must not be used: it is readable by
+/// group or others. The error names the file, its mode and the chmod that fixes it.
+pub fn check_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by group or others (mode {mode:o}); it holds a secret: chmod 600 {}",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a secret file (first line, without its newline), refusing one others can read.
+pub fn read_secret(path: &Path) -> Result<String, String> {
+    check_private(path)?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn secrets_others_can_read_are_refused_and_private_writes_are_0600() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("sub/secret");
+        write_private(&f, b"s3cret\nrest\n").unwrap();
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(read_secret(&f).unwrap(), "s3cret");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = read_secret(&f).unwrap_err();
+        assert!(e.contains("mode 640") && e.contains("chmod 600"), "{e}");
+    }
+}

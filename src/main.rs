@@ -764,6 +764,9 @@ fn exit_code(r: anyhow::Result<bool>) -> ExitCode {
 
 /// Exit codes: 64 bad config (EX_USAGE), 65 inventory problems (EX_DATAERR), 1 runtime failure.
 fn main() -> ExitCode {
+    // Everything pxelator creates — state, audit store, lease journal, pulled host files in
+    // the conf repo, keys — is for root's eyes only (issue 10).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

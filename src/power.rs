@@ -121,6 +121,7 @@ pub fn off_by_ssh(
         let _ = std::fs::create_dir_all(d);
     }
     let out = crate::backup::ssh_command(&plan, &known)
+        .map_err(|e| e.to_string())?
         .arg(&command)
         .stdin(std::process::Stdio::null())
         .output()

@@ -155,6 +155,20 @@ fn amt_power_status_on_off_reset_over_digest_auth() {
     machine("kiosk3", 13, None);
     let pass = base.join("amt-password");
     std::fs::write(&pass, "Secret-1!\n").unwrap();
+    {
+        // A password file others can read is refused (issue 10), then made private.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let amt = pxelator::power::amt::AmtConfig {
+            password_file: Some(pass.clone()),
+            ..Default::default()
+        };
+        let e = pxelator::power::amt::Client::new("127.0.0.1", &amt)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     std::fs::write(
         repo.join("power.toml"),
         format!(

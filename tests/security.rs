@@ -301,6 +301,19 @@ fn the_api_needs_a_user_with_the_right_role_on_this_servers_name() {
     assert_eq!(r.status, 429, "{r:?}");
     assert!(r.header("retry-after").is_some());
 
+    // Secrets at rest: the daemon made its ssh key, and everything it wrote is root's only.
+    for f in [
+        "state/ssh/id_ed25519",
+        "state/audit.sqlite",
+        "state/users.toml",
+    ] {
+        let m = std::fs::metadata(base.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(m & 0o077, 0, "{f} has mode {m:o}");
+    }
     let users = base.join("state/users.toml");
     let mode = std::fs::metadata(&users).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);

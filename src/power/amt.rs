@@ -202,10 +202,8 @@ impl Client {
     /// `address` is "host" or "host:port"; the port defaults to [amt] port or 16992.
     pub fn new(address: &str, cfg: &AmtConfig) -> Result<Client, AmtError> {
         let password = match (&cfg.password_file, &cfg.password) {
-            (Some(f), _) => std::fs::read_to_string(f)
-                .map_err(|e| AmtError::Config(format!("password_file {}: {e}", f.display())))?
-                .trim_end_matches(['\n', '\r'])
-                .to_owned(),
+            (Some(f), _) => crate::fsutil::read_secret(f)
+                .map_err(|e| AmtError::Config(format!("password_file {e}")))?,
             (None, Some(p)) => p.clone(),
             (None, None) => {
                 return Err(AmtError::Config(
