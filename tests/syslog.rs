@@ -9,16 +9,14 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{free_port, px, text, Daemon};
 
-#[test]
-fn logger_messages_become_queryable_events() {
-    if Command::new("logger").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "logger (util-linux) missing"
-        );
-        println!("SKIPPED: syslog test: logger not installed");
-        return;
-    }
+/// A daemon on loopback receiving syslog; (tempdir, config, log, syslog port, daemon).
+fn start() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    u16,
+    Daemon,
+) {
     let d = tempfile::tempdir().unwrap();
     let base = d.path();
     for dir in ["conf-repo", "boot"] {
@@ -37,7 +35,7 @@ fn logger_messages_become_queryable_events() {
     )
     .unwrap();
     let log = base.join("daemon.log");
-    let _daemon = Daemon::start(&cfg, &log);
+    let daemon = Daemon::start(&cfg, &log);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
@@ -51,6 +49,20 @@ fn logger_messages_become_queryable_events() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    (d, cfg, log, sys, daemon)
+}
+
+#[test]
+fn logger_messages_become_queryable_events() {
+    if Command::new("logger").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "logger (util-linux) missing"
+        );
+        println!("SKIPPED: syslog test: logger not installed");
+        return;
+    }
+    let (_d, cfg, log, sys, _daemon) = start();
     let logger = |extra: &[&str], msg: &str| {
         let o = Command::new("logger")
             .args(["--server", "127.0.0.1", "--port", &sys.to_string(), "--udp"])
@@ -127,4 +139,52 @@ fn logger_messages_become_queryable_events() {
     assert_eq!(c["message"], "still listening");
     let bad = find(r#"{"kind": "packet_rejected", "proto": "syslog"}"#);
     assert!(bad.contains("no <PRI> at the start"), "{bad}");
+}
+
+/// Issue 10: syslog and rejected packets became events with no limit. A flood from one
+/// source for 5 s: the daemon's memory stays bounded, what it stores stays within the
+/// per-source rate, and the dropped messages are counted in `suppressed` events.
+#[test]
+fn a_syslog_flood_is_rate_limited_and_counted() {
+    let (_d, cfg, log, sys, daemon) = start();
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let msg = b"<13>Nov 30 12:00:00 kiosk9 flood: the same line again";
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < Duration::from_secs(5) && sent < 2_000_000 {
+        if s.send_to(msg, ("127.0.0.1", sys)).is_ok() {
+            sent += 1;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(2500));
+    let stored = text(&px(&cfg, &["audit", "find", r#"{"kind": "syslog"}"#]))
+        .lines()
+        .count() as f64;
+    let allowed = 500.0 + 100.0 * (secs + 1.0);
+    println!("flood: sent {sent} datagrams in {secs:.1} s, {stored} stored (allowed {allowed})");
+    assert!(sent > 10_000, "the flood was a flood: {sent}");
+    assert!(stored <= allowed, "{stored} stored > {allowed}");
+    assert!(stored >= 500.0, "the burst is stored: {stored}");
+    let suppressed: u64 = text(&px(&cfg, &["audit", "find", r#"{"kind": "suppressed"}"#]))
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["count"].as_u64())
+        .sum();
+    // Datagrams the kernel dropped on a full socket buffer never reach the limiter.
+    assert!(
+        suppressed > 0 && suppressed + stored as u64 <= sent,
+        "suppressed {suppressed}"
+    );
+    let hwm_kb: u64 = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    println!("daemon peak RSS (VmHWM) {hwm_kb} kB, suppressed {suppressed}");
+    assert!(hwm_kb < 200 * 1024, "VmHWM {hwm_kb} kB");
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("\"kind\":\"suppressed\""));
 }

@@ -199,8 +199,11 @@ fn source_of(e: &Event) -> &'static str {
         | Event::DhcpIgnored { .. }
         | Event::LeaseReleased { .. }
         | Event::LeaseDeclined { .. }
-        | Event::MachineRegistered { .. } => "dhcp",
-        Event::PacketRejected { proto, .. } | Event::HandlerPanicked { proto, .. } => proto,
+        | Event::MachineRegistered { .. }
+        | Event::RegistrationLimited { .. } => "dhcp",
+        Event::PacketRejected { proto, .. }
+        | Event::HandlerPanicked { proto, .. }
+        | Event::Suppressed { proto, .. } => proto,
         Event::TftpStarted { .. } | Event::TftpFinished { .. } | Event::TftpFailed { .. } => "tftp",
         Event::HttpServed { .. } | Event::AuthFailed { .. } | Event::BootScriptRefused { .. } => {
             "http"

@@ -44,6 +44,10 @@ pub enum Event {
         host: String,
         path: PathBuf,
     },
+    /// A new machine that was not registered because `[dhcp] register_per_minute` were
+    /// registered already this minute (it keeps its lease). One event per minute that hit
+    /// the cap, for its first refused MAC.
+    RegistrationLimited { mac: Mac, ip: Ipv4Addr, limit: u32 },
     /// A commit in the conf repo, seen by the daemon (its own, the CLI's, or a hand commit).
     ConfigCommitted {
         commit: String,
@@ -138,6 +142,14 @@ pub enum Event {
         bytes: usize,
         reason: String,
     },
+    /// Events from one source dropped by its rate limit in the last second (`services::flood`):
+    /// `what` is the kind that was dropped (`syslog`, `packet_rejected`).
+    Suppressed {
+        proto: &'static str,
+        what: &'static str,
+        ip: std::net::IpAddr,
+        count: u64,
+    },
     /// A protocol handler panicked on a packet; the panic was caught at the task boundary and
     /// the service went on. `packet` is the packet's first bytes in hex (at most 512 bytes).
     HandlerPanicked {
@@ -209,6 +221,7 @@ impl Event {
             Event::LeaseReleased { .. } => "lease_released",
             Event::LeaseDeclined { .. } => "lease_declined",
             Event::MachineRegistered { .. } => "machine_registered",
+            Event::RegistrationLimited { .. } => "registration_limited",
             Event::ConfigCommitted { .. } => "config_committed",
             Event::ConfigRefused { .. } => "config_refused",
             Event::BackupPulled { .. } => "backup_pulled",
@@ -222,6 +235,7 @@ impl Event {
             Event::PowerMissed { .. } => "power_missed",
             Event::PacketRejected { .. } => "packet_rejected",
             Event::HandlerPanicked { .. } => "handler_panicked",
+            Event::Suppressed { .. } => "suppressed",
             Event::Syslog { .. } => "syslog",
             Event::TftpStarted { .. } => "tftp_started",
             Event::TftpFinished { .. } => "tftp_finished",

@@ -151,6 +151,12 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
