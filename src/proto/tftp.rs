@@ -22,6 +22,10 @@ pub const DEFAULT_BLKSIZE: u16 = 512;
 pub const MAX_BLKSIZE: u16 = 65464;
 /// Largest window we agree to; more buys nothing on a LAN and costs memory per transfer.
 pub const MAX_WINDOWSIZE: u16 = 64;
+/// Largest retransmission timeout (seconds) we agree to. RFC 2349 lets a client ask for up to
+/// 255 s; with retries that would hold a transfer slot for many minutes, so a larger request
+/// is not acknowledged and the server's own timeout applies.
+pub const MAX_TIMEOUT: u8 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
@@ -236,7 +240,7 @@ pub fn negotiate(options: &[(String, String)], file_size: u64, max_blksize: u16)
             }
             "timeout" => {
                 if let Ok(v) = value.parse::<u8>() {
-                    if v >= 1 {
+                    if (1..=MAX_TIMEOUT).contains(&v) {
                         n.timeout = Some(v);
                         n.oack.push((name.clone(), v.to_string()));
                     }
@@ -330,6 +334,11 @@ mod tests {
         );
         assert_eq!((n.blksize, n.windowsize, n.timeout), (512, 1, None));
         assert!(n.oack.is_empty());
+        // Issue 10: timeout 255 (x retries) held a slot for ~25 minutes; not acknowledged.
+        let n = negotiate(&opts(&[("timeout", "255")]), 1, 65464);
+        assert_eq!((n.timeout, n.oack.len()), (None, 0));
+        let n = negotiate(&opts(&[("timeout", "5")]), 1, 65464);
+        assert_eq!(n.timeout, Some(MAX_TIMEOUT));
         let n = negotiate(
             &opts(&[("blksize", "99999"), ("windowsize", "1000")]),
             1,

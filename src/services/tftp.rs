@@ -27,6 +27,12 @@ use tracing::warn;
 
 /// Concurrent transfers; more wait for a slot (the client retransmits its RRQ meanwhile).
 const MAX_TRANSFERS: usize = 512;
+/// Concurrent transfers from one address: a real client fetches one file at a time (a UEFI
+/// size probe and the fetch overlap briefly); a flood of RRQs cannot take every slot.
+pub const MAX_PER_CLIENT: usize = 8;
+/// A transfer that makes no progress (no new block acknowledged) for this long ends, whatever
+/// the client sends meanwhile (duplicate ACKs, stale blocks), and frees its slot.
+pub const STALL_BUDGET: Duration = Duration::from_secs(30);
 
 pub struct TftpService {
     pub root: PathBuf,
@@ -35,6 +41,50 @@ pub struct TftpService {
     pub bus: Bus,
     pub transfers: TaskTracker,
     slots: Arc<Semaphore>,
+    rejections: super::flood::Rejections,
+    /// Transfers in flight per client address (entries removed at 0).
+    per_client: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One transfer counted against its client's [`MAX_PER_CLIENT`]; uncounted when dropped.
+struct ClientSlot {
+    ip: std::net::IpAddr,
+    map: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl ClientSlot {
+    fn take(
+        map: &Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+        ip: std::net::IpAddr,
+    ) -> Option<ClientSlot> {
+        let mut m = map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(ip).or_insert(0);
+        if *n >= MAX_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            ip,
+            map: map.clone(),
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut m = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
 }
 
 enum Source {
@@ -87,6 +137,8 @@ impl TftpService {
             bus,
             transfers,
             slots: Arc::new(Semaphore::new(MAX_TRANSFERS)),
+            rejections: super::flood::Rejections::new("tftp"),
+            per_client: Default::default(),
         }
     }
 
@@ -116,6 +168,28 @@ impl TftpService {
                         .local_addr()
                         .map(|a| a.ip())
                         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+                    let Some(client_slot) = ClientSlot::take(&self.per_client, peer.ip()) else {
+                        let _ = sock
+                            .send_to(
+                                &err_packet(
+                                    wire::ERR_NOT_DEFINED,
+                                    "too many transfers from this address, retry",
+                                ),
+                                peer,
+                            )
+                            .await;
+                        let ev = Event::TftpFailed {
+                            peer,
+                            file,
+                            bytes: 0,
+                            reason: format!(
+                                "refused: {MAX_PER_CLIENT} transfers from {} already running",
+                                peer.ip()
+                            ),
+                        };
+                        self.rejections.record(&self.bus, peer.ip(), ev);
+                        continue;
+                    };
                     let Ok(permit) = self.slots.clone().try_acquire_owned() else {
                         let _ = sock
                             .send_to(
@@ -133,6 +207,7 @@ impl TftpService {
                         let t = tokio::spawn(async move {
                             this.transfer(local, peer, file, mode, options).await;
                             drop(permit);
+                            drop(client_slot);
                         });
                         if let Err(e) = t.await {
                             if e.is_panic() {
@@ -162,13 +237,14 @@ impl TftpService {
                     let _ = sock
                         .send_to(&err_packet(wire::ERR_ILLEGAL_OP, &e.to_string()), peer)
                         .await;
-                    self.bus.emit(Event::PacketRejected {
+                    let ev = Event::PacketRejected {
                         proto: "tftp",
                         peer,
                         iface: String::new(),
                         bytes: n,
                         reason: e.to_string(),
-                    });
+                    };
+                    self.rejections.record(&self.bus, peer.ip(), ev);
                 }
             }
         }
@@ -338,7 +414,17 @@ async fn send_file(
             }
             match recv_reply(sock, peer, timeout).await {
                 Reply::Ack(0) => break,
-                Reply::Ack(_) => {}
+                // Any other ACK is no answer to the OACK: it counts as a try, so a client
+                // cannot hold the slot by sending them.
+                Reply::Ack(_) => {
+                    tries += 1;
+                    if tries > max_retries {
+                        return Outcome::Failed(
+                            0,
+                            format!("no ACK 0 for OACK after {tries} answers"),
+                        );
+                    }
+                }
                 Reply::Error(code, msg) => {
                     return Outcome::Failed(0, format!("client ended the transfer after the option acknowledgement (error {code}: {msg}); firmware probing the size does this"));
                 }
@@ -359,7 +445,14 @@ async fn send_file(
     let mut retries = 0u8;
     let mut data = vec![0u8; neg.blksize as usize];
     let mut pkt = Vec::with_capacity(neg.blksize as usize + 4);
+    let mut progress = tokio::time::Instant::now();
     loop {
+        if progress.elapsed() > STALL_BUDGET {
+            return Outcome::Failed(
+                (base - 1) * blk,
+                format!("no progress for {} s", STALL_BUDGET.as_secs()),
+            );
+        }
         while next < base + window && next <= last_block {
             let offset = (next - 1) * blk;
             let n = match source.read_at(&mut data, offset) {
@@ -393,6 +486,7 @@ async fn send_file(
                 }
                 base += delta;
                 retries = 0;
+                progress = tokio::time::Instant::now();
                 if base > last_block {
                     return Outcome::Done(size);
                 }
