@@ -366,6 +366,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             db: db.clone(),
             inventory: inv_rx.clone(),
             bus: bus.clone(),
+            registrations: Default::default(),
+            rejections: crate::services::flood::Rejections::new("dhcp"),
         });
         for (iface, sock) in dhcp_socks {
             tasks.spawn(svc.clone().run(iface, sock, cancel.clone()));

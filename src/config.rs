@@ -91,6 +91,9 @@ pub struct RawDhcp {
     pub mode: Option<String>,
     /// Write a machine file for every unknown MAC that gets a pool address.
     pub register_unknown: Option<bool>,
+    /// At most this many new machines registered a minute (default 30); beyond it a MAC
+    /// still gets its lease, and a `registration_limited` event says so.
+    pub register_per_minute: Option<u32>,
     /// Boot file for BIOS PXE ROMs that are not iPXE.
     pub bios_loader: Option<String>,
     /// Answer IPv6 router solicitations on the DHCP interfaces with an empty advertisement, so
@@ -185,6 +188,7 @@ pub struct DhcpConfig {
     pub interfaces: Vec<String>,
     pub port: u16,
     pub register_unknown: bool,
+    pub register_per_minute: u32,
     pub net: NetConfig,
 }
 
@@ -478,6 +482,7 @@ impl RawConfig {
                 interfaces: self.dhcp.interfaces,
                 port: self.dhcp.port.unwrap_or(67),
                 register_unknown: self.dhcp.register_unknown.unwrap_or(true),
+                register_per_minute: self.dhcp.register_per_minute.unwrap_or(30),
                 net: NetConfig {
                     server_ip: self.server_ip,
                     subnets,

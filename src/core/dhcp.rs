@@ -372,6 +372,12 @@ fn decide_request(
     };
     if expected == Some(requested) && subnet.contains(requested) {
         let lease = subnet.lease_secs;
+        // A machine is written into the inventory only after a complete exchange: this MAC
+        // was offered this address. A lone REQUEST (as a spoofer sends, one per MAC) gets
+        // its lease, which expires, but never a permanent machine file (issue 10).
+        let offered = leases
+            .by_mac(&req.mac)
+            .is_some_and(|l| l.state == LeaseState::Offered && l.ip == requested);
         match reply(req, ReplyKind::Ack, requested, machine, inv, subnet, net) {
             Ok(r) => Decision::Reply {
                 reply: r,
@@ -380,7 +386,7 @@ fn decide_request(
                     ip: requested,
                     until: now + u64::from(lease),
                 }),
-                new_machine: machine.is_none(),
+                new_machine: machine.is_none() && offered,
             },
             Err(why) => ignore(why),
         }
@@ -670,6 +676,24 @@ mod tests {
                     new_machine: true,
                     ..
                 }
+            ),
+            "{d:?}"
+        );
+    }
+
+    /// Issue 10: one spoofed REQUEST per MAC (no DISCOVER) got an ACK and a permanent
+    /// machine file; ~100 packets used up a /24 for good. The lease is granted (it expires),
+    /// the registration is not.
+    #[test]
+    fn a_lone_request_from_a_new_mac_is_leased_but_never_registered() {
+        let mut r = req(RequestKind::Request, STRANGER);
+        r.requested_ip = Some(Ipv4Addr::new(10, 77, 1, 101));
+        let d = decide(&r, &inv(), &Leases::default(), &net(), 1);
+        assert!(
+            matches!(
+                &d,
+                Decision::Reply { reply, new_machine: false, change: Some(LeaseChange::Bind { .. }) }
+                    if reply.kind == ReplyKind::Ack
             ),
             "{d:?}"
         );

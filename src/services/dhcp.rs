@@ -32,6 +32,41 @@ pub struct DhcpService {
     pub db: Option<Arc<Mutex<LeaseDb>>>,
     pub inventory: InventoryRx,
     pub bus: Bus,
+    /// New registrations in the current minute (`[dhcp] register_per_minute`).
+    pub registrations: Mutex<Window>,
+    /// Undecodable packets, recorded under a per-source limit.
+    pub rejections: super::flood::Rejections,
+}
+
+/// A one-minute counting window: how many things happened since `start`.
+#[derive(Debug, Default)]
+pub struct Window {
+    start: u64,
+    count: u32,
+}
+
+impl Window {
+    /// Counts one more at `now` (Unix seconds); whether it is within `limit` this minute.
+    /// The first refusal of a minute is reported as `Refused(true)`.
+    pub fn admit(&mut self, now: u64, limit: u32) -> Admit {
+        if now >= self.start + 60 {
+            *self = Window {
+                start: now,
+                count: 0,
+            };
+        }
+        self.count = self.count.saturating_add(1);
+        match self.count.checked_sub(limit) {
+            None | Some(0) => Admit::Yes,
+            Some(over) => Admit::Refused { first: over == 1 },
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    Yes,
+    Refused { first: bool },
 }
 
 /// The proxyDHCP port where PXE clients send their boot-server REQUEST.
@@ -88,13 +123,14 @@ impl DhcpService {
             Err(e) => {
                 // Our own and other servers' replies arrive on port 67 too; they are not errors.
                 if !matches!(e, crate::proto::dhcp::DecodeError::NotRequest(2)) {
-                    self.bus.emit(Event::PacketRejected {
+                    let ev = Event::PacketRejected {
                         proto: "dhcp",
                         peer,
                         iface: iface.into(),
                         bytes: bytes.len(),
                         reason: e.to_string(),
-                    });
+                    };
+                    self.rejections.record(&self.bus, peer.ip(), ev);
                 }
                 return None;
             }
@@ -186,6 +222,23 @@ impl DhcpService {
     }
 
     fn register(&self, mac: &crate::core::mac::Mac, ip: Ipv4Addr, now: u64) {
+        let limit = self.cfg.register_per_minute;
+        let admit = self
+            .registrations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(now, limit);
+        if let Admit::Refused { first } = admit {
+            if first {
+                warn!(%mac, limit, "registration cap reached this minute; new MACs get leases only");
+                self.bus.emit(Event::RegistrationLimited {
+                    mac: *mac,
+                    ip,
+                    limit,
+                });
+            }
+            return;
+        }
         match register::write_machine(&self.conf_repo, mac, ip, &rfc3339(now)) {
             Ok(Some(path)) => {
                 info!(%mac, %ip, path = %path.display(), "registered new machine");
@@ -247,5 +300,26 @@ fn kind_name(k: RequestKind) -> String {
         RequestKind::Release => "release".into(),
         RequestKind::Inform => "inform".into(),
         RequestKind::Other(n) => format!("type-{n}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registration_window_admits_limit_a_minute_and_reports_the_first_refusal() {
+        let mut w = Window::default();
+        for _ in 0..3 {
+            assert_eq!(w.admit(100, 3), Admit::Yes);
+        }
+        assert_eq!(w.admit(110, 3), Admit::Refused { first: true });
+        assert_eq!(w.admit(120, 3), Admit::Refused { first: false });
+        assert_eq!(w.admit(159, 3), Admit::Refused { first: false });
+        assert_eq!(w.admit(160, 3), Admit::Yes, "a new minute");
+        assert_eq!(
+            Window::default().admit(0, 0),
+            Admit::Refused { first: true }
+        );
     }
 }
