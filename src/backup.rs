@@ -527,6 +527,9 @@ pub fn pull(plan: &HostPlan, known: &Path, timeout: Duration) -> Result<Pulled, 
 /// Per-file cap of a pull: a larger file is reported (`Pulled::oversize`) and never read, so a
 /// kiosk user's `truncate -s 1T ~/.config/x` costs nothing.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// Per-host cap: a pull holds its files in memory until they are committed, so the files that
+/// would take it past this are reported like oversize ones (pulls run `concurrency` at a time).
+pub const MAX_HOST_BYTES: u64 = 256 << 20;
 
 /// Reads a pull's tar stream: files (at most `max_file_bytes` each), directories and symlinks
 /// with their metadata; `..` and `.git` paths dropped; secrets skipped unless listed in
@@ -538,6 +541,7 @@ pub fn read_archive(
 ) -> (Pulled, Option<String>) {
     let mut out = Pulled::default();
     let mut parse_err = None;
+    let mut total = 0u64;
     let mut ar = tar::Archive::new(stream);
     match ar.entries() {
         Ok(entries) => {
@@ -584,11 +588,12 @@ pub fn read_archive(
                 };
                 if kind == 'f' {
                     let size = h.size().unwrap_or(0);
-                    if size > max_file_bytes {
+                    if size > max_file_bytes || total + size > MAX_HOST_BYTES {
                         // Never read: the archive skips its bytes in small reads.
                         out.oversize.push((format!("/{path}"), size));
                         continue;
                     }
+                    total += size;
                     let mut data = Vec::new();
                     if let Err(err) = (&mut e).take(max_file_bytes).read_to_end(&mut data) {
                         parse_err = Some(err.to_string());
@@ -779,6 +784,11 @@ pub fn run(
         let now = crate::clock::unix_now();
         let r = match res.and_then(|p| record(&repo, &plan.name, &p, author).map(|r| (p, r))) {
             Ok((p, (commit, changed, added, removed))) => {
+                let oversize: Vec<String> = p
+                    .oversize
+                    .iter()
+                    .map(|(path, size)| format!("{path} ({size} bytes)"))
+                    .collect();
                 emit(Event::BackupPulled {
                     host: plan.name.clone(),
                     files: p.files.len(),
@@ -786,18 +796,28 @@ pub fn run(
                     added,
                     removed,
                     commit: commit.clone(),
+                    oversize: oversize.clone(),
                 });
+                let skipped = if oversize.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; not pulled, over the {} MiB cap: {}",
+                        MAX_FILE_BYTES >> 20,
+                        oversize.join(", ")
+                    )
+                };
                 HostResult {
                     host: plan.name.clone(),
                     time: now,
                     ok: true,
                     message: match &commit {
                         Some(c) => format!(
-                            "{changed} changed, {added} new, {removed} removed of {} files: commit {}",
+                            "{changed} changed, {added} new, {removed} removed of {} files: commit {}{skipped}",
                             p.files.len(),
                             &c[..12]
                         ),
-                        None => format!("{} files, nothing changed", p.files.len()),
+                        None => format!("{} files, nothing changed{skipped}", p.files.len()),
                     },
                     files: p.files.len(),
                     commit,

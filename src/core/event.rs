@@ -69,6 +69,8 @@ pub enum Event {
         added: usize,
         removed: usize,
         commit: Option<String>,
+        /// Files over the per-file cap, not read: "path (N bytes)".
+        oversize: Vec<String>,
     },
     /// A pull or restore that failed (after `attempts` tries).
     BackupFailed {
