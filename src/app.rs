@@ -426,6 +426,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 &cfg.http.public_url,
             )),
             leases: db.clone(),
+            audit_slots: Arc::new(tokio::sync::Semaphore::new(http::AUDIT_QUERIES)),
         };
         let app = http::router(state);
         let c = cancel.clone();

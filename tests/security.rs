@@ -333,3 +333,59 @@ fn the_api_needs_a_user_with_the_right_role_on_this_servers_name() {
         "authenticated requests are events with their user"
     );
 }
+
+/// Issue 10: `find` without a limit read the whole table into memory, and a query ran as long
+/// as it liked. Over the API a find returns at most 1 000 documents unless it asks for more,
+/// never more than 100 000; a query that runs too long (or whose client left) is interrupted.
+#[test]
+fn audit_queries_over_the_api_are_bounded() {
+    use common::{request, user_with_token};
+    use pxelator::audit::{sqlite::SqliteStore, AuditStore, Record};
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    kiosk_repo(base);
+    std::fs::create_dir_all(base.join("state")).unwrap();
+    let rows: Vec<Record> = (0..5000u64)
+        .map(|i| {
+            let e = pxelator::core::event::Event::InventoryLoaded {
+                machines: i as usize,
+                profiles: 1,
+                problems: 0,
+            };
+            Record::from_event(&e, 1_700_000_000_000 + i as i64, i)
+        })
+        .collect();
+    {
+        let mut s = SqliteStore::open(&base.join("state/audit.sqlite"), &[]).unwrap();
+        s.insert(&rows).unwrap();
+        // The interrupt works: a reader told to stop fails its query instead of finishing it.
+        let mut r = SqliteStore::open_read_only(&base.join("state/audit.sqlite")).unwrap();
+        r.interrupt_when(Box::new(|| true)).unwrap();
+        let e = r.find(&serde_json::json!({}), None, None).unwrap_err();
+        assert!(e.to_string().contains("interrupt"), "{e}");
+    }
+    let port = free_port();
+    let cfg = loopback_config(base, port);
+    let _daemon = Daemon::start(&cfg, &base.join("daemon.log"));
+    assert!(within(Duration::from_secs(20), || get(port, "/healthz").is_some()).is_some());
+    let token = user_with_token(&cfg, "victor", "viewer", "viewer password 1");
+    let auth = format!("Bearer {token}");
+    let find = |q: &str| {
+        request(
+            port,
+            "GET",
+            &format!("/api/audit/find{q}"),
+            &[("Authorization", &auth)],
+            "",
+        )
+        .unwrap()
+    };
+    let r = find("?filter=%7B%22kind%22%3A%22inventory_loaded%22%7D");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body.lines().count(), 1000, "the default limit");
+    let r = find("?limit=2500");
+    assert_eq!(r.body.lines().count(), 2500);
+    let r = find("?limit=1000000");
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("at most 100000"), "{}", r.body);
+}

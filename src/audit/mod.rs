@@ -125,8 +125,24 @@ pub fn open_store(cfg: &AuditConfig) -> Result<Box<dyn AuditStore>, AuditError> 
 
 /// Opens the configured store for queries (CLI, HTTP API) while the daemon writes.
 pub fn open_reader(cfg: &AuditConfig) -> Result<Box<dyn AuditStore>, AuditError> {
+    open_bounded_reader(cfg, None)
+}
+
+/// A reader whose queries stop (with an error) once `stop` says so — checked every few
+/// thousand SQLite steps: a deadline, or the client that asked having gone away. (MongoDB
+/// readers are not interrupted this way.)
+pub fn open_bounded_reader(
+    cfg: &AuditConfig,
+    stop: Option<Box<dyn FnMut() -> bool + Send>>,
+) -> Result<Box<dyn AuditStore>, AuditError> {
     Ok(match &cfg.backend {
-        AuditBackend::Sqlite(p) => Box::new(sqlite::SqliteStore::open_read_only(p)?),
+        AuditBackend::Sqlite(p) => {
+            let mut s = sqlite::SqliteStore::open_read_only(p)?;
+            if let Some(stop) = stop {
+                s.interrupt_when(stop)?;
+            }
+            Box::new(s)
+        }
         AuditBackend::Mongo(u) => Box::new(mongo::MongoStore::open(u, &[])?),
     })
 }

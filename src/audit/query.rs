@@ -77,6 +77,23 @@ fn param(v: &Value, op: &str) -> Result<Param, QueryError> {
 }
 
 /// Translates a filter document to a WHERE clause ("1" when empty).
+/// Documents a `find` over the API returns when it names no limit, and the most it may ask for.
+pub const DEFAULT_LIMIT: u64 = 1_000;
+pub const MAX_LIMIT: u64 = 100_000;
+
+/// The limit an API `find` runs with.
+pub fn api_limit(asked: Option<u64>) -> Result<u64, QueryError> {
+    match asked {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if n <= MAX_LIMIT => Ok(n),
+        Some(n) => Err(QueryError::BadOperand {
+            op: "limit".into(),
+            what: "at most 100000 (narrow the filter, e.g. by time, and ask again)",
+            got: n.to_string(),
+        }),
+    }
+}
+
 pub fn filter_to_sql(filter: &Value) -> Result<Sql, QueryError> {
     let mut sql = Sql::default();
     sql.where_clause = clause(filter, &mut sql.params)?;

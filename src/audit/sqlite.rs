@@ -275,6 +275,15 @@ impl SqliteStore {
         Ok(SqliteStore { conn })
     }
 
+    /// Makes running statements fail ("interrupted") once `stop` returns true; checked every
+    /// 10 000 virtual machine steps.
+    pub fn interrupt_when(
+        &mut self,
+        stop: Box<dyn FnMut() -> bool + Send>,
+    ) -> Result<(), AuditError> {
+        Ok(self.conn.progress_handler(10_000, Some(stop))?)
+    }
+
     /// The ids of the events a filter can only match, from the postings of its most selective
     /// pinned field — when selective enough (a tenth of the events at most, or 10 000) that
     /// looking rows up by id beats reading the table. None: read the table.

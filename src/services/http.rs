@@ -33,6 +33,8 @@ pub struct HttpState {
     pub boot_dir: PathBuf,
     /// Users, sessions, allowed Host names (see `services::api_auth`).
     pub auth: Arc<super::api_auth::AuthState>,
+    /// Turns for audit queries (`AUDIT_QUERIES` at once).
+    pub audit_slots: Arc<tokio::sync::Semaphore>,
     /// The DHCP server's leases (None when pxelator is not the DHCP server): a boot script is
     /// given only to the address that holds its MAC's lease.
     pub leases: Option<Arc<std::sync::Mutex<super::dhcp::LeaseDb>>>,
@@ -147,6 +149,20 @@ fn boot_script_refusal(st: &HttpState, mac: &Mac, peer: SocketAddr) -> Option<St
     })
 }
 
+/// Audit queries run at once over HTTP, how long one waits for its turn, how long it may run.
+pub const AUDIT_QUERIES: usize = 2;
+const AUDIT_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const AUDIT_QUERY_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sets its flag when dropped (with the request's future, if the client goes away).
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct FindParams {
     /// MongoDB-style filter as JSON (default `{}`).
@@ -169,8 +185,26 @@ where
         )
             .into_response();
     };
+    // At most AUDIT_QUERIES at once; a request that waits too long for its turn gets 503.
+    let Ok(Ok(_turn)) =
+        tokio::time::timeout(AUDIT_QUEUE_WAIT, st.audit_slots.clone().acquire_owned()).await
+    else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit queries are all busy; try again shortly\n",
+        )
+            .into_response();
+    };
+    // The query stops when it has run AUDIT_QUERY_TIME, or when this request is dropped
+    // (the client went away): the flag is set by the guard below.
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _drop_guard = SetOnDrop(gone.clone());
+    let deadline = std::time::Instant::now() + AUDIT_QUERY_TIME;
+    let stop = Box::new(move || {
+        gone.load(std::sync::atomic::Ordering::Relaxed) || std::time::Instant::now() > deadline
+    });
     let res = tokio::task::spawn_blocking(move || {
-        let store = crate::audit::open_reader(&cfg)?;
+        let store = crate::audit::open_bounded_reader(&cfg, Some(stop))?;
         f(&*store)
     })
     .await;
@@ -206,8 +240,12 @@ async fn audit_find(
         (Ok(f), Ok(s)) => (f, s),
         (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
+    let limit = match crate::audit::query::api_limit(q.limit) {
+        Ok(n) => n,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
     audit_query(&st, move |store| {
-        let docs = store.find(&filter, sort.as_ref(), q.limit)?;
+        let docs = store.find(&filter, sort.as_ref(), Some(limit))?;
         let mut body = String::new();
         for d in docs {
             body.push_str(&d.to_string());
