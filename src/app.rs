@@ -77,7 +77,12 @@ pub fn load_inventory(
 /// Pulls host files when their `schedule` in backup.toml says so (checked every 5 s, in the
 /// system time zone); one run at a time; events go on the bus. A run missed while the daemon
 /// was down is made up once, and the log says so.
-async fn backup_scheduler(cfg: Config, bus: Bus, cancel: CancellationToken) {
+async fn backup_scheduler(
+    cfg: Config,
+    bus: Bus,
+    inv: crate::services::InventoryRx,
+    cancel: CancellationToken,
+) {
     use crate::backup;
     let since = jiff::Timestamp::now();
     let tz = jiff::tz::TimeZone::system();
@@ -85,12 +90,10 @@ async fn backup_scheduler(cfg: Config, bus: Bus, cancel: CancellationToken) {
     let mut warned: std::collections::HashSet<String> = Default::default();
     loop {
         tokio::select! { _ = cancel.cancelled() => break, _ = tick.tick() => {} }
-        if !cfg.conf_repo.join("backup.toml").exists() {
-            continue;
-        }
         let c = cfg.clone();
+        // The inventory the daemon serves (the committed one), as DHCP sees it.
+        let inv = inv.borrow().clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            let inv = inventory::load(&c.conf_repo, c.server_ip, None).0;
             backup::load_plans(&c, &inv).map(|p| (p, backup::load_status(&c)))
         })
         .await;
@@ -141,7 +144,12 @@ async fn backup_scheduler(cfg: Config, bus: Bus, cancel: CancellationToken) {
 /// Runs power.toml's on/off schedules (checked every 2 s). The time of the last check is kept
 /// in `state_dir/power-last-check`, so after downtime the latest missed action per target is
 /// carried out once and the missed ones are reported (`power_missed`).
-async fn power_scheduler(cfg: Config, bus: Bus, cancel: CancellationToken) {
+async fn power_scheduler(
+    cfg: Config,
+    bus: Bus,
+    inv: crate::services::InventoryRx,
+    cancel: CancellationToken,
+) {
     use crate::power::{self, schedule};
     let state = cfg.state_dir.join("power-last-check");
     let mut last = std::fs::read_to_string(&state)
@@ -155,6 +163,7 @@ async fn power_scheduler(cfg: Config, bus: Bus, cancel: CancellationToken) {
         tokio::select! { _ = cancel.cancelled() => break, _ = tick.tick() => {} }
         let now = jiff::Timestamp::now();
         let c = cfg.clone();
+        let inv = inv.borrow().clone();
         let res = tokio::task::spawn_blocking(move || -> Result<Vec<Event>, String> {
             let Some(s) = power::load_schedules(&c)? else {
                 return Ok(Vec::new());
@@ -163,8 +172,6 @@ async fn power_scheduler(cfg: Config, bus: Bus, cancel: CancellationToken) {
             if due.is_empty() {
                 return Ok(Vec::new());
             }
-            // Read only when something is due (this runs every 2 s).
-            let inv = inventory::load(&c.conf_repo, c.server_ip, None).0;
             let mut events = Vec::new();
             for d in due {
                 if !d.missed.is_empty() {
@@ -446,8 +453,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Ok(key) => info!(key = %key.display(), "ssh key for backups and power-off"),
         Err(e) => warn!("{e}; backups and ssh power-off will fail until it exists"),
     }
-    tasks.spawn(backup_scheduler(cfg.clone(), bus.clone(), cancel.clone()));
-    tasks.spawn(power_scheduler(cfg.clone(), bus.clone(), cancel.clone()));
+    tasks.spawn(backup_scheduler(
+        cfg.clone(),
+        bus.clone(),
+        inv_rx.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(power_scheduler(
+        cfg.clone(),
+        bus.clone(),
+        inv_rx.clone(),
+        cancel.clone(),
+    ));
 
     // Inventory reloads: SIGHUP or a change under conf_repo (debounced).
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<&'static str>(8);

@@ -140,9 +140,10 @@ fn merge(a: &Settings, b: &Settings) -> Settings {
 /// addresses through the inventory.
 pub fn load_plans(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Plans, BackupError> {
     let file = cfg.conf_repo.join("backup.toml");
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+    // Committed, like the inventory (confrepo::read_current).
+    let text = match crate::confrepo::read_current(&cfg.conf_repo, "backup.toml") {
+        Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+        Ok(None) => String::new(),
         Err(e) => {
             return Err(BackupError::Config {
                 file,

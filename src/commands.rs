@@ -7,8 +7,9 @@ use crate::inventory::{self, edit, edit::HostSpec, Machine};
 use anyhow::{bail, Context};
 use std::fmt::Write;
 
+/// The committed inventory (what the daemon serves), see [`confrepo::current_inventory`].
 fn load(cfg: &Config) -> inventory::Inventory {
-    inventory::load(&cfg.conf_repo, cfg.server_ip, None).0
+    confrepo::current_inventory(cfg).0
 }
 
 fn describe(spec: &HostSpec) -> String {

@@ -690,6 +690,58 @@ impl ConfRepo {
     }
 }
 
+/// One truth for everything that reads the conf repo: in a git repository with commits, what
+/// is committed (HEAD), as the daemon serves it; otherwise the files on disk. So the CLI and
+/// the schedulers act on exactly the machines DHCP answers, never on an uncommitted edit.
+pub fn read_current(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, RepoError> {
+    if let Some(repo) = ConfRepo::open(root)? {
+        if let Some(head) = repo.head()? {
+            return repo.blob_at(head, &clean_path(rel)?);
+        }
+    }
+    match std::fs::read(root.join(rel)) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(RepoError::Io {
+            path: root.to_owned(),
+            file: root.join(rel),
+            source,
+        }),
+    }
+}
+
+/// The inventory as [`read_current`] sees it: HEAD's inventory files written to a private
+/// scratch directory under `state_dir` and loaded from there (problems name the conf-repo
+/// files), or the files on disk when the conf repo is not a git repository yet.
+pub fn current_inventory(
+    cfg: &crate::config::Config,
+) -> (crate::inventory::Inventory, Vec<crate::inventory::Problem>) {
+    use crate::inventory;
+    let load_disk = || inventory::load(&cfg.conf_repo, cfg.server_ip, None);
+    let Ok(Some(repo)) = ConfRepo::open(&cfg.conf_repo) else {
+        return load_disk();
+    };
+    let Ok(Some(head)) = repo.head() else {
+        return load_disk();
+    };
+    let scratch = cfg
+        .state_dir
+        .join(format!("cli-snapshot-{}", std::process::id()));
+    let loaded = match repo.snapshot(head, inventory::DIRS, &scratch) {
+        Ok(()) => inventory::load_named(&scratch, &cfg.conf_repo, cfg.server_ip, None),
+        Err(e) => (
+            inventory::Inventory::default(),
+            vec![inventory::Problem {
+                path: cfg.conf_repo.clone(),
+                line: None,
+                message: e.to_string(),
+            }],
+        ),
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    loaded
+}
+
 /// A history path: `host:/etc/hosts` means `hosts/host/etc/hosts` (pulled host files), anything
 /// else is a path in the repo.
 pub fn repo_path(spec: &str) -> Result<String, RepoError> {

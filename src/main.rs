@@ -369,7 +369,7 @@ fn backup(config: &std::path::Path, who: Option<&str>, cmd: BackupCmd) -> anyhow
     use anyhow::Context;
     use pxelator::backup as b;
     let cfg = Config::load(config)?;
-    let inv = pxelator::inventory::load(&cfg.conf_repo, cfg.server_ip, None).0;
+    let inv = pxelator::confrepo::current_inventory(&cfg).0;
     let events = std::sync::Mutex::new(Vec::new());
     let emit = |e: pxelator::core::event::Event| events.lock().expect("events").push(e);
     let ok = match cmd {
@@ -483,7 +483,7 @@ fn power(config: &std::path::Path, cmd: PowerCmd) -> anyhow::Result<bool> {
     use pxelator::core::event::Event;
     use pxelator::power::{self, schedule::Action, Methods};
     let cfg = Config::load(config)?;
-    let inv = pxelator::inventory::load(&cfg.conf_repo, cfg.server_ip, None).0;
+    let inv = pxelator::confrepo::current_inventory(&cfg).0;
     let sched = power::load_schedules(&cfg).map_err(anyhow::Error::msg)?;
     let (who, action, port) = match cmd {
         PowerCmd::On { who, port } => (who, Some(Action::On), port),

@@ -78,11 +78,15 @@ pub fn send_wol(source: Ipv4Addr, mac: &Mac, target: Ipv4Addr, port: u16) -> std
 /// Reads `power.toml` from the conf repo (None when there is none). Errors name the file.
 pub fn load_schedules(cfg: &crate::config::Config) -> Result<Option<schedule::Schedules>, String> {
     let path = cfg.conf_repo.join("power.toml");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => schedule::parse(&text, jiff::tz::TimeZone::system())
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+    // Committed, like the inventory (confrepo::read_current).
+    match crate::confrepo::read_current(&cfg.conf_repo, "power.toml") {
+        Ok(Some(bytes)) => schedule::parse(
+            &String::from_utf8_lossy(&bytes),
+            jiff::tz::TimeZone::system(),
+        )
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", path.display())),
+        Ok(None) => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }

@@ -389,3 +389,65 @@ fn audit_queries_over_the_api_are_bounded() {
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.body.contains("at most 100000"), "{}", r.body);
 }
+
+/// Issue 10: the daemon served the committed inventory while the CLI and the schedulers read
+/// the working tree, so they could act on a machine DHCP did not know. Now an uncommitted
+/// machine (or backup.toml) is invisible to `power` and `backup run` until it is committed.
+#[test]
+fn the_cli_sees_only_what_is_committed_like_the_daemon() {
+    use common::{px, text};
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    let repo = kiosk_repo(base);
+    let cfg = loopback_config(base, free_port());
+    // kiosk2 is driven by AMT at a loopback port where nothing listens: a status request
+    // fails there, and never leaves the machine.
+    let dead = free_port();
+    std::fs::write(
+        repo.join("machines/kiosk2.toml"),
+        format!("mac = \"52:54:00:00:00:02\"\nhostname = \"kiosk2\"\n[params]\namt = \"127.0.0.1:{dead}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("backup.toml"),
+        format!("attempts = 1\ntimeout_secs = 3\n[host.kiosk1]\naddress = \"127.0.0.1\"\nport = {dead}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("power.toml"),
+        "[amt]\nuser = \"admin\"\npassword = \"x\"\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "power.toml"]);
+    git(&repo, &["commit", "-q", "-m", "power credentials"]);
+
+    let o = px(&cfg, &["power", "status", "kiosk2"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("kiosk2"), "{}", text(&o));
+    assert!(
+        !text(&o).contains(&dead.to_string()),
+        "uncommitted kiosk2 was acted on: {}",
+        text(&o)
+    );
+    let o = px(&cfg, &["backup", "run"]);
+    assert!(
+        text(&o).contains("no hosts to pull"),
+        "uncommitted backup.toml was used: {}",
+        text(&o)
+    );
+
+    git(&repo, &["add", "machines/kiosk2.toml", "backup.toml"]);
+    git(&repo, &["commit", "-q", "-m", "kiosk2, backups"]);
+    let o = px(&cfg, &["power", "status", "kiosk2"]);
+    assert!(
+        text(&o).contains(&dead.to_string()),
+        "committed kiosk2 is acted on: {}",
+        text(&o)
+    );
+    let o = px(&cfg, &["backup", "run"]);
+    let shown = text(&o);
+    assert!(
+        !shown.contains("no hosts to pull") && shown.contains("kiosk1"),
+        "committed backup.toml is used: {shown}"
+    );
+}
