@@ -307,6 +307,8 @@ pub struct Pulled {
     pub secrets_skipped: Vec<String>,
     /// Files over the size cap, with their size: reported, not read.
     pub oversize: Vec<(String, u64)>,
+    /// Files whose names hold control characters (escaped here): reported, not pulled.
+    pub unrecordable: Vec<String>,
 }
 
 /// `'…'` quoting for the remote shell; globs (`* ? [`) stay active when the path has only
@@ -561,6 +563,12 @@ pub fn read_archive(
                 if path.is_empty() || path.split('/').any(|c| c == ".." || c == ".git") {
                     continue;
                 }
+                // A name with a tab or newline could forge a line of the .meta file (and so
+                // the mode and owner a restore sets): such a file is reported, not pulled.
+                if path.chars().any(char::is_control) {
+                    out.unrecordable.push(format!("/{}", path.escape_debug()));
+                    continue;
+                }
                 let h = e.header();
                 let kind = match h.entry_type() {
                     tar::EntryType::Regular | tar::EntryType::Continuous => 'f',
@@ -789,6 +797,11 @@ pub fn run(
                     .oversize
                     .iter()
                     .map(|(path, size)| format!("{path} ({size} bytes)"))
+                    .chain(
+                        p.unrecordable
+                            .iter()
+                            .map(|path| format!("{path} (control characters in its name)")),
+                    )
                     .collect();
                 emit(Event::BackupPulled {
                     host: plan.name.clone(),
@@ -803,7 +816,7 @@ pub fn run(
                     String::new()
                 } else {
                     format!(
-                        "; not pulled, over the {} MiB cap: {}",
+                        "; not pulled (over the {} MiB cap, or unrecordable): {}",
                         MAX_FILE_BYTES >> 20,
                         oversize.join(", ")
                     )
@@ -904,10 +917,7 @@ pub fn restore(
     let meta = repo
         .cat(&format!("hosts/{}.meta", plan.name), rev)
         .unwrap_or_default();
-    let mode = String::from_utf8_lossy(&meta).lines().find_map(|l| {
-        let f: Vec<&str> = l.split('\t').collect();
-        (f.len() >= 4 && f[0] == format!("/{rel}")).then(|| (f[2].to_owned(), f[3].to_owned()))
-    });
+    let mode = mode_and_owner(&String::from_utf8_lossy(&meta), &format!("/{rel}"));
     let known = known_hosts(cfg);
     let q = remote_word_quoted(&format!("/{rel}"));
     let current = ssh_command(plan, &known)?
@@ -939,8 +949,11 @@ pub fn restore(
     }
     let tmp = remote_word_quoted(&format!("/{rel}.pxelator-restore"));
     let mut script = format!("umask 077 && cat > {tmp}");
-    if let Some((mode, owner)) = mode {
-        script.push_str(&format!(" && chmod {mode} {tmp} && chown {owner} {tmp}"));
+    // Only numbers parsed from the metadata reach the remote shell, never its text.
+    if let Some((mode, uid, gid)) = mode {
+        script.push_str(&format!(
+            " && chmod {mode:o} {tmp} && chown {uid}:{gid} {tmp}"
+        ));
     }
     script.push_str(&format!(" && mv -f {tmp} {q}"));
     let mut child = ssh_command(plan, &known)?
@@ -1027,6 +1040,25 @@ pub fn due_hosts(
     out
 }
 
+/// The mode and owner recorded for `path` in a `.meta` text: the line for that path whose
+/// mode is octal (at most 7777) and whose owner is `uid:gid` in digits. A line in any other
+/// shape (hand-edited, or forged) gives nothing, so restore keeps the umask's mode and owner.
+pub fn mode_and_owner(meta: &str, path: &str) -> Option<(u32, u64, u64)> {
+    meta.lines().find_map(|l| {
+        let f: Vec<&str> = l.split('\t').collect();
+        if f.len() < 4 || f[0] != path {
+            return None;
+        }
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let (uid, gid) = f[3].split_once(':')?;
+        if !(digits(f[2]) && f[2].len() <= 4 && digits(uid) && digits(gid)) {
+            return None;
+        }
+        let mode = u32::from_str_radix(f[2], 8).ok().filter(|m| *m <= 0o7777)?;
+        Some((mode, uid.parse().ok()?, gid.parse().ok()?))
+    })
+}
+
 fn remote_word_quoted(p: &str) -> String {
     format!("'{}'", p.replace('\'', "'\\''"))
 }
@@ -1061,6 +1093,22 @@ mod tests {
             1000,
             "a file exactly at the cap is pulled"
         );
+    }
+
+    /// Issue 10: a file name holding a newline could add a forged line to hosts/<h>.meta,
+    /// whose mode field went into the restore's shell line as text.
+    #[test]
+    fn forged_metadata_never_reaches_the_restore_script() {
+        let t = tar_of(&[("home/k/a\n/etc/x\tf\t4755;touch /tmp/canary\t0:0\t0\t", 3)]);
+        let (p, err) = read_archive(&t[..], &[], MAX_FILE_BYTES);
+        assert_eq!(err, None);
+        assert!(p.files.is_empty() && p.meta.is_empty(), "{p:?}");
+        assert_eq!(p.unrecordable.len(), 1);
+        let meta = "/etc/x\tf\t4755;touch /tmp/canary\t0:0\t0\t\n/etc/y\tf\t0640\t0:42\t0\t\n/etc/z\tf\t644\t0:$(id)\t0\t\n";
+        assert_eq!(mode_and_owner(meta, "/etc/x"), None);
+        assert_eq!(mode_and_owner(meta, "/etc/y"), Some((0o640, 0, 42)));
+        assert_eq!(mode_and_owner(meta, "/etc/z"), None);
+        assert_eq!(mode_and_owner("/etc/w\tf\t99999\t0:0\t0\t", "/etc/w"), None);
     }
 
     #[test]

@@ -648,3 +648,82 @@ fn a_huge_sparse_file_is_reported_not_read() {
     );
     assert!(!pulled.join("home/kiosk/.config/x").exists());
 }
+
+/// Issue 10: restore built `chmod {mode} … chown {owner}` from `hosts/<h>.meta` as text, and
+/// a kiosk user could forge a line of that file with a file name holding a newline. A forged
+/// line (here committed by hand) runs nothing: a canary file is never created, and the file is
+/// still restored, with the umask's mode.
+#[test]
+fn forged_restore_metadata_runs_no_command() {
+    if !sshd_available() {
+        assert!(std::env::var_os("CI").is_none(), "openssh-server missing");
+        println!("SKIPPED: forged-metadata restore test: {SSHD} not installed");
+        return;
+    }
+    let (d, key, authorized) = client_key();
+    let base = d.path();
+    let host = start_sshd(&base.join("h1"), &authorized);
+    let r = host.root.clone();
+    std::fs::create_dir_all(r.join("etc")).unwrap();
+    std::fs::write(r.join("etc/motd"), "hello\n").unwrap();
+    let repo = base.join("conf-repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::create_dir_all(base.join("boot")).unwrap();
+    let root = r.display();
+    std::fs::write(
+        repo.join("backup.toml"),
+        format!(
+            "[host.kiosk1]\nuser = \"root\"\nkey = \"{}\"\naddress = \"127.0.0.1\"\nport = {}\npaths = [\"{root}/etc\"]\n",
+            key.display(),
+            host.port
+        ),
+    )
+    .unwrap();
+    let cfg = base.join("pxelator.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"10.77.1.1\"\n[dhcp]\nmode = \"off\"\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let o = px(&cfg, &["backup", "run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let meta_file = repo.join("hosts/kiosk1.meta");
+    let meta = std::fs::read_to_string(&meta_file).unwrap();
+    let canary = base.join("canary");
+    let motd = format!("{root}/etc/motd");
+    let forged: String = meta
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            if f[0] == motd {
+                format!(
+                    "{}\tf\t644; touch {}; true\t{}\t{}\t\n",
+                    f[0],
+                    canary.display(),
+                    f[3],
+                    f[4]
+                )
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert_ne!(forged, meta, "the motd line was found and forged");
+    std::fs::write(&meta_file, forged).unwrap();
+    git(&repo, &["commit", "-q", "-am", "innocent metadata change"]);
+    std::fs::write(r.join("etc/motd"), "changed\n").unwrap();
+    let o = px(&cfg, &["backup", "restore", &format!("kiosk1:{motd}@HEAD")]);
+    assert!(
+        !canary.exists(),
+        "a command from the metadata ran: {}",
+        text(&o)
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/motd")).unwrap(),
+        "hello\n"
+    );
+}
