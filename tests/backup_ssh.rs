@@ -565,37 +565,33 @@ fn power_off_runs_the_ssh_command() {
     );
 }
 
-/// Issue 10: a kiosk user's `truncate -s 1G ~/.config/x` made the pull read the whole file
-/// into memory (and with 1T, kill the daemon). Now it is reported and never read: the pull
-/// finishes, the other files are committed, the process's peak RSS stays far below the file.
-#[test]
-fn a_huge_sparse_file_is_reported_not_read() {
-    if !sshd_available() {
-        assert!(std::env::var_os("CI").is_none(), "openssh-server missing");
-        println!("SKIPPED: huge-file backup test: {SSHD} not installed");
-        return;
-    }
+/// One sshd host ("kiosk1") whose tree has `etc/` (and whatever `prepare` adds under its
+/// root), a conf repo whose backup.toml pulls `paths` (relative to that root) from it, and a
+/// config with DHCP off: (scratch dir, host, conf repo, config).
+fn one_host(
+    paths: &[&str],
+    extra_toml: &str,
+    prepare: impl FnOnce(&Path),
+) -> (tempfile::TempDir, Sshd, PathBuf, PathBuf) {
     let (d, key, authorized) = client_key();
-    let base = d.path();
+    let base = d.path().to_owned();
     let host = start_sshd(&base.join("h1"), &authorized);
-    let r = host.root.clone();
-    std::fs::create_dir_all(r.join("etc")).unwrap();
-    std::fs::create_dir_all(r.join("home/kiosk/.config")).unwrap();
-    std::fs::write(r.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
-    std::fs::File::create(r.join("home/kiosk/.config/x"))
-        .unwrap()
-        .set_len(1 << 30)
-        .unwrap();
+    std::fs::create_dir_all(host.root.join("etc")).unwrap();
+    prepare(&host.root);
     let repo = base.join("conf-repo");
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::create_dir_all(base.join("boot")).unwrap();
-    let root = r.display();
+    let paths: Vec<String> = paths
+        .iter()
+        .map(|p| format!("\"{}/{p}\"", host.root.display()))
+        .collect();
     std::fs::write(
         repo.join("backup.toml"),
         format!(
-            "timeout_secs = 120\n[host.kiosk1]\nuser = \"root\"\nkey = \"{}\"\naddress = \"127.0.0.1\"\nport = {}\npaths = [\"{root}/etc\", \"{root}/home\"]\n",
+            "{extra_toml}[host.kiosk1]\nuser = \"root\"\nkey = \"{}\"\naddress = \"127.0.0.1\"\nport = {}\npaths = [{}]\n",
             key.display(),
             host.port,
+            paths.join(", ")
         ),
     )
     .unwrap();
@@ -608,6 +604,28 @@ fn a_huge_sparse_file_is_reported_not_read() {
         ),
     )
     .unwrap();
+    (d, host, repo, cfg)
+}
+
+/// Issue 10: a kiosk user's `truncate -s 1G ~/.config/x` made the pull read the whole file
+/// into memory (and with 1T, kill the daemon). Now it is reported and never read: the pull
+/// finishes, the other files are committed, the process's peak RSS stays far below the file.
+#[test]
+fn a_huge_sparse_file_is_reported_not_read() {
+    if !sshd_available() {
+        assert!(std::env::var_os("CI").is_none(), "openssh-server missing");
+        println!("SKIPPED: huge-file backup test: {SSHD} not installed");
+        return;
+    }
+    let (_d, host, repo, cfg) = one_host(&["etc", "home"], "timeout_secs = 120\n", |r| {
+        std::fs::create_dir_all(r.join("home/kiosk/.config")).unwrap();
+        std::fs::write(r.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+        std::fs::File::create(r.join("home/kiosk/.config/x"))
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+    });
+    let r = host.root.clone();
     let mut child = Command::new(BIN)
         .args(["backup", "--config"])
         .arg(&cfg)
@@ -660,34 +678,12 @@ fn forged_restore_metadata_runs_no_command() {
         println!("SKIPPED: forged-metadata restore test: {SSHD} not installed");
         return;
     }
-    let (d, key, authorized) = client_key();
+    let (d, host, repo, cfg) = one_host(&["etc"], "", |r| {
+        std::fs::write(r.join("etc/motd"), "hello\n").unwrap();
+    });
     let base = d.path();
-    let host = start_sshd(&base.join("h1"), &authorized);
     let r = host.root.clone();
-    std::fs::create_dir_all(r.join("etc")).unwrap();
-    std::fs::write(r.join("etc/motd"), "hello\n").unwrap();
-    let repo = base.join("conf-repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    std::fs::create_dir_all(base.join("boot")).unwrap();
     let root = r.display();
-    std::fs::write(
-        repo.join("backup.toml"),
-        format!(
-            "[host.kiosk1]\nuser = \"root\"\nkey = \"{}\"\naddress = \"127.0.0.1\"\nport = {}\npaths = [\"{root}/etc\"]\n",
-            key.display(),
-            host.port
-        ),
-    )
-    .unwrap();
-    let cfg = base.join("pxelator.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"10.77.1.1\"\n[dhcp]\nmode = \"off\"\n",
-            base.display()
-        ),
-    )
-    .unwrap();
     let o = px(&cfg, &["backup", "run"]);
     assert!(o.status.success(), "{}", text(&o));
     let meta_file = repo.join("hosts/kiosk1.meta");

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{free_port, px, text, Daemon};
+use common::{free_port, loopback_config_with, px, text, Daemon};
 
 /// A daemon on loopback receiving syslog; (tempdir, config, log, syslog port, daemon).
 fn start() -> (
@@ -19,21 +19,12 @@ fn start() -> (
 ) {
     let d = tempfile::tempdir().unwrap();
     let base = d.path();
-    for dir in ["conf-repo", "boot"] {
-        std::fs::create_dir_all(base.join(dir)).unwrap();
-    }
     let (http, sys) = (free_port(), free_port());
-    let cfg = base.join("pxelator.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"127.0.0.1\"\n\
-             [dhcp]\nmode = \"off\"\n[tftp]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
-             [syslog]\nlisten = \"127.0.0.1:{sys}\"\n",
-            base.display()
-        ),
-    )
-    .unwrap();
+    let cfg = loopback_config_with(
+        base,
+        http,
+        &format!("[tftp]\nenabled = false\n[syslog]\nlisten = \"127.0.0.1:{sys}\"\n"),
+    );
     let log = base.join("daemon.log");
     let daemon = Daemon::start(&cfg, &log);
     let deadline = Instant::now() + Duration::from_secs(20);

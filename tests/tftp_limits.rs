@@ -6,7 +6,7 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 mod common;
-use common::{free_port, within, Daemon};
+use common::{free_port, loopback_config_with, within, Daemon};
 
 fn rrq(file: &str, opts: &[(&str, &str)]) -> Vec<u8> {
     let mut p = vec![0, 1];
@@ -34,21 +34,13 @@ fn first_answer(s: &UdpSocket) -> (u16, Vec<u8>) {
 fn one_address_gets_at_most_8_transfers_and_no_long_timeouts() {
     let d = tempfile::tempdir().unwrap();
     let base = d.path();
-    for dir in ["conf-repo", "boot"] {
-        std::fs::create_dir_all(base.join(dir)).unwrap();
-    }
-    std::fs::write(base.join("boot/big.bin"), vec![7u8; 1 << 20]).unwrap();
     let (http, tftp) = (free_port(), free_port());
-    let cfg = base.join("pxelator.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"127.0.0.1\"\n\
-             [dhcp]\nmode = \"off\"\n[tftp]\nlisten = \"127.0.0.1:{tftp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n",
-            base.display()
-        ),
-    )
-    .unwrap();
+    let cfg = loopback_config_with(
+        base,
+        http,
+        &format!("[tftp]\nlisten = \"127.0.0.1:{tftp}\"\n"),
+    );
+    std::fs::write(base.join("boot/big.bin"), vec![7u8; 1 << 20]).unwrap();
     let log = base.join("daemon.log");
     let _daemon = Daemon::start(&cfg, &log);
     let up = || {

@@ -283,13 +283,21 @@ pub fn git_stdin(repo: &Path, args: &[&str], input: &[u8]) -> String {
 /// A config for a daemon on loopback only: DHCP and TFTP off, HTTP on 127.0.0.1:`port`,
 /// conf repo, state and boot directories under `base`.
 pub fn loopback_config(base: &Path, port: u16) -> PathBuf {
-    std::fs::create_dir_all(base.join("boot")).unwrap();
+    loopback_config_with(base, port, "[tftp]\nenabled = false\n")
+}
+
+/// [`loopback_config`] with `extra` TOML sections instead of the one turning TFTP off (e.g. a
+/// `[tftp]` or `[syslog]` listening on 127.0.0.1).
+pub fn loopback_config_with(base: &Path, port: u16, extra: &str) -> PathBuf {
+    for d in ["boot", "conf-repo"] {
+        std::fs::create_dir_all(base.join(d)).unwrap();
+    }
     let cfg = base.join("pxelator.toml");
     std::fs::write(
         &cfg,
         format!(
             "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\nserver_ip = \"127.0.0.1\"\n\
-             [dhcp]\nmode = \"off\"\n[tftp]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
+             [dhcp]\nmode = \"off\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}",
             base.display()
         ),
     )
