@@ -33,6 +33,24 @@ pub struct WriterStats {
     pub spooled: AtomicU64,
     /// Events lost (a spool write AND the store failed): must stay 0.
     pub dropped: AtomicU64,
+    /// Events waiting in the spool now: counted at start, then kept by push and replay, so
+    /// `/api/audit/status` reads a counter instead of every spool file.
+    pub spool_pending: AtomicU64,
+}
+
+impl WriterStats {
+    fn spooled_now(&self, n: usize) {
+        self.spooled.fetch_add(n as u64, Ordering::Relaxed);
+        self.spool_pending.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn replayed(&self, n: usize) {
+        let _ = self
+            .spool_pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(p.saturating_sub(n as u64))
+            });
+    }
 }
 
 /// Drains `queue` until `cancel`, then stores (or spools) everything already queued. With
@@ -45,6 +63,9 @@ pub async fn run_writer(
     stats: Arc<WriterStats>,
     cancel: CancellationToken,
 ) {
+    stats
+        .spool_pending
+        .store(spool.pending_events(), Ordering::Relaxed);
     let (tx, rx) = sync_channel::<Vec<Record>>(CHANNEL_BATCHES);
     let thread = {
         let (spool, stats) = (spool.clone(), stats.clone());
@@ -109,11 +130,7 @@ fn hand_over(
     match tx.try_send(batch) {
         Ok(()) => {}
         Err(TrySendError::Full(batch)) => match spool.push(&batch) {
-            Ok(()) => {
-                stats
-                    .spooled
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            }
+            Ok(()) => stats.spooled_now(batch.len()),
             Err(e) => {
                 warn!("{e}; waiting for the audit store instead");
                 if let Err(e) = tx.send(batch) {
@@ -226,9 +243,7 @@ fn store_thread(
 /// batch as dropped (logged).
 fn spool_or_keep(spool: &Spool, stats: &WriterStats, store: &mut dyn AuditStore, b: Vec<Record>) {
     match spool.push(&b) {
-        Ok(()) => {
-            stats.spooled.fetch_add(b.len() as u64, Ordering::Relaxed);
-        }
+        Ok(()) => stats.spooled_now(b.len()),
         Err(e) => {
             for _ in 0..30 {
                 if store.insert(&b).is_ok() {
@@ -281,6 +296,7 @@ fn replay(store: &mut dyn AuditStore, spool: &Spool, stats: &WriterStats) -> boo
                 warn!("{e}");
                 return false;
             }
+            stats.replayed(rows.len());
         }
     }
     spool.is_empty()
@@ -340,6 +356,41 @@ mod tests {
         assert!(spool.is_empty());
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
         assert!(bus.audit_queue().is_none(), "the queue can be taken once");
+    }
+
+    /// Issue 10: /api/audit/status read every spool file; it reads this counter now.
+    #[test]
+    fn spool_pending_follows_pushes_and_replays() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let stats = WriterStats::default();
+        let mut store =
+            crate::audit::sqlite::SqliteStore::open(&d.path().join("a.sqlite"), &[]).unwrap();
+        let rows: Vec<Record> = (0..5)
+            .map(|i| {
+                let e = crate::core::event::Event::InventoryLoaded {
+                    machines: i,
+                    profiles: 0,
+                    problems: 0,
+                };
+                Record::from_event(&e, 1_000 + i as i64, i as u64)
+            })
+            .collect();
+        spool_or_keep(&spool, &stats, &mut store, rows);
+        assert_eq!(stats.spool_pending.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            spool.pending_events(),
+            5,
+            "the counter agrees with the files"
+        );
+        assert!(replay(&mut store, &spool, &stats));
+        assert_eq!(stats.spool_pending.load(Ordering::Relaxed), 0);
+        stats.replayed(3);
+        assert_eq!(
+            stats.spool_pending.load(Ordering::Relaxed),
+            0,
+            "never below zero"
+        );
     }
 
     /// The same batch replayed (a crash between insert and segment removal) is stored once.

@@ -380,27 +380,16 @@ async fn history_cat(
 }
 
 /// `GET /api/audit/status` → the writer's counters: events emitted, stored, sent through the
-/// spool, waiting in it now, and dropped (which must stay 0).
+/// spool, waiting in it now, and dropped (which must stay 0). Counters only: no file is read.
 async fn audit_status(State(st): State<HttpState>) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
-    let pending = match &st.audit {
-        Some(a) => {
-            let dir = a.spool_dir.clone();
-            tokio::task::spawn_blocking(move || {
-                crate::audit::spool::Spool::open(&dir).map_or(0, |s| s.pending_events())
-            })
-            .await
-            .unwrap_or(0)
-        }
-        None => 0,
-    };
     let s = &st.audit_stats;
     let body = serde_json::json!({
         "enabled": st.audit.is_some(),
         "emitted": st.bus.emitted(),
         "stored": s.stored.load(Relaxed),
         "spooled": s.spooled.load(Relaxed),
-        "spool_pending": pending,
+        "spool_pending": s.spool_pending.load(Relaxed),
         "dropped": s.dropped.load(Relaxed),
     });
     (
