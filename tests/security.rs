@@ -385,6 +385,15 @@ fn audit_queries_over_the_api_are_bounded() {
     assert_eq!(r.body.lines().count(), 1000, "the default limit");
     let r = find("?limit=2500");
     assert_eq!(r.body.lines().count(), 2500);
+    // Only this test's events (the daemon records its own beside them).
+    let r = find("?limit=100000&filter=%7B%22time_ms%22%3A%7B%22%24lt%22%3A1700000010000%7D%7D");
+    assert_eq!(r.body.lines().count(), 5000, "streamed to the end");
+    assert!(r
+        .body
+        .lines()
+        .all(|l| l.starts_with('{') && !l.contains("\"error\"")));
+    let r = find("?filter=%7B%22mac%22%3A%7B%22%24regex%22%3A%22x%22%7D%7D");
+    assert_eq!(r.status, 400, "a bad filter still gets its status: {r:?}");
     let r = find("?limit=1000000");
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.body.contains("at most 100000"), "{}", r.body);

@@ -73,6 +73,21 @@ pub trait AuditStore: Send {
         sort: Option<&Value>,
         limit: Option<u64>,
     ) -> Result<Vec<Value>, AuditError>;
+    /// Like [`AuditStore::find`], handing each document to `f` as it is read instead of
+    /// collecting them; `f` returning an error stops the query (the reader went away).
+    /// Backends without a cursor of their own collect first (the default).
+    fn find_each(
+        &self,
+        filter: &Value,
+        sort: Option<&Value>,
+        limit: Option<u64>,
+        f: &mut dyn FnMut(Value) -> Result<(), AuditError>,
+    ) -> Result<(), AuditError> {
+        for d in self.find(filter, sort, limit)? {
+            f(d)?;
+        }
+        Ok(())
+    }
     /// Runs an aggregation pipeline; one document per group.
     fn aggregate(&self, pipeline: &Value) -> Result<Vec<Value>, AuditError>;
     /// Which index the query would use, in the backend's words.

@@ -480,6 +480,21 @@ impl AuditStore for SqliteStore {
         sort: Option<&Value>,
         limit: Option<u64>,
     ) -> Result<Vec<Value>, AuditError> {
+        let mut out = Vec::new();
+        self.find_each(filter, sort, limit, &mut |d| {
+            out.push(d);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn find_each(
+        &self,
+        filter: &Value,
+        sort: Option<&Value>,
+        limit: Option<u64>,
+        f: &mut dyn FnMut(Value) -> Result<(), AuditError>,
+    ) -> Result<(), AuditError> {
         let w = filter_to_sql(filter)?;
         let order = sort_to_sql(sort)?;
         let ids = self.narrow(filter).map(|(_, ids)| id_array(ids));
@@ -494,8 +509,10 @@ impl AuditStore for SqliteStore {
             sql.push_str(&format!(" LIMIT {n}"));
         }
         let mut st = self.conn.prepare(&sql)?;
-        let rows = st.query_map(bind(&ids, &w.params).as_slice(), row_doc)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        for row in st.query_map(bind(&ids, &w.params).as_slice(), row_doc)? {
+            f(row?)?;
+        }
+        Ok(())
     }
 
     fn scan(

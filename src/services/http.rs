@@ -178,22 +178,9 @@ where
         + Send
         + 'static,
 {
-    let Some(cfg) = st.audit.clone() else {
-        return (
-            StatusCode::NOT_FOUND,
-            "auditing is off in this config ([audit] enabled = false)\n",
-        )
-            .into_response();
-    };
-    // At most AUDIT_QUERIES at once; a request that waits too long for its turn gets 503.
-    let Ok(Ok(_turn)) =
-        tokio::time::timeout(AUDIT_QUEUE_WAIT, st.audit_slots.clone().acquire_owned()).await
-    else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "audit queries are all busy; try again shortly\n",
-        )
-            .into_response();
+    let (cfg, turn) = match audit_turn(st).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     // The query stops when it has run AUDIT_QUERY_TIME, or when this request is dropped
     // (the client went away): the flag is set by the guard below.
@@ -204,22 +191,57 @@ where
         gone.load(std::sync::atomic::Ordering::Relaxed) || std::time::Instant::now() > deadline
     });
     let res = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let store = crate::audit::open_bounded_reader(&cfg, Some(stop))?;
         f(&*store)
     })
     .await;
-    use crate::audit::AuditError as E;
     match res {
         Ok(Ok(r)) => r,
-        Ok(Err(e @ (E::Query(_) | E::BadWho(_)))) => {
-            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
-        }
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        Ok(Err(e)) => audit_error(e),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("audit query failed: {e}\n"),
         )
             .into_response(),
+    }
+}
+
+/// The audit config and a turn to query (at most AUDIT_QUERIES at once; a request that waits
+/// AUDIT_QUEUE_WAIT for its turn gets 503), or the response saying why not.
+async fn audit_turn(
+    st: &HttpState,
+) -> Result<
+    (
+        crate::config::AuditConfig,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
+    Response,
+> {
+    let Some(cfg) = st.audit.clone() else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "auditing is off in this config ([audit] enabled = false)\n",
+        )
+            .into_response());
+    };
+    match tokio::time::timeout(AUDIT_QUEUE_WAIT, st.audit_slots.clone().acquire_owned()).await {
+        Ok(Ok(turn)) => Ok((cfg, turn)),
+        _ => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit queries are all busy; try again shortly\n",
+        )
+            .into_response()),
+    }
+}
+
+fn audit_error(e: crate::audit::AuditError) -> Response {
+    use crate::audit::AuditError as E;
+    match e {
+        E::Query(_) | E::BadWho(_) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        E::Open { .. } | E::Sql(_) | E::Mongo { .. } | E::Spool { .. } | E::Other(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
+        }
     }
 }
 
@@ -244,16 +266,52 @@ async fn audit_find(
         Ok(n) => n,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    audit_query(&st, move |store| {
-        let docs = store.find(&filter, sort.as_ref(), Some(limit))?;
-        let mut body = String::new();
-        for d in docs {
-            body.push_str(&d.to_string());
-            body.push('\n');
+    let (cfg, turn) = match audit_turn(&st).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    // Streamed: documents go out as they are read, 64 lines in flight at most, so memory does
+    // not grow with the result. A client that goes away closes the channel, which stops the
+    // query; so does AUDIT_QUERY_TIME. Errors before the first document get their status;
+    // one after it ends the stream with an {"error": …} line.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(64);
+    let (started_tx, started) =
+        tokio::sync::oneshot::channel::<Result<(), crate::audit::AuditError>>();
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        let deadline = std::time::Instant::now() + AUDIT_QUERY_TIME;
+        let stop = Box::new(move || std::time::Instant::now() > deadline);
+        let store = match crate::audit::open_bounded_reader(&cfg, Some(stop)) {
+            Ok(s) => s,
+            Err(e) => return drop(started_tx.send(Err(e))),
+        };
+        let mut started_tx = Some(started_tx);
+        let res = store.find_each(&filter, sort.as_ref(), Some(limit), &mut |d| {
+            if let Some(s) = started_tx.take() {
+                let _ = s.send(Ok(()));
+            }
+            tx.blocking_send(Ok(format!("{d}\n").into()))
+                .map_err(|_| crate::audit::AuditError::Other("the client went away".into()))
+        });
+        match (res, started_tx) {
+            (Err(e), Some(s)) => drop(s.send(Err(e))),
+            (Ok(()), Some(s)) => drop(s.send(Ok(()))),
+            (Err(e), None) => {
+                let line = serde_json::json!({"error": e.to_string()});
+                let _ = tx.blocking_send(Ok(format!("{line}\n").into()));
+            }
+            (Ok(()), None) => {}
         }
-        Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
-    })
-    .await
+    });
+    match started.await {
+        Ok(Ok(())) => (
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+        )
+            .into_response(),
+        Ok(Err(e)) => audit_error(e),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "audit query failed\n").into_response(),
+    }
 }
 
 #[derive(serde::Deserialize)]
