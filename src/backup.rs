@@ -878,13 +878,10 @@ fn save_status(cfg: &Config, results: &[HostResult]) {
         all.insert(r.host.clone(), r.clone());
     }
     let p = status_path(cfg);
-    if let Some(d) = p.parent() {
-        let _ = std::fs::create_dir_all(d);
-    }
-    let tmp = p.with_extension("tmp");
     let list: Vec<&HostResult> = all.values().collect();
-    if std::fs::write(&tmp, serde_json::to_vec_pretty(&list).unwrap_or_default()).is_ok() {
-        let _ = std::fs::rename(&tmp, &p);
+    let bytes = serde_json::to_vec_pretty(&list).unwrap_or_default();
+    if let Err(e) = crate::fsutil::write_atomic(&p, &bytes, 0o600) {
+        tracing::warn!("backup status {}: {e}", p.display());
     }
 }
 

@@ -300,20 +300,8 @@ impl ConfRepo {
             // `hosts/kiosk1 -> /etc`) must not redirect our write outside the repo.
             self.no_symlink_below_root(rel)?;
             match data {
-                Some(d) => {
-                    if let Some(dir) = full.parent() {
-                        std::fs::create_dir_all(dir).map_err(io)?;
-                    }
-                    let tmp = full.with_extension("pxelator-tmp");
-                    let _ = std::fs::remove_file(&tmp);
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&tmp)
-                        .and_then(|mut f| std::io::Write::write_all(&mut f, d))
-                        .map_err(io)?;
-                    std::fs::rename(&tmp, &full).map_err(io)?;
-                }
+                // Mode 0644 before the umask (pxelator runs with 077: files are 0600).
+                Some(d) => crate::fsutil::write_atomic(&full, d, 0o644).map_err(io)?,
                 None => match std::fs::remove_file(&full) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
