@@ -108,20 +108,14 @@ fn valid_user_name(n: &str) -> bool {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    use std::fmt::Write;
-    Sha256::digest(data)
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    crate::proto::hex(&Sha256::digest(data))
 }
 
 /// `n` random bytes from the OS, hex-encoded.
 pub fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     getrandom::fill(&mut b).expect("the OS random source is available");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::proto::hex(&b)
 }
 
 fn hash_password(password: &str) -> Result<String, AuthError> {

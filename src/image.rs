@@ -241,8 +241,7 @@ fn copy_hashed(
     }
     out.sync_all()
         .map_err(|e| format!("{}: {e}", dest.display()))?;
-    let hex = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, head))
+    Ok((crate::proto::hex(&hash.finalize()), head))
 }
 
 /// Removes the hidden work directory unless the import got to the end.

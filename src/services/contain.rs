@@ -47,7 +47,7 @@ pub fn report(
         proto,
         peer,
         bytes: packet.len(),
-        packet: hex(&packet[..packet.len().min(PACKET_KEEP)]),
+        packet: crate::proto::hex(&packet[..packet.len().min(PACKET_KEEP)]),
         message,
     });
 }
@@ -59,16 +59,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "panic with a non-text payload".into())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// Test hooks that make a handler panic on purpose, so a test can show the daemon survives it.
