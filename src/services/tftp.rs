@@ -42,21 +42,20 @@ pub struct TftpService {
     pub transfers: TaskTracker,
     slots: Arc<Semaphore>,
     rejections: super::flood::Rejections,
-    /// Transfers in flight per client address (entries removed at 0).
-    per_client: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    per_client: PerClient,
 }
+
+/// Transfers in flight per client address (entries removed at 0).
+type PerClient = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
 
 /// One transfer counted against its client's [`MAX_PER_CLIENT`]; uncounted when dropped.
 struct ClientSlot {
     ip: std::net::IpAddr,
-    map: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    map: PerClient,
 }
 
 impl ClientSlot {
-    fn take(
-        map: &Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
-        ip: std::net::IpAddr,
-    ) -> Option<ClientSlot> {
+    fn take(map: &PerClient, ip: std::net::IpAddr) -> Option<ClientSlot> {
         let mut m = map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
