@@ -282,7 +282,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             let a = audit.clone();
             tokio::task::spawn_blocking(move || crate::audit::open_store(&a)).await??
         };
-        let spool = crate::audit::spool::Spool::open(&audit.spool_dir)?;
+        let spool =
+            crate::audit::spool::Spool::open(&audit.spool_dir)?.with_cap(audit.spool_max_bytes);
         info!(store = ?audit.backend, spool = %audit.spool_dir.display(), "audit store open");
         let queue = bus
             .audit_queue()

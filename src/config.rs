@@ -75,6 +75,8 @@ pub struct RawAudit {
     pub indexes: Vec<String>,
     /// Where batches wait while the store is slow or unreachable (default <state_dir>/audit-spool).
     pub spool_dir: Option<PathBuf>,
+    /// Most the spool may hold, in MiB (default 1024); beyond it events are dropped and counted.
+    pub spool_max_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -179,6 +181,8 @@ pub struct AuditConfig {
     /// Document fields to index (validated names).
     pub indexes: Vec<String>,
     pub spool_dir: PathBuf,
+    /// Spool size cap in bytes.
+    pub spool_max_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -468,6 +472,12 @@ impl RawConfig {
                 .spool_dir
                 .clone()
                 .unwrap_or_else(|| self.state_dir.join("audit-spool")),
+            spool_max_bytes: self
+                .audit
+                .spool_max_mb
+                .map_or(crate::audit::spool::DEFAULT_MAX_BYTES, |mb| {
+                    mb.saturating_mul(1 << 20)
+                }),
         });
         Ok(Config {
             audit,

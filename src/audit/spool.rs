@@ -2,13 +2,25 @@
 //! unreachable), one file per batch, replayed in order. A segment is written to a temporary
 //! name, synced, then renamed, so a crash leaves either the whole batch or none of it.
 //! Segment names are the first record's id, zero-padded: name order is time order.
+//!
+//! The spool has a size cap ([`DEFAULT_MAX_BYTES`], `[audit] spool_max_mb`): a batch that would
+//! pass it is refused with [`AuditError::SpoolFull`] and the writer counts it as dropped, so an
+//! audit store that stays away cannot fill the appliance's disk.
 use super::{AuditError, Record};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Spool size cap when the configuration names none: 1 GiB (about 3 M events).
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
+    max_bytes: u64,
+    /// Bytes in segments now (counted at open, kept by push and remove).
+    bytes: Arc<AtomicU64>,
 }
 
 impl Spool {
@@ -17,9 +29,30 @@ impl Spool {
             path: dir.to_owned(),
             source,
         })?;
-        Ok(Spool {
+        let spool = Spool {
             dir: dir.to_owned(),
-        })
+            max_bytes: DEFAULT_MAX_BYTES,
+            bytes: Arc::default(),
+        };
+        let now: u64 = spool
+            .segments()?
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        spool.bytes.store(now, Ordering::Relaxed);
+        Ok(spool)
+    }
+
+    /// The same spool with a size cap of `max_bytes`.
+    pub fn with_cap(mut self, max_bytes: u64) -> Spool {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Bytes held in segments now.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     pub fn dir(&self) -> &Path {
@@ -33,30 +66,37 @@ impl Spool {
         }
     }
 
-    /// Writes one batch as a segment (durably) before returning.
+    /// Writes one batch as a segment (durably) before returning; refuses it when the spool
+    /// would pass its size cap.
     pub fn push(&self, rows: &[Record]) -> Result<(), AuditError> {
         let Some(first) = rows.first() else {
             return Ok(());
         };
+        let mut body = Vec::with_capacity(rows.len() * 256);
+        for r in rows {
+            serde_json::to_writer(&mut body, r).map_err(|e| {
+                AuditError::Other(format!("audit spool {}: {e}", self.dir.display()))
+            })?;
+            body.push(b'\n');
+        }
+        let len = body.len() as u64;
+        if self.bytes().saturating_add(len) > self.max_bytes {
+            return Err(AuditError::SpoolFull {
+                path: self.dir.clone(),
+                max_mb: self.max_bytes >> 20,
+            });
+        }
         let name = format!("{:020}.jsonl", first.id.max(0));
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(&name);
-        let mut out =
-            std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(Self::err(&tmp))?);
-        for r in rows {
-            serde_json::to_writer(&mut out, r)
-                .map_err(|e| AuditError::Other(format!("audit spool {}: {e}", tmp.display())))?;
-            out.write_all(b"\n").map_err(Self::err(&tmp))?;
-        }
-        let file = out.into_inner().map_err(|e| AuditError::Spool {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
+        let mut file = std::fs::File::create(&tmp).map_err(Self::err(&tmp))?;
+        file.write_all(&body).map_err(Self::err(&tmp))?;
         file.sync_all().map_err(Self::err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(Self::err(&path))?;
         if let Ok(d) = std::fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }
+        self.bytes.fetch_add(len, Ordering::Relaxed);
         Ok(())
     }
 
@@ -102,8 +142,16 @@ impl Spool {
         Ok(rows)
     }
 
-    pub fn remove(path: &Path) -> Result<(), AuditError> {
-        std::fs::remove_file(path).map_err(Self::err(path))
+    /// Deletes a segment (after the store accepted it).
+    pub fn remove(&self, path: &Path) -> Result<(), AuditError> {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        std::fs::remove_file(path).map_err(Self::err(path))?;
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(len))
+            });
+        Ok(())
     }
 
     /// Events waiting in the spool (counts lines; for status output).
@@ -148,8 +196,37 @@ mod tests {
         assert_eq!(Spool::read(&segs[0]).unwrap(), vec![rec(10 << 20)]);
         assert_eq!(Spool::read(&segs[1]).unwrap().len(), 2);
         assert_eq!(s.pending_events(), 3);
-        Spool::remove(&segs[0]).unwrap();
+        s.remove(&segs[0]).unwrap();
         assert_eq!(s.segments().unwrap().len(), 1);
+    }
+
+    /// Issue 10: the spool had no size limit. A batch that would pass the cap is refused
+    /// with an error naming the directory and the setting; what is there stays; space freed
+    /// by a replay is usable again; a reopened spool counts what it already holds.
+    #[test]
+    fn a_full_spool_refuses_the_batch_and_names_the_setting() {
+        let d = tempfile::tempdir().unwrap();
+        let one = {
+            let s = Spool::open(&d.path().join("probe")).unwrap();
+            s.push(&[rec(1 << 20)]).unwrap();
+            s.bytes()
+        };
+        assert!(one > 50, "a record is {one} bytes");
+        let s = Spool::open(&d.path().join("s")).unwrap().with_cap(3 * one);
+        for i in 0..3 {
+            s.push(&[rec((i + 1) << 20)]).unwrap();
+        }
+        let e = s.push(&[rec(9 << 20)]).unwrap_err().to_string();
+        assert!(e.contains("full") && e.contains("spool_max_mb"), "{e}");
+        assert_eq!(s.pending_events(), 3);
+        assert_eq!(s.bytes(), 3 * one);
+        let again = Spool::open(&d.path().join("s")).unwrap().with_cap(3 * one);
+        assert_eq!(again.bytes(), 3 * one);
+        assert!(again.push(&[rec(9 << 20)]).is_err());
+        let first = again.segments().unwrap().remove(0);
+        again.remove(&first).unwrap();
+        again.push(&[rec(9 << 20)]).unwrap();
+        assert_eq!(again.pending_events(), 3);
     }
 
     #[test]

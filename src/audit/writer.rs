@@ -36,12 +36,34 @@ pub struct WriterStats {
     /// Events waiting in the spool now: counted at start, then kept by push and replay, so
     /// `/api/audit/status` reads a counter instead of every spool file.
     pub spool_pending: AtomicU64,
+    /// When the last "events dropped" error was logged (ms since start of the process), so a
+    /// long outage logs one line every 10 s with the running total instead of one per batch.
+    last_drop_log_ms: AtomicU64,
 }
 
 impl WriterStats {
     fn spooled_now(&self, n: usize) {
         self.spooled.fetch_add(n as u64, Ordering::Relaxed);
         self.spool_pending.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts `n` events as lost and says so on the error log (at most every 10 s).
+    fn drop_loudly(&self, n: usize, why: &super::AuditError) {
+        let total = self.dropped.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        let now = crate::clock::unix_now_ms().max(0) as u64;
+        let last = self.last_drop_log_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 10_000
+            && self
+                .last_drop_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                events = n,
+                dropped_total = total,
+                "{why}; audit events DROPPED"
+            );
+        }
     }
 
     fn replayed(&self, n: usize) {
@@ -120,7 +142,8 @@ pub async fn run_writer(
 }
 
 /// Gives a batch to the store thread, or spools it when the thread is busy. If the spool
-/// cannot be written either, waits for the thread (the bus queue grows meanwhile; nothing is lost).
+/// cannot take it either (full, or the disk fails) the batch is dropped and counted, loudly:
+/// waiting here would stop the writer and let the bus queue grow without bound.
 fn hand_over(
     tx: &std::sync::mpsc::SyncSender<Vec<Record>>,
     spool: &Spool,
@@ -131,12 +154,7 @@ fn hand_over(
         Ok(()) => {}
         Err(TrySendError::Full(batch)) => match spool.push(&batch) {
             Ok(()) => stats.spooled_now(batch.len()),
-            Err(e) => {
-                warn!("{e}; waiting for the audit store instead");
-                if let Err(e) = tx.send(batch) {
-                    stats.dropped.fetch_add(e.0.len() as u64, Ordering::Relaxed);
-                }
-            }
+            Err(e) => stats.drop_loudly(batch.len(), &e),
         },
         Err(TrySendError::Disconnected(batch)) => {
             stats
@@ -239,24 +257,28 @@ fn store_thread(
     }
 }
 
-/// Spools a batch; if even that fails, keeps trying the store for a while before counting the
-/// batch as dropped (logged).
+/// Spools a batch. If the disk fails, keeps trying the store for a while; if the spool is
+/// full (the store has been away long), tries the store once. Then the batch is dropped and
+/// counted.
 fn spool_or_keep(spool: &Spool, stats: &WriterStats, store: &mut dyn AuditStore, b: Vec<Record>) {
     match spool.push(&b) {
         Ok(()) => stats.spooled_now(b.len()),
         Err(e) => {
-            for _ in 0..30 {
+            let tries = if matches!(e, super::AuditError::SpoolFull { .. }) {
+                1
+            } else {
+                30
+            };
+            for i in 0..tries {
                 if store.insert(&b).is_ok() {
                     stats.stored.fetch_add(b.len() as u64, Ordering::Relaxed);
                     return;
                 }
-                std::thread::sleep(Duration::from_secs(1));
+                if i + 1 < tries {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
             }
-            tracing::error!(
-                events = b.len(),
-                "{e}; and the audit store refused them for 30 s: events dropped"
-            );
-            stats.dropped.fetch_add(b.len() as u64, Ordering::Relaxed);
+            stats.drop_loudly(b.len(), &e);
         }
     }
 }
@@ -292,7 +314,7 @@ fn replay(store: &mut dyn AuditStore, spool: &Spool, stats: &WriterStats) -> boo
                 return false;
             }
             stats.stored.fetch_add(rows.len() as u64, Ordering::Relaxed);
-            if let Err(e) = Spool::remove(&seg) {
+            if let Err(e) = spool.remove(&seg) {
                 warn!("{e}");
                 return false;
             }

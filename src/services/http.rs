@@ -239,9 +239,12 @@ fn audit_error(e: crate::audit::AuditError) -> Response {
     use crate::audit::AuditError as E;
     match e {
         E::Query(_) | E::BadWho(_) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
-        E::Open { .. } | E::Sql(_) | E::Mongo { .. } | E::Spool { .. } | E::Other(_) => {
-            (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
-        }
+        E::Open { .. }
+        | E::Sql(_)
+        | E::Mongo { .. }
+        | E::Spool { .. }
+        | E::SpoolFull { .. }
+        | E::Other(_) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
 }
 
