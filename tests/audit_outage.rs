@@ -184,9 +184,19 @@ async fn a_full_spool_drops_and_counts_instead_of_growing_or_blocking() {
         spool.bytes(),
         stats.spool_pending.load(Ordering::Relaxed)
     );
-    assert_eq!(seen, emitted, "every event stored, spooled or counted while locked");
-    assert!(spool.bytes() <= cap, "spool {} B over its cap", spool.bytes());
-    assert!(dropped > 0, "the outage overflowed the cap, so some were dropped");
+    assert_eq!(
+        seen, emitted,
+        "every event stored, spooled or counted while locked"
+    );
+    assert!(
+        spool.bytes() <= cap,
+        "spool {} B over its cap",
+        spool.bytes()
+    );
+    assert!(
+        dropped > 0,
+        "the outage overflowed the cap, so some were dropped"
+    );
     assert!(stats.spool_pending.load(Ordering::Relaxed) > 0);
     release_tx.send(()).unwrap();
     locker.join().unwrap();

@@ -167,12 +167,7 @@ fn a_syslog_flood_is_rate_limited_and_counted() {
         suppressed > 0 && suppressed + stored as u64 <= sent,
         "suppressed {suppressed}"
     );
-    let hwm_kb: u64 = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid()))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap();
+    let hwm_kb = common::vm_hwm_kb(daemon.pid()).unwrap();
     println!("daemon peak RSS (VmHWM) {hwm_kb} kB, suppressed {suppressed}");
     assert!(hwm_kb < 200 * 1024, "VmHWM {hwm_kb} kB");
     assert!(std::fs::read_to_string(&log)

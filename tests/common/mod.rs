@@ -304,3 +304,19 @@ pub fn loopback_config_with(base: &Path, port: u16, extra: &str) -> PathBuf {
     .unwrap();
     cfg
 }
+
+/// A process's peak resident set (VmHWM) in kB, as the kernel counts it.
+pub fn vm_hwm_kb(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+}
+
+/// Resets a process's VmHWM to its current RSS (`/proc/PID/clear_refs`, value 5), so a later
+/// [`vm_hwm_kb`] is the peak of what happened in between.
+pub fn reset_vm_hwm(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .expect("reset VmHWM (needs the same user or root)");
+}
