@@ -94,6 +94,8 @@ struct BackupFile {
     attempts: Option<u32>,
     /// Seconds one host's pull may take before it is cut off (default 600).
     timeout_secs: Option<u64>,
+    /// Largest file pulled, in MiB (default 64); larger ones are reported and never read.
+    max_file_mb: Option<u64>,
 }
 
 /// Everything needed to pull one host.
@@ -118,6 +120,8 @@ pub struct Plans {
     pub attempts: u32,
     /// One host's pull is cut off after this long (a hung host never holds a worker forever).
     pub timeout: Duration,
+    /// Per-file cap (`max_file_mb`, default [`MAX_FILE_BYTES`]).
+    pub max_file_bytes: u64,
 }
 
 fn merge(a: &Settings, b: &Settings) -> Settings {
@@ -232,6 +236,9 @@ pub fn load_plans(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Pla
         concurrency: parsed.concurrency.unwrap_or(8).max(1),
         attempts: parsed.attempts.unwrap_or(3).max(1),
         timeout: Duration::from_secs(parsed.timeout_secs.unwrap_or(600).max(1)),
+        max_file_bytes: parsed
+            .max_file_mb
+            .map_or(MAX_FILE_BYTES, |mb| mb.max(1).saturating_mul(1 << 20)),
     })
 }
 
@@ -298,10 +305,78 @@ impl Meta {
     }
 }
 
-/// One pulled host: files (path without the leading '/' → content) and metadata.
+/// A pulled file's content: written to a spill file as it came off the stream (never held in
+/// memory), with its git blob id computed on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PulledFile {
+    pub spill: PathBuf,
+    pub size: u64,
+    pub id: gix::ObjectId,
+}
+
+/// A directory of spill files, removed with everything in it when dropped.
+#[derive(Debug)]
+pub struct SpillDir(PathBuf);
+
+impl SpillDir {
+    /// A new, empty, private directory under `root` (one per pull: `<host>-<pid>-<n>`).
+    pub fn create(root: &Path, host: &str) -> std::io::Result<SpillDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)?;
+        sweep_stale_spills(root);
+        let dir = root.join(format!("{host}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(SpillDir(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for SpillDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes spill directories left by a process that is gone (killed mid-pull): their names
+/// end in `-<pid>-<n>` and no process has that pid.
+fn sweep_stale_spills(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let mut parts = name.rsplitn(3, '-');
+        let (_, pid) = (
+            parts.next(),
+            parts.next().and_then(|p| p.parse::<u32>().ok()),
+        );
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// Where a conf repo's pulls spill their files: inside its `.git`, so moving one into the
+/// working tree is a rename on the same file system, and `git status` never shows them.
+pub fn spill_root(conf_repo: &Path) -> PathBuf {
+    conf_repo.join(".git/pxelator-spill")
+}
+
+/// One pulled host: files (path without the leading '/' → spilled content) and metadata.
 #[derive(Debug, Default)]
 pub struct Pulled {
-    pub files: BTreeMap<String, Vec<u8>>,
+    pub files: BTreeMap<String, PulledFile>,
     pub meta: BTreeMap<String, Meta>,
     /// Paths skipped as secrets.
     pub secrets_skipped: Vec<String>,
@@ -309,6 +384,8 @@ pub struct Pulled {
     pub oversize: Vec<(String, u64)>,
     /// Files whose names hold control characters (escaped here): reported, not pulled.
     pub unrecordable: Vec<String>,
+    /// The spill files' directory (removed when this is dropped, after the commit).
+    pub spill: Option<SpillDir>,
 }
 
 /// `'…'` quoting for the remote shell; globs (`* ? [`) stay active when the path has only
@@ -424,7 +501,19 @@ pub fn classify(plan: &HostPlan, known: &Path, status: Option<i32>, stderr: &str
 }
 
 /// Pulls one host's listed paths (one ssh connection running `tar`).
-pub fn pull(plan: &HostPlan, known: &Path, timeout: Duration) -> Result<Pulled, BackupError> {
+pub fn pull(
+    plan: &HostPlan,
+    known: &Path,
+    timeout: Duration,
+    max_file_bytes: u64,
+    spill_root: &Path,
+) -> Result<Pulled, BackupError> {
+    let spill = SpillDir::create(spill_root, &plan.name).map_err(|e| {
+        BackupError::Io(format!(
+            "cannot create a spill directory under {}: {e}",
+            spill_root.display()
+        ))
+    })?;
     if let Some(dir) = known.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -493,9 +582,9 @@ pub fn pull(plan: &HostPlan, known: &Path, timeout: Duration) -> Result<Pulled, 
         s
     });
     let stdout = child.stdout.take().expect("piped");
-    let (out, parse_err) = read_archive(stdout, &plan.include_secrets, MAX_FILE_BYTES);
+    let (out, parse_err) = read_archive(stdout, &plan.include_secrets, max_file_bytes, spill);
     for (path, size) in &out.oversize {
-        tracing::warn!(host = %plan.name, "{path}: {size} bytes, over the {MAX_FILE_BYTES}-byte cap; not pulled");
+        tracing::warn!(host = %plan.name, "{path}: {size} bytes, over the {max_file_bytes}-byte cap (max_file_mb in backup.toml); not pulled");
     }
     let status = child.wait().map_err(|e| BackupError::Io(e.to_string()))?;
     {
@@ -527,20 +616,24 @@ pub fn pull(plan: &HostPlan, known: &Path, timeout: Duration) -> Result<Pulled, 
     Ok(out)
 }
 
-/// Per-file cap of a pull: a larger file is reported (`Pulled::oversize`) and never read, so a
-/// kiosk user's `truncate -s 1T ~/.config/x` costs nothing.
+/// Default per-file cap of a pull (`max_file_mb` in backup.toml changes it): a larger file is
+/// reported (`Pulled::oversize`) and never read, so a kiosk user's `truncate -s 1T ~/.config/x`
+/// costs nothing.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
-/// Per-host cap: a pull holds its files in memory until they are committed, so the files that
-/// would take it past this are reported like oversize ones (pulls run `concurrency` at a time).
-pub const MAX_HOST_BYTES: u64 = 256 << 20;
+/// Per-host cap on what one pull spills to disk before its commit; the files that would take
+/// it past this are reported like oversize ones.
+pub const MAX_HOST_BYTES: u64 = 4 << 30;
 
-/// Reads a pull's tar stream: files (at most `max_file_bytes` each), directories and symlinks
-/// with their metadata; `..` and `.git` paths dropped; secrets skipped unless listed in
-/// `include_secrets`. Returns what was read and, if the stream broke, why.
+/// Reads a pull's tar stream: files (at most `max_file_bytes` each) are copied into `spill`
+/// through a small buffer, hashed as git blobs on the way; directories and symlinks keep their
+/// metadata; `..` and `.git` paths dropped; secrets skipped unless listed in `include_secrets`.
+/// Returns what was read and, if the stream broke, why. Memory use does not depend on the
+/// sizes of the files.
 pub fn read_archive(
     stream: impl Read,
     include_secrets: &[String],
     max_file_bytes: u64,
+    spill: SpillDir,
 ) -> (Pulled, Option<String>) {
     let mut out = Pulled::default();
     let mut parse_err = None;
@@ -603,26 +696,79 @@ pub fn read_archive(
                         continue;
                     }
                     total += size;
-                    let mut data = Vec::new();
-                    if let Err(err) = (&mut e).take(max_file_bytes).read_to_end(&mut data) {
-                        parse_err = Some(err.to_string());
-                        break;
+                    let dest = spill.path().join(format!("{:08}", out.files.len()));
+                    match spill_file(&mut e, size, &dest) {
+                        Ok(Ok(id)) => {
+                            out.files.insert(
+                                path.clone(),
+                                PulledFile {
+                                    spill: dest,
+                                    size,
+                                    id,
+                                },
+                            );
+                        }
+                        Ok(Err(got)) => {
+                            parse_err =
+                                Some(format!("/{path}: stream ended after {got} of {size} bytes"));
+                            break;
+                        }
+                        Err(err) => {
+                            parse_err = Some(format!("/{path}: {err}"));
+                            break;
+                        }
                     }
-                    if data.len() as u64 != size {
-                        parse_err = Some(format!(
-                            "/{path}: stream ended after {} of {size} bytes",
-                            data.len()
-                        ));
-                        break;
-                    }
-                    out.files.insert(path.clone(), data);
                 }
                 out.meta.insert(path, meta);
             }
         }
         Err(err) => parse_err = Some(err.to_string()),
     }
+    out.spill = Some(spill);
     (out, parse_err)
+}
+
+/// Copies exactly `size` bytes of `from` into a new 0600 file at `dest` (synced) and returns
+/// their git blob id; `Ok(Err(n))` when the stream ended after `n` bytes.
+fn spill_file(
+    from: &mut impl Read,
+    size: u64,
+    dest: &Path,
+) -> std::io::Result<Result<gix::ObjectId, u64>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)?;
+    let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
+    hasher.update(&gix::objs::encode::loose_header(
+        gix::objs::Kind::Blob,
+        size,
+    ));
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0u64;
+    let mut limited = from.take(size);
+    loop {
+        let n = match limited.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n])?;
+        got += n as u64;
+    }
+    if got != size {
+        return Ok(Err(got));
+    }
+    file.sync_all()?;
+    hasher
+        .try_finalize()
+        .map(Ok)
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 /// What one host's run did.
@@ -652,21 +798,19 @@ pub fn record(
         Some(h) => repo.files(h, &prefix)?.into_iter().collect(),
         None => HashMap::new(),
     };
-    let hash =
-        |d: &[u8]| gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, d).ok();
     let (mut changed, mut added, mut removed) = (Vec::new(), Vec::new(), Vec::new());
     let mut changes = Vec::new();
-    for (p, data) in &pulled.files {
+    for (p, f) in &pulled.files {
         let rp = format!("{prefix}{p}");
         match existing.get(&rp) {
-            Some(id) if hash(data).as_ref() == Some(id) => {}
+            Some(id) if *id == f.id => {}
             Some(_) => {
                 changed.push(format!("/{p}"));
-                changes.push(Change::Write(rp, data.clone()));
+                changes.push(Change::Move(rp, f.spill.clone()));
             }
             None => {
                 added.push(format!("/{p}"));
-                changes.push(Change::Write(rp, data.clone()));
+                changes.push(Change::Move(rp, f.spill.clone()));
             }
         }
     }
@@ -760,13 +904,15 @@ pub fn run(
     let (tx, rx) = std::sync::mpsc::channel::<(HostPlan, u32, Result<Pulled, BackupError>)>();
     let workers: Vec<_> = (0..plans.concurrency)
         .map(|_| {
-            let (queue, tx, known, attempts, timeout) = (
+            let (queue, tx, known, attempts, timeout, max_file_bytes) = (
                 queue.clone(),
                 tx.clone(),
                 known.clone(),
                 plans.attempts,
                 plans.timeout,
+                plans.max_file_bytes,
             );
+            let spill_root = spill_root(&cfg.conf_repo);
             std::thread::spawn(move || loop {
                 let Some(plan) = queue.lock().expect("queue").pop_front() else {
                     return;
@@ -774,7 +920,7 @@ pub fn run(
                 let mut tries = 0;
                 let res = loop {
                     tries += 1;
-                    match pull(&plan, &known, timeout) {
+                    match pull(&plan, &known, timeout, max_file_bytes, &spill_root) {
                         Err(BackupError::Unreachable { .. }) if tries < attempts => {
                             std::thread::sleep(Duration::from_secs(1 << (tries - 1).min(5)));
                         }
@@ -817,7 +963,7 @@ pub fn run(
                 } else {
                     format!(
                         "; not pulled (over the {} MiB cap, or unrecordable): {}",
-                        MAX_FILE_BYTES >> 20,
+                        plans.max_file_bytes >> 20,
                         oversize.join(", ")
                     )
                 };
@@ -1077,19 +1223,46 @@ mod tests {
         b.into_inner().unwrap()
     }
 
+    fn spill(d: &tempfile::TempDir) -> SpillDir {
+        SpillDir::create(d.path(), "kiosk1").unwrap()
+    }
+
+    #[test]
+    fn spill_directories_of_dead_processes_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        // Pid 2^22+1 is above the kernel's pid_max ceiling: never a live process.
+        let stale = d.path().join("kiosk1-4194305-0");
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join("00000000"), "left by a killed pull").unwrap();
+        let mine = SpillDir::create(d.path(), "kiosk1").unwrap();
+        let other_live = SpillDir::create(d.path(), "kiosk2").unwrap();
+        assert!(!stale.exists(), "a dead process's spill is removed");
+        assert!(mine.path().is_dir() && other_live.path().is_dir());
+    }
+
     #[test]
     fn oversize_files_are_reported_and_not_read() {
+        let d = tempfile::tempdir().unwrap();
         let t = tar_of(&[("home/k/big", 5000), ("home/k/small", 500), ("etc/x", 1000)]);
-        let (p, err) = read_archive(&t[..], &[], 1000);
+        let (p, err) = read_archive(&t[..], &[], 1000, spill(&d));
         assert_eq!(err, None);
         assert_eq!(p.oversize, vec![("/home/k/big".to_string(), 5000)]);
         assert!(!p.files.contains_key("home/k/big") && !p.meta.contains_key("home/k/big"));
-        assert_eq!(p.files["home/k/small"].len(), 500);
-        assert_eq!(
-            p.files["etc/x"].len(),
-            1000,
-            "a file exactly at the cap is pulled"
-        );
+        assert_eq!(p.files["home/k/small"].size, 500);
+        let x = &p.files["etc/x"];
+        assert_eq!(x.size, 1000, "a file exactly at the cap is pulled");
+        // Spilled, not held: the content is on disk (0600) and the id is git's blob id of it.
+        let on_disk = std::fs::read(&x.spill).unwrap();
+        assert_eq!(on_disk, vec![b'x'; 1000]);
+        let want = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &on_disk)
+            .unwrap();
+        assert_eq!(x.id, want);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&x.spill).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dir = p.spill.as_ref().unwrap().path().to_owned();
+        drop(p);
+        assert!(!dir.exists(), "the spill directory goes with the pull");
     }
 
     /// Issue 10: a file name holding a newline could add a forged line to hosts/<h>.meta,
@@ -1097,7 +1270,8 @@ mod tests {
     #[test]
     fn forged_metadata_never_reaches_the_restore_script() {
         let t = tar_of(&[("home/k/a\n/etc/x\tf\t4755;touch /tmp/canary\t0:0\t0\t", 3)]);
-        let (p, err) = read_archive(&t[..], &[], MAX_FILE_BYTES);
+        let d = tempfile::tempdir().unwrap();
+        let (p, err) = read_archive(&t[..], &[], MAX_FILE_BYTES, spill(&d));
         assert_eq!(err, None);
         assert!(p.files.is_empty() && p.meta.is_empty(), "{p:?}");
         assert_eq!(p.unrecordable.len(), 1);
@@ -1111,7 +1285,8 @@ mod tests {
     #[test]
     fn a_truncated_stream_is_an_error_not_a_panic() {
         let t = tar_of(&[("a", 3000)]);
-        let (p, err) = read_archive(&t[..1200], &[], MAX_FILE_BYTES);
+        let d = tempfile::tempdir().unwrap();
+        let (p, err) = read_archive(&t[..1200], &[], MAX_FILE_BYTES, spill(&d));
         assert!(err.is_some(), "{p:?}");
         assert!(p.files.is_empty());
     }
@@ -1130,6 +1305,7 @@ mod tests {
                 schedule: Some(schedule.into()),
             }],
             concurrency: 1,
+            max_file_bytes: MAX_FILE_BYTES,
             attempts: 1,
             timeout: Duration::from_secs(60),
         }

@@ -127,6 +127,9 @@ pub fn host_name() -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Write(String, Vec<u8>),
+    /// Moves a file (a pull's spill file, on the repo's file system) to the path; its blob is
+    /// written from the file in a stream, never loaded whole.
+    Move(String, PathBuf),
     Delete(String),
 }
 
@@ -281,14 +284,14 @@ impl ConfRepo {
             .map(|c| {
                 Ok(match c {
                     Change::Write(p, d) => Change::Write(clean_path(p)?, d.clone()),
+                    Change::Move(p, from) => Change::Move(clean_path(p)?, from.clone()),
                     Change::Delete(p) => Change::Delete(clean_path(p)?),
                 })
             })
             .collect::<Result<Vec<_>, RepoError>>()?;
         for c in &changes {
-            let (rel, data) = match c {
-                Change::Write(p, d) => (p, Some(d)),
-                Change::Delete(p) => (p, None),
+            let rel = match c {
+                Change::Write(p, _) | Change::Move(p, _) | Change::Delete(p) => p,
             };
             let full = self.root.join(rel);
             let io = |source| RepoError::Io {
@@ -299,10 +302,11 @@ impl ConfRepo {
             // A symlinked directory in the working tree (committed by anyone as
             // `hosts/kiosk1 -> /etc`) must not redirect our write outside the repo.
             self.no_symlink_below_root(rel)?;
-            match data {
+            match c {
                 // Mode 0644 before the umask (pxelator runs with 077: files are 0600).
-                Some(d) => crate::fsutil::write_atomic(&full, d, 0o644).map_err(io)?,
-                None => match std::fs::remove_file(&full) {
+                Change::Write(_, d) => crate::fsutil::write_atomic(&full, d, 0o644).map_err(io)?,
+                Change::Move(_, from) => crate::fsutil::move_into(from, &full).map_err(io)?,
+                Change::Delete(_) => match std::fs::remove_file(&full) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io(e)),
@@ -319,6 +323,22 @@ impl ConfRepo {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         Err(last.expect("at least one attempt"))
+    }
+
+    /// Writes a file of the working tree as a blob, streaming it (a pulled file may be large).
+    fn write_blob_from(&self, file: &Path) -> Result<ObjectId, RepoError> {
+        use gix::objs::Write as _;
+        let io = |source| RepoError::Io {
+            path: self.root.clone(),
+            file: file.to_owned(),
+            source,
+        };
+        let mut f = std::fs::File::open(file).map_err(io)?;
+        let size = f.metadata().map_err(io)?.len();
+        let repo = self.repo.to_thread_local();
+        repo.objects
+            .write_stream(gix::objs::Kind::Blob, size, &mut f)
+            .map_err(|e| self.git_err(e))
     }
 
     /// Refuses a relative path whose existing directories below the root include a symlink.
@@ -362,6 +382,11 @@ impl ConfRepo {
             match c {
                 Change::Write(p, d) => {
                     let blob = repo.write_blob(d).map_err(|e| self.git_err(e))?;
+                    ed.upsert(p.as_str(), gix::object::tree::EntryKind::Blob, blob)
+                        .map_err(|e| self.git_err(e))?;
+                }
+                Change::Move(p, _) => {
+                    let blob = self.write_blob_from(&self.root.join(p))?;
                     ed.upsert(p.as_str(), gix::object::tree::EntryKind::Blob, blob)
                         .map_err(|e| self.git_err(e))?;
                 }

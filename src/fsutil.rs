@@ -26,6 +26,27 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
     Ok(())
 }
 
+/// Moves `from` to `to` (creating `to`'s directories), replacing it atomically; across file
+/// systems, copies to a temporary name beside `to` first. The file keeps its mode.
+pub fn move_into(from: &Path, to: &Path) -> std::io::Result<()> {
+    let dir = to.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(d) = dir {
+        std::fs::create_dir_all(d)?;
+    }
+    if std::fs::rename(from, to).is_err() {
+        let tmp = to.with_extension("pxelator-tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::copy(from, &tmp)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, to)?;
+        let _ = std::fs::remove_file(from);
+    }
+    if let Some(d) = dir {
+        std::fs::File::open(d)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// [`write_atomic`] with mode 0600: secrets, password hashes, keys.
 pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     write_atomic(path, data, 0o600)

@@ -608,63 +608,112 @@ fn one_host(
 }
 
 /// Issue 10: a kiosk user's `truncate -s 1G ~/.config/x` made the pull read the whole file
-/// into memory (and with 1T, kill the daemon). Now it is reported and never read: the pull
-/// finishes, the other files are committed, the process's peak RSS stays far below the file.
+/// into memory (and with 1T, kill the daemon), and every pulled file was held in memory until
+/// its commit. Now the daemon's scheduled pull of a host with a 1 GiB sparse file, a 60 MiB
+/// file (over this host's `max_file_mb = 48`) and a 40 MiB file of random bytes finishes; the
+/// first two are reported and never read, the third is committed — streamed through a spill
+/// file into its git blob — and the daemon's peak RSS grows by less than 24 MB (it would grow
+/// by the whole 40 MiB and more if the file were held), staying under 200 MB.
 #[test]
-fn a_huge_sparse_file_is_reported_not_read() {
+fn a_huge_sparse_file_is_reported_not_read_and_big_files_stream() {
     if !sshd_available() {
         assert!(std::env::var_os("CI").is_none(), "openssh-server missing");
         println!("SKIPPED: huge-file backup test: {SSHD} not installed");
         return;
     }
-    let (_d, host, repo, cfg) = one_host(&["etc", "home"], "timeout_secs = 120\n", |r| {
-        std::fs::create_dir_all(r.join("home/kiosk/.config")).unwrap();
-        std::fs::write(r.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
-        std::fs::File::create(r.join("home/kiosk/.config/x"))
-            .unwrap()
-            .set_len(1 << 30)
-            .unwrap();
-    });
+    let random: Vec<u8> = {
+        // xorshift: incompressible, so neither tar nor zlib shrinks what is held.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..40 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let (d, host, repo, cfg) = one_host(
+        &["etc", "home"],
+        "timeout_secs = 120\nmax_file_mb = 48\n",
+        |r| {
+            std::fs::create_dir_all(r.join("home/kiosk/.config")).unwrap();
+            std::fs::write(r.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+            std::fs::write(r.join("home/kiosk/random.bin"), &random).unwrap();
+            for (name, len) in [("x", 1u64 << 30), ("sixty", 60 << 20)] {
+                std::fs::File::create(r.join("home/kiosk/.config").join(name))
+                    .unwrap()
+                    .set_len(len)
+                    .unwrap();
+            }
+        },
+    );
     let r = host.root.clone();
-    let mut child = Command::new(BIN)
-        .args(["backup", "--config"])
-        .arg(&cfg)
-        .args(["run"])
-        .env("USER", "backup-admin")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Peak RSS as the kernel counts it, read until the process is gone.
-    let status = format!("/proc/{}/status", child.id());
-    let mut hwm_kb = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "backup run did not finish");
-        if let Some(kb) = std::fs::read_to_string(&status).ok().and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        }) {
-            hwm_kb = hwm_kb.max(kb);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let shown = text(&out);
-    println!("backup run with a 1 GiB sparse file: peak RSS {hwm_kb} kB\n{shown}");
-    assert!(out.status.success(), "{shown}");
+    // The daemon pulls on a schedule (every 2 s), HTTP on a free loopback port.
+    let toml = std::fs::read_to_string(repo.join("backup.toml")).unwrap();
+    std::fs::write(
+        repo.join("backup.toml"),
+        format!("{toml}schedule = \"*/2 * * * * *\"\n"),
+    )
+    .unwrap();
+    let http = free_port();
+    let mut c = std::fs::read_to_string(&cfg).unwrap();
+    c.push_str(&format!(
+        "[tftp]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{http}\"\n"
+    ));
+    std::fs::write(&cfg, c).unwrap();
+    let log = d.path().join("daemon.log");
+    let daemon = common::Daemon::start(&cfg, &log);
     assert!(
-        shown.contains("over the 64 MiB cap") && shown.contains("1073741824 bytes"),
-        "{shown}"
+        common::within(Duration::from_secs(20), || common::get(http, "/healthz")
+            .is_some())
+        .is_some(),
+        "daemon up"
     );
-    assert!(hwm_kb > 0 && hwm_kb < 200 * 1024, "peak RSS {hwm_kb} kB");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = common::vm_hwm_kb(daemon.pid()).unwrap();
+    common::reset_vm_hwm(daemon.pid());
     let pulled = repo.join("hosts/kiosk1").join(r.strip_prefix("/").unwrap());
-    assert!(
-        pulled.join("etc/hosts").is_file(),
-        "the other files are pulled"
+    let done = common::within(Duration::from_secs(120), || {
+        pulled.join("home/kiosk/random.bin").is_file()
+            && git(&repo, &["log", "--format=%s"]).contains("Pull kiosk1")
+    });
+    let peak = common::vm_hwm_kb(daemon.pid()).unwrap();
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(done.is_some(), "no pull within 120 s: {log_text}");
+    println!(
+        "daemon pull of 1 GiB sparse + 60 MiB + 40 MiB random: RSS {before} kB before, peak {peak} kB"
     );
+    assert!(
+        peak < 200 * 1024 && peak < before + 24 * 1024,
+        "daemon peak RSS {peak} kB (before the pull {before} kB)"
+    );
+    assert_eq!(
+        std::fs::read(pulled.join("home/kiosk/random.bin")).unwrap(),
+        random,
+        "the big file is pulled whole"
+    );
+    let committed = format!(
+        "HEAD:hosts/kiosk1/{}/home/kiosk/random.bin",
+        r.strip_prefix("/").unwrap().display()
+    );
+    assert_eq!(
+        git(&repo, &["cat-file", "-s", &committed]).trim(),
+        (40u64 << 20).to_string(),
+        "and committed"
+    );
+    assert!(pulled.join("etc/hosts").is_file(), "the other files too");
     assert!(!pulled.join("home/kiosk/.config/x").exists());
+    assert!(!pulled.join("home/kiosk/.config/sixty").exists());
+    for (what, shown) in [
+        ("1 GiB", "1073741824 bytes"),
+        ("60 MiB over max_file_mb", "62914560 bytes"),
+    ] {
+        assert!(
+            log_text.contains(shown) && log_text.contains("max_file_mb"),
+            "{what} reported: {log_text}"
+        );
+    }
 }
 
 /// Issue 10: restore built `chmod {mode} … chown {owner}` from `hosts/<h>.meta` as text, and
