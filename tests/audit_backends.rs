@@ -336,6 +336,24 @@ fn embedded(dir: &std::path::Path, rows: &[Record]) -> SqliteStore {
 /// Runs the battery on `other`, comparing every answer with the embedded store's. `known`
 /// lists (query text, why) pairs where that server is known to answer differently; those are
 /// printed as DIFFERENCE lines instead of failing, and any other difference fails.
+/// Issue 10: find hands documents on as the cursor yields them; a reader that stops (the
+/// HTTP client went away) ends the query there.
+fn stops_when_the_reader_goes(name: &str, s: &dyn AuditStore) {
+    let mut seen = 0;
+    let stopped = s.find_each(&json!({}), Some(&json!({"time": 1})), None, &mut |_| {
+        seen += 1;
+        if seen == 3 {
+            Err(pxelator::audit::AuditError::Other("reader gone".into()))
+        } else {
+            Ok(())
+        }
+    });
+    assert!(
+        stopped.is_err() && seen == 3,
+        "{name}: {stopped:?} after {seen}"
+    );
+}
+
 fn battery(name: &str, other: &mut dyn AuditStore, known: &[(&str, &str)]) {
     let d = tempfile::tempdir().unwrap();
     let rows = dataset();
@@ -394,6 +412,8 @@ fn battery(name: &str, other: &mut dyn AuditStore, known: &[(&str, &str)]) {
         }
     }
 
+    stops_when_the_reader_goes(name, other);
+
     assert_eq!(other.prune(T0 + 10_000).unwrap(), 6 * 7);
     assert_eq!(other.count().unwrap(), rows.len() as u64 - 42);
 }
@@ -404,6 +424,7 @@ fn battery_embedded() {
     let rows = dataset();
     let mut s = embedded(d.path(), &rows);
     check_known(&s, rows.len());
+    stops_when_the_reader_goes("embedded", &s);
     s.insert(&rows).unwrap();
     assert_eq!(s.count().unwrap(), rows.len() as u64, "replays are no-ops");
     // mac/ip/host/kind are found through the postings; a replay posted nothing twice.
@@ -452,7 +473,9 @@ fn battery_mongodb_wire_nx27017() {
         &format!("mongodb://127.0.0.1:{}/pxelator_battery", nx.port),
         &["rtt".into()],
     )
-    .unwrap();
+    .unwrap()
+    // As the API's readers run: every query carries maxTimeMS.
+    .with_max_time(pxelator::audit::QUERY_TIME);
     battery(
         "nx-27017",
         &mut m,
@@ -479,7 +502,9 @@ fn battery_real_mongodb() {
     };
     let db = format!("pxelator_test_{}", std::process::id());
     let client = mongodb::sync::Client::with_uri_str(&uri).unwrap();
-    let mut m = MongoStore::open_database(&uri, &db, &["rtt".into()]).unwrap();
+    let mut m = MongoStore::open_database(&uri, &db, &["rtt".into()])
+        .unwrap()
+        .with_max_time(pxelator::audit::QUERY_TIME);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         battery("mongodb", &mut m, &[])
     }));

@@ -481,6 +481,18 @@ fn find_over_a_million_events_is_bounded_and_streamed() {
         peak < before + 64 * 1024,
         "peak RSS {peak} kB during the find, {before} kB before"
     );
+    // An aggregation whose output would be a million groups is refused, not collected.
+    let pipeline = "%5B%7B%22%24group%22%3A%7B%22_id%22%3A%22%24bytes%22%7D%7D%5D";
+    let r = request(
+        port,
+        "GET",
+        &format!("/api/audit/aggregate?pipeline={pipeline}"),
+        &[("Authorization", &auth)],
+        "",
+    )
+    .unwrap();
+    assert_eq!(r.status, 400, "{}", &r.body[..r.body.len().min(300)]);
+    assert!(r.body.contains("more than 100000 groups"), "{}", r.body);
 }
 
 /// Issue 10: the daemon served the committed inventory while the CLI and the schedulers read

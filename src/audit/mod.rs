@@ -160,9 +160,20 @@ pub fn open_bounded_reader(
             }
             Box::new(s)
         }
-        AuditBackend::Mongo(u) => Box::new(mongo::MongoStore::open(u, &[])?),
+        AuditBackend::Mongo(u) => {
+            let s = mongo::MongoStore::open(u, &[])?;
+            Box::new(match stop {
+                // MongoDB runs the query on its side: it gets the deadline as maxTimeMS; a
+                // reader that goes away stops the cursor at its next document.
+                Some(_) => s.with_max_time(QUERY_TIME),
+                None => s,
+            })
+        }
     })
 }
+
+/// How long one bounded audit query may run (the API's readers).
+pub const QUERY_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The fields of a configured index: `"rtt"` → (rtt, time), `"kind,ip,rtt"` → exactly those.
 /// Also the index's name: `events_by_rtt`, `events_by_kind_ip_rtt`.

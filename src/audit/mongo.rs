@@ -21,6 +21,8 @@ pub struct MongoStore {
     db: Database,
     coll: Collection<Document>,
     indexes: Vec<String>,
+    /// Server-side deadline of each query (`maxTimeMS`); None: the server's default.
+    max_time: Option<Duration>,
 }
 
 const INDEXED: &[&str] = &["mac", "ip", "host", "kind"];
@@ -65,7 +67,14 @@ impl MongoStore {
             coll: db.collection("events"),
             db,
             indexes: indexes.to_vec(),
+            max_time: None,
         })
+    }
+
+    /// The same store whose queries MongoDB stops after `d` (`maxTimeMS`).
+    pub fn with_max_time(mut self, d: Duration) -> MongoStore {
+        self.max_time = Some(d);
+        self
     }
 
     fn err(&self) -> impl Fn(mongodb::error::Error) -> AuditError + '_ {
@@ -155,31 +164,59 @@ impl AuditStore for MongoStore {
         sort: Option<&Value>,
         limit: Option<u64>,
     ) -> Result<Vec<Value>, AuditError> {
+        let mut out = Vec::new();
+        self.find_each(filter, sort, limit, &mut |d| {
+            out.push(d);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Reads the cursor one batch at a time, handing each document on; an error from `f`
+    /// drops the cursor (the server kills it).
+    fn find_each(
+        &self,
+        filter: &Value,
+        sort: Option<&Value>,
+        limit: Option<u64>,
+        f: &mut dyn FnMut(Value) -> Result<(), AuditError>,
+    ) -> Result<(), AuditError> {
         filter_to_sql(filter)?;
         sort_to_sql(sort)?;
         let mut q = self
             .coll
             .find(to_doc(&mongo_filter(filter))?)
-            .sort(to_doc(&mongo_sort(sort))?);
+            .sort(to_doc(&mongo_sort(sort))?)
+            .batch_size(1000);
         if let Some(n) = limit {
             q = q.limit(n.min(i64::MAX as u64) as i64);
         }
-        self.docs(q.run().map_err(self.err())?, true)
+        if let Some(t) = self.max_time {
+            q = q.max_time(t);
+        }
+        for d in q.run().map_err(self.err())? {
+            f(doc_to_json(d.map_err(self.err())?, true))?;
+        }
+        Ok(())
     }
 
     fn aggregate(&self, pipeline: &Value) -> Result<Vec<Value>, AuditError> {
         pipeline_to_sql(pipeline)?;
-        let stages = mongo_pipeline(pipeline)
+        let mut stages = mongo_pipeline(pipeline)
             .iter()
             .map(to_doc)
             .collect::<Result<Vec<_>, _>>()?;
-        let cur = self
-            .coll
-            .aggregate(stages)
-            .allow_disk_use(true)
-            .run()
-            .map_err(self.err())?;
-        self.docs(cur, false)
+        // One more than the cap, so too many groups is an error rather than a silent cut.
+        stages.push(doc! {"$limit": (super::query::MAX_GROUPS + 1) as i64});
+        let mut q = self.coll.aggregate(stages).allow_disk_use(true);
+        if let Some(t) = self.max_time {
+            q = q.max_time(t);
+        }
+        let out = self.docs(q.run().map_err(self.err())?, false)?;
+        if out.len() > super::query::MAX_GROUPS {
+            return Err(super::query::QueryError::TooManyGroups(super::query::MAX_GROUPS).into());
+        }
+        Ok(out)
     }
 
     fn explain_aggregate(&self, pipeline: &Value) -> Result<Vec<String>, AuditError> {

@@ -25,6 +25,8 @@ pub enum QueryError {
     BadField(String),
     #[error("sort must be an object like '{{\"time\": -1}}' with 1 or -1 values, got {0}")]
     BadSort(String),
+    #[error("the pipeline makes more than {0} groups; group coarser, $match a shorter time, or end it with a $limit")]
+    TooManyGroups(usize),
 }
 
 /// A bound SQL parameter.
@@ -80,6 +82,9 @@ fn param(v: &Value, op: &str) -> Result<Param, QueryError> {
 /// Documents a `find` over the API returns when it names no limit, and the most it may ask for.
 pub const DEFAULT_LIMIT: u64 = 1_000;
 pub const MAX_LIMIT: u64 = 100_000;
+
+/// The most documents an aggregation may return (both backends stop reading past it).
+pub const MAX_GROUPS: usize = 100_000;
 
 /// The limit an API `find` runs with.
 pub fn api_limit(asked: Option<u64>) -> Result<u64, QueryError> {

@@ -569,7 +569,16 @@ impl AuditStore for SqliteStore {
             }
             Ok(Value::Object(doc))
         })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let mut out = Vec::new();
+        for r in rows {
+            if out.len() == super::query::MAX_GROUPS {
+                return Err(
+                    super::query::QueryError::TooManyGroups(super::query::MAX_GROUPS).into(),
+                );
+            }
+            out.push(r?);
+        }
+        Ok(out)
     }
 
     /// `EXPLAIN QUERY PLAN` for a pipeline: the postings used (if any), then SQLite's plan.

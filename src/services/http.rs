@@ -152,7 +152,7 @@ fn boot_script_refusal(st: &HttpState, mac: &Mac, peer: SocketAddr) -> Option<St
 /// Audit queries run at once over HTTP, how long one waits for its turn, how long it may run.
 pub const AUDIT_QUERIES: usize = 2;
 const AUDIT_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-pub const AUDIT_QUERY_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+pub const AUDIT_QUERY_TIME: std::time::Duration = crate::audit::QUERY_TIME;
 
 /// Sets its flag when dropped (with the request's future, if the client goes away).
 struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
