@@ -141,6 +141,117 @@ async fn backup_scheduler(
     }
 }
 
+/// The reclaimer's first check after start, then its period.
+const RECLAIM_FIRST: Duration = Duration::from_secs(10);
+const RECLAIM_EVERY: Duration = Duration::from_secs(3600);
+/// Machines reclaimed at most per check (one commit).
+const RECLAIM_MAX: usize = 200;
+
+/// Gives back auto-registered machines nobody edited and nobody saw for `[dhcp]
+/// reclaim_after_days` (decided by `core::reclaim::due`): one commit deleting their files,
+/// one `machine_reclaimed` event each. A file with uncommitted edits is left alone.
+async fn reclaimer(
+    cfg: Config,
+    bus: Bus,
+    inv: crate::services::InventoryRx,
+    db: Arc<Mutex<LeaseDb>>,
+    cancel: CancellationToken,
+) {
+    let after = i64::from(cfg.dhcp.reclaim_after_days) * 86_400;
+    let mut wait = RECLAIM_FIRST;
+    loop {
+        tokio::select! { _ = cancel.cancelled() => break, _ = tokio::time::sleep(wait) => {} }
+        wait = RECLAIM_EVERY;
+        let now = unix_now() as i64;
+        let due = {
+            let inv = inv.borrow().clone();
+            let db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            crate::core::reclaim::due(inv.machines(), &db.leases, now, after, RECLAIM_MAX)
+        };
+        if due.is_empty() {
+            continue;
+        }
+        let c = cfg.clone();
+        let res = tokio::task::spawn_blocking(move || reclaim_commit(&c, due)).await;
+        match res {
+            Ok(Ok(events)) => events.into_iter().for_each(|e| bus.emit(e)),
+            Ok(Err(e)) => warn!("reclaiming auto-registered machines: {e}"),
+            Err(e) => warn!("reclaiming auto-registered machines: {e}"),
+        }
+    }
+}
+
+fn reclaim_commit(
+    cfg: &Config,
+    due: Vec<crate::core::reclaim::Reclaim>,
+) -> Result<Vec<Event>, String> {
+    use crate::clock::rfc3339;
+    use crate::confrepo::{Author, Change, ConfRepo};
+    let repo = ConfRepo::open(&cfg.conf_repo).map_err(|e| e.to_string())?;
+    let dirty = match &repo {
+        Some(r) => r.uncommitted(&["machines"]).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    let (due, edited): (Vec<_>, Vec<_>) = due.into_iter().partition(|r| !dirty.contains(&r.file));
+    for r in &edited {
+        info!(mac = %r.mac, file = %r.file, "not reclaimed: the file has uncommitted edits");
+    }
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let days = cfg.dhcp.reclaim_after_days;
+    let seen = |r: &crate::core::reclaim::Reclaim| rfc3339(r.last_seen.max(0) as u64);
+    let line = |r: &crate::core::reclaim::Reclaim| {
+        let ip = r.ip.map(|i| format!(", {i}")).unwrap_or_default();
+        format!("{} ({}{ip}): not seen since {}", r.host, r.mac, seen(r))
+    };
+    let msg = match due.as_slice() {
+        [one] => format!(
+            "Reclaim {}\n\nAuto-registered and never edited; no lease for {days} days \
+             ([dhcp] reclaim_after_days). Its address is free again; to keep a machine, \
+             delete its registered line.\n",
+            line(one)
+        ),
+        many => format!(
+            "Reclaim {} auto-registered machines not seen for {days} days\n\n{}\n\nNever \
+             edited; no lease for {days} days ([dhcp] reclaim_after_days). To keep a machine, \
+             delete its registered line.\n",
+            many.len(),
+            many.iter().map(line).collect::<Vec<_>>().join("\n")
+        ),
+    };
+    let commit = match &repo {
+        Some(r) => {
+            let changes: Vec<Change> = due.iter().map(|r| Change::Delete(r.file.clone())).collect();
+            r.commit(&changes, &Author::daemon(), &msg)
+                .map_err(|e| e.to_string())?
+                .map(|id| id.to_string())
+        }
+        None => {
+            for r in &due {
+                let p = cfg.conf_repo.join(&r.file);
+                if let Err(e) = std::fs::remove_file(&p) {
+                    warn!("cannot reclaim {}: {e}", p.display());
+                }
+            }
+            None
+        }
+    };
+    Ok(due
+        .iter()
+        .map(|r| {
+            info!(mac = %r.mac, host = %r.host, "reclaimed auto-registered machine");
+            Event::MachineReclaimed {
+                mac: r.mac,
+                ip: r.ip,
+                host: r.host.clone(),
+                last_seen: seen(r),
+                commit: commit.clone(),
+            }
+        })
+        .collect())
+}
+
 /// Runs power.toml's on/off schedules (checked every 2 s). The time of the last check is kept
 /// in `state_dir/power-last-check`, so after downtime the latest missed action per target is
 /// carried out once and the missed ones are reported (`power_missed`).
@@ -367,6 +478,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    if let Some(db) = db
+        .clone()
+        .filter(|_| cfg.dhcp.register_unknown && cfg.dhcp.reclaim_after_days > 0)
+    {
+        tasks.spawn(reclaimer(
+            cfg.clone(),
+            bus.clone(),
+            inv_rx.clone(),
+            db,
+            cancel.clone(),
+        ));
+    }
     if !dhcp_socks.is_empty() {
         let svc = Arc::new(DhcpService {
             cfg: cfg.dhcp.clone(),

@@ -96,6 +96,9 @@ pub struct RawDhcp {
     /// At most this many new machines registered a minute (default 30); beyond it a MAC
     /// still gets its lease, and a `registration_limited` event says so.
     pub register_per_minute: Option<u32>,
+    /// Remove an auto-registered machine that nobody edited and that held no lease for this
+    /// many days (default 30; 0 keeps them forever). Checked hourly.
+    pub reclaim_after_days: Option<u32>,
     /// Boot file for BIOS PXE ROMs that are not iPXE.
     pub bios_loader: Option<String>,
     /// Answer IPv6 router solicitations on the DHCP interfaces with an empty advertisement, so
@@ -193,6 +196,8 @@ pub struct DhcpConfig {
     pub port: u16,
     pub register_unknown: bool,
     pub register_per_minute: u32,
+    /// 0: never.
+    pub reclaim_after_days: u32,
     pub net: NetConfig,
 }
 
@@ -493,6 +498,7 @@ impl RawConfig {
                 port: self.dhcp.port.unwrap_or(67),
                 register_unknown: self.dhcp.register_unknown.unwrap_or(true),
                 register_per_minute: self.dhcp.register_per_minute.unwrap_or(30),
+                reclaim_after_days: self.dhcp.reclaim_after_days.unwrap_or(30),
                 net: NetConfig {
                     server_ip: self.server_ip,
                     subnets,

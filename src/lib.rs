@@ -9,7 +9,7 @@
 //! - [`config`]    — TOML config → validated [`config::Config`]; `check-config` runs the same code.
 //! - [`proto`]     — bytes ⇄ types for DHCP and TFTP; no I/O, fuzzable.
 //! - [`core`]      — pure decisions: DHCP decide, leases, boot files and scripts, access rules per
-//!   route, the [`core::event::Event`] enum.
+//!   route, which auto-registered machines to reclaim, the [`core::event::Event`] enum.
 //! - [`inventory`] — conf-repo files → [`inventory::Inventory`] with `path:line` problems; registration
 //!   writes; [`inventory::edit`] turns `host add|edit|rm` into checked file changes.
 //! - [`confrepo`]  — the conf repo as git (gix): commits with real authors, log/diff/cat/revert by

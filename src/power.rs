@@ -325,6 +325,7 @@ mod tests {
             args: None,
             params: Default::default(),
             source: "machines/kiosk1.toml".into(),
+            registered: None,
         }
     }
 

@@ -495,6 +495,107 @@ fn find_over_a_million_events_is_bounded_and_streamed() {
     assert!(r.body.contains("more than 100000 groups"), "{}", r.body);
 }
 
+/// Issue 10: ~100 spoofed exchanges used to take a /24 for good, each as a permanent machine
+/// file. Registration is capped now (scripts/test-clients); and what was registered and never
+/// came back is given back: the daemon removes an auto-registered machine that nobody edited
+/// and that held no lease for `reclaim_after_days`, in one commit with a readable message and
+/// an event per machine. Edited machines (a profile, a hostname, uncommitted changes) and
+/// recent ones stay.
+#[test]
+fn auto_registered_machines_never_seen_again_are_reclaimed() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    let repo = base.join("conf-repo");
+    std::fs::create_dir_all(repo.join("machines")).unwrap();
+    std::fs::create_dir_all(base.join("boot")).unwrap();
+    let now = jiff::Timestamp::now();
+    let machine = |n: u8, when: &str, extra: &str| {
+        std::fs::write(
+            repo.join(format!("machines/52-54-00-00-0a-{n:02x}.toml")),
+            format!(
+                "# Registered automatically by pxelator when this MAC first asked for an address.\n\
+                 mac = \"52:54:00:00:0a:{n:02x}\"\nip = \"10.77.9.{}\"\n\
+                 hostname = \"host-000a{n:02x}\"\nregistered = \"{when}\"\n{extra}",
+                10 + n
+            ),
+        )
+        .unwrap();
+    };
+    machine(1, "2026-01-05T10:00:00Z", ""); // gone for months: reclaimed
+    machine(2, "2026-01-06T10:00:00Z", ""); // likewise
+    machine(3, "2026-01-07T10:00:00Z", "profile = \"kiosk\"\n"); // made a kiosk: stays
+    machine(4, &now.to_string(), ""); // registered today: stays
+    machine(5, "2026-01-08T10:00:00Z", ""); // edited below, not committed: stays
+    std::fs::create_dir_all(repo.join("profiles")).unwrap();
+    std::fs::write(repo.join("profiles/kiosk.toml"), "boot = \"local\"\n").unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "Registered machines"]);
+    let edited = repo.join("machines/52-54-00-00-0a-05.toml");
+    let mut text = std::fs::read_to_string(&edited).unwrap();
+    text.push_str("# librarian: this is the scanner in room 2\n");
+    std::fs::write(&edited, &text).unwrap();
+    let (port, dhcp) = (free_port(), free_port());
+    let cfg = base.join("pxelator.toml");
+    // DHCP listens on loopback only, on a free port: nothing is ever broadcast.
+    std::fs::write(
+        &cfg,
+        format!(
+            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\n\
+             server_ip = \"10.77.9.1\"\n[dhcp]\nmode = \"server\"\nreclaim_after_days = 30\n\
+             interfaces = [\"lo\"]\nport = {dhcp}\n\
+             [[subnet]]\nnetwork = \"10.77.9.0/24\"\npool = [\"10.77.9.100\", \"10.77.9.199\"]\n\
+             [tftp]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let log = base.join("daemon.log");
+    let _daemon = Daemon::start(&cfg, &log);
+    let reclaimed = || git(&repo, &["log", "--format=%an|%s"]).contains("|Reclaim 2 ");
+    let done = within(Duration::from_secs(40), reclaimed);
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(done.is_some(), "no reclaim commit within 40 s:\n{log_text}");
+    let msg = git(&repo, &["log", "-1", "--format=%an%n%B"]);
+    println!("{msg}");
+    assert!(msg.starts_with("pxelator "), "the daemon's commit: {msg}");
+    assert!(
+        msg.contains("Reclaim 2 auto-registered machines not seen for 30 days")
+            && msg
+                .contains("host-000a01 (52:54:00:00:0a:01, 10.77.9.11): not seen since 2026-01-05")
+            && msg.contains("reclaim_after_days"),
+        "{msg}"
+    );
+    let left: Vec<String> = git(&repo, &["ls-files", "machines"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "machines/52-54-00-00-0a-03.toml",
+            "machines/52-54-00-00-0a-04.toml",
+            "machines/52-54-00-00-0a-05.toml"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(&edited).unwrap(),
+        text,
+        "a hand edit is never lost"
+    );
+    assert!(!repo.join("machines/52-54-00-00-0a-01.toml").exists());
+    let events = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("\"kind\":\"machine_reclaimed\"")
+            .count()
+    };
+    assert!(
+        within(Duration::from_secs(5), || events() == 2).is_some(),
+        "one event per machine: {log_text}"
+    );
+}
+
 /// Issue 10: the daemon served the committed inventory while the CLI and the schedulers read
 /// the working tree, so they could act on a machine DHCP did not know. Now an uncommitted
 /// machine (or backup.toml) is invisible to `power` and `backup run` until it is committed.

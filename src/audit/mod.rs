@@ -246,6 +246,7 @@ fn source_of(e: &Event) -> &'static str {
         | Event::LeaseReleased { .. }
         | Event::LeaseDeclined { .. }
         | Event::MachineRegistered { .. }
+        | Event::MachineReclaimed { .. }
         | Event::RegistrationLimited { .. } => "dhcp",
         Event::PacketRejected { proto, .. }
         | Event::HandlerPanicked { proto, .. }

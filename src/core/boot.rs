@@ -392,6 +392,7 @@ mod tests {
             args: machine_args.map(Into::into),
             params: Default::default(),
             source: PathBuf::from("machines/kiosk1.toml"),
+            registered: None,
         };
         Inventory::build(vec![m], vec![profile(boot)], &mut problems)
     }

@@ -519,6 +519,7 @@ mod tests {
             args: None,
             params: Default::default(),
             source: PathBuf::from("machines/kiosk1.toml"),
+            registered: None,
         };
         let p = Profile {
             name: "default".into(),

@@ -48,6 +48,16 @@ pub enum Event {
     /// registered already this minute (it keeps its lease). One event per minute that hit
     /// the cap, for its first refused MAC.
     RegistrationLimited { mac: Mac, ip: Ipv4Addr, limit: u32 },
+    /// An auto-registered machine nobody edited and nobody saw for `[dhcp]
+    /// reclaim_after_days` was removed from the inventory (its file deleted in `commit`).
+    MachineReclaimed {
+        mac: Mac,
+        ip: Option<Ipv4Addr>,
+        host: String,
+        /// RFC 3339: the later of its registration and the end of its last lease.
+        last_seen: String,
+        commit: Option<String>,
+    },
     /// A commit in the conf repo, seen by the daemon (its own, the CLI's, or a hand commit).
     ConfigCommitted {
         commit: String,
@@ -224,6 +234,7 @@ impl Event {
             Event::LeaseDeclined { .. } => "lease_declined",
             Event::MachineRegistered { .. } => "machine_registered",
             Event::RegistrationLimited { .. } => "registration_limited",
+            Event::MachineReclaimed { .. } => "machine_reclaimed",
             Event::ConfigCommitted { .. } => "config_committed",
             Event::ConfigRefused { .. } => "config_refused",
             Event::BackupPulled { .. } => "backup_pulled",

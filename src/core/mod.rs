@@ -7,3 +7,4 @@ pub mod dhcp;
 pub mod event;
 pub mod leases;
 pub mod mac;
+pub mod reclaim;

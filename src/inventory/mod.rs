@@ -37,6 +37,9 @@ pub struct Machine {
     pub params: BTreeMap<String, String>,
     /// The file (or directory, for the `conf/` layout) this machine came from.
     pub source: PathBuf,
+    /// When zero-touch registration wrote this machine (unix seconds, from its `registered`
+    /// line); None for machines written by hand.
+    pub registered: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -194,8 +197,8 @@ struct MachineFile {
     args: Option<Text>,
     #[serde(default)]
     params: BTreeMap<String, Text>,
-    /// Informational, written by zero-touch registration.
-    #[allow(dead_code)]
+    /// Written by zero-touch registration (RFC 3339); with it, a machine left as registered
+    /// may be reclaimed (`[dhcp] reclaim_after_days`).
     registered: Option<String>,
 }
 
@@ -419,6 +422,10 @@ pub fn load_named(
                 profile: f.profile.map(|t| t.0),
                 args: f.args.map(|t| t.0),
                 params: f.params.into_iter().map(|(k, v)| (k, v.0)).collect(),
+                registered: f
+                    .registered
+                    .and_then(|r| r.parse::<jiff::Timestamp>().ok())
+                    .map(|t| t.as_second()),
                 source: path,
             }),
             Err(p) => {
@@ -550,6 +557,7 @@ fn read_seed_machine(dir: &Path) -> Result<Machine, Problem> {
         args: one_line("args")?,
         params: BTreeMap::new(),
         source: dir.to_owned(),
+        registered: None,
     })
 }
 
