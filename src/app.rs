@@ -21,8 +21,16 @@ use tracing::{info, warn};
 /// How long in-flight transfers may finish after SIGTERM.
 const GRACE: Duration = Duration::from_secs(10);
 
-/// Loads the inventory and reports each problem as an event (and so a log line).
-/// Loads the inventory. When the conf repo is a git repository, what is served is the
+/// What [`load_inventory`] remembers between loads.
+#[derive(Debug, Default)]
+pub struct LoadState {
+    /// The HEAD last loaded (new commits since are announced).
+    pub last_head: Option<String>,
+    /// The last load read the committed snapshot (so its machines may be reused).
+    from_snapshot: bool,
+}
+
+/// Loads the inventory and reports each problem as an event (and so a log line). When the conf repo is a git repository, what is served is the
 /// committed state (HEAD): new commits are announced as events, and files edited by hand but
 /// not committed are reported (not served, never committed by us). Otherwise the files as
 /// they are on disk.
@@ -30,7 +38,7 @@ pub fn load_inventory(
     cfg: &Config,
     previous: Option<&Inventory>,
     bus: &Bus,
-    last_head: &mut Option<String>,
+    state: &mut LoadState,
 ) -> Inventory {
     let repo = match crate::confrepo::ConfRepo::open(&cfg.conf_repo) {
         Ok(r) => r,
@@ -41,10 +49,22 @@ pub fn load_inventory(
     };
     let snapshot = repo
         .as_ref()
-        .and_then(|r| committed_snapshot(cfg, r, bus, last_head));
+        .and_then(|r| committed_snapshot(cfg, r, bus, &mut state.last_head));
+    // Machine files the snapshot did not change are taken from `previous` unread, when that
+    // came from the previous snapshot and no group file changed.
     let (inv, mut problems) = match snapshot {
-        Some(snap) => inventory::load_named(&snap, &cfg.conf_repo, cfg.server_ip, previous),
-        None => inventory::load(&cfg.conf_repo, cfg.server_ip, previous),
+        Some((snap, delta)) => {
+            let reuse = state.from_snapshot
+                && !delta.full
+                && !delta.changed.iter().any(|p| p.starts_with("groups/"));
+            let unchanged = |rel: &str| reuse && delta.unchanged(rel);
+            state.from_snapshot = true;
+            inventory::load_reusing(&snap, &cfg.conf_repo, cfg.server_ip, previous, &unchanged)
+        }
+        None => {
+            state.from_snapshot = false;
+            inventory::load(&cfg.conf_repo, cfg.server_ip, previous)
+        }
     };
     if let Some(repo) = &repo {
         for p in repo.uncommitted(inventory::DIRS).unwrap_or_default() {
@@ -330,7 +350,7 @@ fn committed_snapshot(
     repo: &crate::confrepo::ConfRepo,
     bus: &Bus,
     last_head: &mut Option<String>,
-) -> Option<std::path::PathBuf> {
+) -> Option<(std::path::PathBuf, crate::confrepo::SnapshotDelta)> {
     let head = repo.head().ok().flatten()?;
     let head_s = head.to_string();
     if last_head.as_deref() != Some(head_s.as_str()) {
@@ -355,8 +375,12 @@ fn committed_snapshot(
         *last_head = Some(head_s);
     }
     let snap = cfg.state_dir.join("conf-snapshot");
+    let full = crate::confrepo::SnapshotDelta {
+        full: true,
+        ..Default::default()
+    };
     match repo.snapshot(head, inventory::DIRS, &snap) {
-        Ok(()) => Some(snap),
+        Ok(delta) => Some((snap, delta)),
         Err(crate::confrepo::RepoError::UnsafeEntry { commit, entry, why }) => {
             warn!(%commit, ?entry, "commit refused: {why}; serving the last good snapshot");
             bus.emit(Event::ConfigRefused {
@@ -365,10 +389,13 @@ fn committed_snapshot(
                 reason: why.into(),
             });
             // The last good snapshot was left as it was; without one, nothing is served.
-            snap.is_dir().then_some(snap).or_else(|| {
-                let empty = cfg.state_dir.join("conf-snapshot.empty");
-                std::fs::create_dir_all(&empty).ok().map(|()| empty)
-            })
+            snap.is_dir()
+                .then_some(snap)
+                .or_else(|| {
+                    let empty = cfg.state_dir.join("conf-snapshot.empty");
+                    std::fs::create_dir_all(&empty).ok().map(|()| empty)
+                })
+                .map(|p| (p, full))
         }
         Err(e) => {
             warn!("{e}; serving the files on disk");
@@ -408,8 +435,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             cancel.clone(),
         ));
     }
-    let mut last_head = None;
-    let inv = load_inventory(&cfg, None, &bus, &mut last_head);
+    let mut load_state = LoadState::default();
+    let inv = load_inventory(&cfg, None, &bus, &mut load_state);
     let (inv_tx, inv_rx) = watch::channel(inv);
 
     // Bind everything before announcing readiness.
@@ -610,7 +637,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 }
                 let why = whys.join("+");
                 let prev = inv_tx.borrow().clone();
-                let inv = load_inventory(&cfg, Some(&prev), &bus, &mut last_head);
+                let inv = load_inventory(&cfg, Some(&prev), &bus, &mut load_state);
                 info!(why, machines = inv.machines().len(), "inventory reloaded");
                 inv_tx.send_replace(inv);
             }

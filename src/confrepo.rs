@@ -12,6 +12,7 @@
 //! gix covers everything used here; nothing shells out to `git`.
 use gix::bstr::{BStr, ByteSlice};
 use gix::ObjectId;
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -596,82 +597,145 @@ impl ConfRepo {
 
     /// Files of `rev` under `prefix` (relative paths), for snapshots and listings.
     pub fn files(&self, rev: ObjectId, prefix: &str) -> Result<Vec<(String, ObjectId)>, RepoError> {
+        // Only the directory the prefix names is walked (not, say, every pulled host file
+        // when the inventory is wanted).
+        let dir = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        Ok(self
+            .files_in_dir(rev, dir)?
+            .into_iter()
+            .filter(|(p, _)| p.starts_with(prefix))
+            .collect())
+    }
+
+    /// Files under each of the top-level `dirs` at `rev` (path relative to the root → blob).
+    pub fn files_under(
+        &self,
+        rev: ObjectId,
+        dirs: &[&str],
+    ) -> Result<Vec<(String, ObjectId)>, RepoError> {
+        let mut out = Vec::new();
+        for d in dirs {
+            out.extend(self.files_in_dir(rev, d)?);
+        }
+        Ok(out)
+    }
+
+    /// Every file below directory `dir` ("" for the root) at `rev`, with its full path.
+    fn files_in_dir(&self, rev: ObjectId, dir: &str) -> Result<Vec<(String, ObjectId)>, RepoError> {
         let repo = self.repo.to_thread_local();
-        let tree = repo
+        let root = repo
             .find_commit(rev)
             .and_then(|c| c.tree())
             .map_err(|e| self.git_err(e))?;
+        let tree = if dir.is_empty() {
+            root
+        } else {
+            match root
+                .lookup_entry_by_path(dir)
+                .map_err(|e| self.git_err(e))?
+            {
+                Some(e) if e.mode().is_tree() => {
+                    repo.find_tree(e.object_id()).map_err(|e| self.git_err(e))?
+                }
+                _ => return Ok(Vec::new()),
+            }
+        };
         let files = tree
             .traverse()
             .breadthfirst
             .files()
             .map_err(|e| self.git_err(e))?;
+        let lead = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
         Ok(files
             .into_iter()
             .filter(|e| e.mode.is_blob())
-            .map(|e| (e.filepath.to_str_lossy().into_owned(), e.oid))
-            .filter(|(p, _)| prefix.is_empty() || p.starts_with(prefix))
+            .map(|e| (format!("{lead}{}", e.filepath.to_str_lossy()), e.oid))
             .collect())
     }
 
     /// Paths whose working-tree content differs from HEAD, under the given top-level
-    /// directories: edits made by hand and not committed yet.
+    /// directories: edits made by hand and not committed yet. Like git's index, a file whose
+    /// size, mtime and inode are those it had when last hashed is not read again
+    /// ([`StatCache`]), so a reload after one registration reads one file, not all of them.
     pub fn uncommitted(&self, dirs: &[&str]) -> Result<Vec<String>, RepoError> {
         let Some(head) = self.head()? else {
             return Ok(Vec::new());
         };
         let repo = self.repo.to_thread_local();
         let mut out = Vec::new();
-        let committed = self.files(head, "")?;
-        let in_dirs = |p: &str| dirs.iter().any(|d| p.starts_with(&format!("{d}/")));
-        for (p, id) in committed.iter().filter(|(p, _)| in_dirs(p)) {
-            match std::fs::read(self.root.join(p)) {
-                Ok(data) => {
-                    let hash =
-                        gix::objs::compute_hash(repo.object_hash(), gix::objs::Kind::Blob, &data)
-                            .map_err(|e| self.git_err(e))?;
-                    if &hash != id {
-                        out.push(p.clone());
-                    }
-                }
-                Err(_) => out.push(p.clone()),
+        let committed = self.files_under(head, dirs)?;
+        let mut cache = STAT_CACHE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (p, id) in &committed {
+            let full = self.root.join(p);
+            match cache.blob_id(&full, repo.object_hash()) {
+                Ok(hash) if hash == *id => {}
+                _ => out.push(p.clone()),
             }
         }
-        let mut present = Vec::new();
+        drop(cache);
+        let known: std::collections::HashSet<&str> =
+            committed.iter().map(|(p, _)| p.as_str()).collect();
         for d in dirs {
             let dir = self.root.join(d);
             if dir.is_dir() {
-                self.collect_files(&dir, &mut present)?;
-            }
-        }
-        for c in present {
-            if let Change::Write(p, _) = c {
-                if !committed.iter().any(|(q, _)| *q == p) {
-                    out.push(p);
-                }
+                self.each_file(&dir, &mut |rel| {
+                    if !known.contains(rel.as_str()) {
+                        out.push(rel);
+                    }
+                })?;
             }
         }
         out.sort();
         Ok(out)
     }
 
-    /// Writes the files of `rev` under `dirs` into `dest` (replaced), for loading the
-    /// committed inventory without touching the working tree.
-    pub fn snapshot(&self, rev: ObjectId, dirs: &[&str], dest: &Path) -> Result<(), RepoError> {
-        let repo = self.repo.to_thread_local();
-        let tmp = dest.with_extension("tmp");
-        let io = |source, f: &Path| RepoError::Io {
+    /// Calls `f` with the root-relative path of every regular file below `dir` (not `.git`).
+    fn each_file(&self, dir: &Path, f: &mut dyn FnMut(String)) -> Result<(), RepoError> {
+        let io = |source, file: &Path| RepoError::Io {
             path: self.root.clone(),
-            file: f.to_owned(),
+            file: file.to_owned(),
             source,
         };
-        let files: Vec<_> = self
-            .files(rev, "")?
-            .into_iter()
-            .filter(|(p, _)| dirs.iter().any(|d| p.starts_with(&format!("{d}/"))))
-            .collect();
-        // Every path is checked before anything is written: a refused commit leaves `dest`
-        // (the last good snapshot) as it was.
+        for e in std::fs::read_dir(dir).map_err(|e| io(e, dir))? {
+            let e = e.map_err(|e| io(e, dir))?;
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == ".git") {
+                continue;
+            }
+            let ft = e.file_type().map_err(|e| io(e, &p))?;
+            if ft.is_dir() {
+                self.each_file(&p, f)?;
+            } else if ft.is_file() {
+                f(p.strip_prefix(&self.root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .into_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the files of `rev` under `dirs` into `dest`, for loading the committed
+    /// inventory without touching the working tree. Every path is checked before anything is
+    /// written: a refused commit leaves `dest` (the last good snapshot) as it was.
+    ///
+    /// `dest/.pxelator-ids` lists the blob of every file written; with it, only files whose
+    /// blob changed are rewritten and only removed ones deleted, so one registration costs a
+    /// file, not the inventory. It is removed before an update and written after, so an
+    /// update cut short is followed by a full rebuild.
+    pub fn snapshot(
+        &self,
+        rev: ObjectId,
+        dirs: &[&str],
+        dest: &Path,
+    ) -> Result<SnapshotDelta, RepoError> {
+        let files = self.files_under(rev, dirs)?;
         for (p, _) in &files {
             if let Some(why) = unsafe_tree_path(p) {
                 return Err(RepoError::UnsafeEntry {
@@ -681,14 +745,108 @@ impl ConfRepo {
                 });
             }
         }
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
-        for (p, id) in files {
-            let f = tmp.join(&p);
+        let manifest = dest.join(SNAPSHOT_IDS);
+        let old = std::fs::read_to_string(&manifest).ok().and_then(|t| {
+            t.lines()
+                .map(|l| {
+                    let (id, p) = l.split_once(' ')?;
+                    Some((p.to_owned(), ObjectId::from_hex(id.as_bytes()).ok()?))
+                })
+                .collect::<Option<HashMap<String, ObjectId>>>()
+        });
+        let delta = match old {
+            Some(old) => {
+                let changed = changed_paths(&files, &old);
+                self.update_snapshot(&files, &old, dest)
+                    .ok()
+                    .map(|()| SnapshotDelta {
+                        full: false,
+                        changed,
+                    })
+            }
+            None => None,
+        };
+        let delta = match delta {
+            Some(d) => d,
+            None => {
+                self.rebuild_snapshot(&files, dest)?;
+                SnapshotDelta {
+                    full: true,
+                    changed: Default::default(),
+                }
+            }
+        };
+        let list: String = files.iter().map(|(p, id)| format!("{id} {p}\n")).collect();
+        crate::fsutil::write_atomic(&manifest, list.as_bytes(), 0o600).map_err(|source| {
+            RepoError::Io {
+                path: self.root.clone(),
+                file: manifest.clone(),
+                source,
+            }
+        })?;
+        Ok(delta)
+    }
+
+    /// Rewrites only what differs from `old` (the manifest of what `dest` holds).
+    fn update_snapshot(
+        &self,
+        files: &[(String, ObjectId)],
+        old: &HashMap<String, ObjectId>,
+        dest: &Path,
+    ) -> Result<(), RepoError> {
+        let repo = self.repo.to_thread_local();
+        let io = |source, f: &Path| RepoError::Io {
+            path: self.root.clone(),
+            file: f.to_owned(),
+            source,
+        };
+        let manifest = dest.join(SNAPSHOT_IDS);
+        std::fs::remove_file(&manifest).map_err(|e| io(e, &manifest))?;
+        let now: HashMap<&str, ObjectId> = files.iter().map(|(p, id)| (p.as_str(), *id)).collect();
+        for p in old.keys().filter(|p| !now.contains_key(p.as_str())) {
+            match std::fs::remove_file(dest.join(p)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e, &dest.join(p))),
+            }
+        }
+        for (p, id) in files.iter().filter(|(p, id)| old.get(p) != Some(id)) {
+            let f = dest.join(p);
             if let Some(dir) = f.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
             }
-            let obj = repo.find_object(id).map_err(|e| self.git_err(e))?;
+            let obj = repo.find_object(*id).map_err(|e| self.git_err(e))?;
+            // A new regular file beside it, renamed over it: a symlink is never followed.
+            let tmp = f.with_extension("pxelator-new");
+            let _ = std::fs::remove_file(&tmp);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .and_then(|mut out| std::io::Write::write_all(&mut out, &obj.data))
+                .and_then(|()| std::fs::rename(&tmp, &f))
+                .map_err(|e| io(e, &f))?;
+        }
+        Ok(())
+    }
+
+    /// Writes all `files` into a fresh directory, then puts it in place of `dest`.
+    fn rebuild_snapshot(&self, files: &[(String, ObjectId)], dest: &Path) -> Result<(), RepoError> {
+        let repo = self.repo.to_thread_local();
+        let tmp = dest.with_extension("tmp");
+        let io = |source, f: &Path| RepoError::Io {
+            path: self.root.clone(),
+            file: f.to_owned(),
+            source,
+        };
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
+        for (p, id) in files {
+            let f = tmp.join(p);
+            if let Some(dir) = f.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
+            }
+            let obj = repo.find_object(*id).map_err(|e| self.git_err(e))?;
             // Regular files only, created new: nothing in the fresh directory is followed.
             std::fs::OpenOptions::new()
                 .write(true)
@@ -702,6 +860,93 @@ impl ConfRepo {
         Ok(())
     }
 }
+
+/// Blob ids of working-tree files by path, valid while the file's size, mtime (ns) and inode
+/// stay the same. An entry hashed less than 2 s after its mtime is not trusted later (a write
+/// in the same clock tick could keep the stat the same), as git does with "racy" entries.
+#[derive(Default)]
+struct StatCache(HashMap<PathBuf, (FileStamp, ObjectId)>);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    size: u64,
+    mtime_ns: i128,
+    ino: u64,
+}
+
+static STAT_CACHE: std::sync::LazyLock<std::sync::Mutex<StatCache>> =
+    std::sync::LazyLock::new(Default::default);
+
+impl StatCache {
+    /// Most entries kept (a bound on memory; past it, the cache starts over).
+    const MAX: usize = 200_000;
+
+    fn blob_id(&mut self, file: &Path, kind: gix::hash::Kind) -> std::io::Result<ObjectId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(file)?;
+        if !m.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        let stamp = FileStamp {
+            size: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ino: m.ino(),
+        };
+        if let Some((s, id)) = self.0.get(file) {
+            if *s == stamp {
+                return Ok(*id);
+            }
+        }
+        let data = std::fs::read(file)?;
+        let id = gix::objs::compute_hash(kind, gix::objs::Kind::Blob, &data)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let now_ns = i128::from(crate::clock::unix_now_ms()) * 1_000_000;
+        if now_ns - stamp.mtime_ns >= 2_000_000_000 {
+            if self.0.len() >= Self::MAX {
+                self.0.clear();
+            }
+            self.0.insert(file.to_owned(), (stamp, id));
+        }
+        Ok(id)
+    }
+}
+
+/// What a [`ConfRepo::snapshot`] changed in its directory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnapshotDelta {
+    /// Rebuilt from scratch: every file may have changed.
+    pub full: bool,
+    /// Files added, changed or removed (root-relative), when not `full`.
+    pub changed: std::collections::HashSet<String>,
+}
+
+impl SnapshotDelta {
+    /// True when `rel` is the same file as in the previous snapshot.
+    pub fn unchanged(&self, rel: &str) -> bool {
+        !self.full && !self.changed.contains(rel)
+    }
+}
+
+fn changed_paths(
+    files: &[(String, ObjectId)],
+    old: &HashMap<String, ObjectId>,
+) -> std::collections::HashSet<String> {
+    let now: HashMap<&str, &ObjectId> = files.iter().map(|(p, id)| (p.as_str(), id)).collect();
+    let mut changed: std::collections::HashSet<String> = files
+        .iter()
+        .filter(|(p, id)| old.get(p) != Some(id))
+        .map(|(p, _)| p.clone())
+        .collect();
+    changed.extend(
+        old.keys()
+            .filter(|p| !now.contains_key(p.as_str()))
+            .cloned(),
+    );
+    changed
+}
+
+/// The manifest of a snapshot directory (see [`ConfRepo::snapshot`]).
+const SNAPSHOT_IDS: &str = ".pxelator-ids";
 
 /// One truth for everything that reads the conf repo: in a git repository with commits, what
 /// is committed (HEAD), as the daemon serves it; otherwise the files on disk. So the CLI and
@@ -741,7 +986,7 @@ pub fn current_inventory(
         .state_dir
         .join(format!("cli-snapshot-{}", std::process::id()));
     let loaded = match repo.snapshot(head, inventory::DIRS, &scratch) {
-        Ok(()) => inventory::load_named(&scratch, &cfg.conf_repo, cfg.server_ip, None),
+        Ok(_) => inventory::load_named(&scratch, &cfg.conf_repo, cfg.server_ip, None),
         Err(e) => (
             inventory::Inventory::default(),
             vec![inventory::Problem {

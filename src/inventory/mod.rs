@@ -100,6 +100,8 @@ struct Inner {
     by_mac: HashMap<Mac, usize>,
     by_ip: HashMap<Ipv4Addr, usize>,
     profiles: BTreeMap<String, Profile>,
+    /// Files that had a problem when this was loaded: never reused unread by the next load.
+    problem_paths: std::collections::HashSet<PathBuf>,
 }
 
 impl Inventory {
@@ -181,6 +183,7 @@ impl Inventory {
             }
             inner.machines.push(m);
         }
+        inner.problem_paths = problems.iter().map(|p| p.path.clone()).collect();
         Inventory {
             inner: Arc::new(inner),
         }
@@ -323,6 +326,21 @@ pub fn load_named(
     server_ip: Ipv4Addr,
     previous: Option<&Inventory>,
 ) -> (Inventory, Vec<Problem>) {
+    load_reusing(read_root, name_root, server_ip, previous, &|_| false)
+}
+
+/// Like [`load_named`]; a machine file for which `unchanged(path relative to the root)` is
+/// true since `previous` was loaded (and that had no problem then) is taken from `previous`
+/// instead of being read and parsed again — a reload after one registration parses one file.
+/// The caller answers false for everything when a `groups/` file changed (group defaults are
+/// merged into machines).
+pub fn load_reusing(
+    read_root: &Path,
+    name_root: &Path,
+    server_ip: Ipv4Addr,
+    previous: Option<&Inventory>,
+    unchanged: &dyn Fn(&str) -> bool,
+) -> (Inventory, Vec<Problem>) {
     let root = read_root;
     let rename = |p: &Path| -> PathBuf {
         match p.strip_prefix(read_root) {
@@ -413,7 +431,23 @@ pub fn load_named(
         }
     }
 
+    let reusable: HashMap<&Path, &Machine> = previous
+        .map(|inv| {
+            inv.machines()
+                .iter()
+                .filter(|m| !inv.inner.problem_paths.contains(&m.source))
+                .map(|m| (m.source.as_path(), m))
+                .collect()
+        })
+        .unwrap_or_default();
     for path in toml_files(&root.join("machines"), &mut problems) {
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        if rel.to_str().is_some_and(unchanged) {
+            if let Some(m) = reusable.get(name_root.join(rel).as_path()) {
+                machines.push((*m).clone());
+                continue;
+            }
+        }
         match read_toml::<MachineFile>(&path) {
             Ok(f) => machines.push(Machine {
                 mac: f.mac,
