@@ -7,6 +7,7 @@
 //! broadcast of that subnet, which its router forwards when directed broadcasts are allowed
 //! there (`ip forward-protocol udp 9` / `ip directed-broadcast` on most routers).
 pub mod amt;
+pub mod amt_tls;
 pub mod schedule;
 
 use crate::config::NetConfig;
@@ -84,7 +85,12 @@ pub fn load_schedules(cfg: &crate::config::Config) -> Result<Option<schedule::Sc
             &String::from_utf8_lossy(&bytes),
             jiff::tz::TimeZone::system(),
         )
-        .map(Some)
+        .map(|mut s| {
+            if let Some(a) = &mut s.amt {
+                a.known_certs = Some(cfg.state_dir.join("amt/known_certs"));
+            }
+            Some(s)
+        })
         .map_err(|e| format!("{}: {e}", path.display())),
         Ok(None) => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),

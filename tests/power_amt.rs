@@ -24,7 +24,17 @@ struct Apache {
 }
 
 impl Drop for Apache {
+    /// SIGTERM, so the parent stops its prefork children too (SIGKILL would leave them
+    /// serving the port); SIGKILL only if it has not gone within 10 s.
     fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -45,7 +55,49 @@ fn md5_hex(s: &str) -> String {
 /// Apache on 127.0.0.1:<free port> serving the AMT stand-in at /wsman behind digest auth for
 /// admin / `password`.
 fn start_apache(dir: &Path, password: &str) -> Apache {
-    let port = free_port();
+    start_apache_on(dir, password, free_port(), None)
+}
+
+/// A self-signed certificate for 127.0.0.1 made by the openssl CLI: (cert, key, its SHA-256
+/// fingerprint as openssl prints it, `AA:BB:…`).
+fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf, String) {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=Intel(r) AMT test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let fp = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .to_owned();
+    (cert, key, fp)
+}
+
+/// [`start_apache`] on a given port, over TLS (mod_ssl) with `tls` = (cert, key) if given.
+fn start_apache_on(dir: &Path, password: &str, port: u16, tls: Option<(&Path, &Path)>) -> Apache {
     let state = dir.join("amt-state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -80,12 +132,22 @@ fn start_apache(dir: &Path, password: &str) -> Apache {
         "env",
     ]
     .iter()
+    .chain(if tls.is_some() { &["ssl"][..] } else { &[] })
     .map(|m| format!("LoadModule {m}_module {MODULES}/mod_{m}.so\n"))
     .collect::<String>();
+    let ssl = tls
+        .map(|(c, k)| {
+            format!(
+                "SSLEngine on\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\n",
+                c.display(),
+                k.display()
+            )
+        })
+        .unwrap_or_default();
     std::fs::write(
         &conf,
         format!(
-            "{modules}ServerRoot {d}\nServerName amt.test\nListen 127.0.0.1:{port}\n\
+            "{modules}ServerRoot {d}\nServerName amt.test\nListen 127.0.0.1:{port}\n{ssl}\
 PidFile {d}/httpd.pid\nErrorLog {d}/error.log\nLogLevel warn\nUser nobody\nGroup nogroup\n\
 StartServers 1\nMinSpareServers 1\nMaxSpareServers 2\n\
 ScriptAlias /wsman {cgi}\n\
@@ -98,7 +160,11 @@ ScriptAlias /wsman {cgi}\n\
         ),
     )
     .unwrap();
+    // Its own process group: stopping, Apache signals its whole group (here: only itself
+    // and its children, not the test and whoever started it).
+    use std::os::unix::process::CommandExt;
     let child = Command::new(APACHE)
+        .process_group(0)
         .args(["-DFOREGROUND", "-f"])
         .arg(&conf)
         .stdout(Stdio::null())
@@ -299,5 +365,105 @@ fn amt_power_status_on_off_reset_over_digest_auth() {
     assert!(
         ev.contains("\"method\":\"amt\"") && ev.contains("\"value\":2"),
         "{ev}"
+    );
+}
+
+/// Issue 10: the digest exchange went over plain HTTP. With `[amt] tls = true` pxelator talks
+/// HTTPS (here to Apache with mod_ssl and a self-signed certificate, as AMT has): the first
+/// connection pins the certificate's SHA-256 in `<state_dir>/amt/known_certs` (0600, the same
+/// fingerprint openssl prints), later ones must present it. When the endpoint comes back with
+/// another certificate (a machine in the middle, or a re-provisioned AMT) the action is refused
+/// with both fingerprints and the line to delete, and nothing reaches the endpoint.
+#[test]
+fn amt_over_tls_pins_the_certificate_on_first_use() {
+    if !Path::new(APACHE).exists() || !Path::new(MODULES).join("mod_ssl.so").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "apache2-bin (mod_ssl) missing"
+        );
+        println!("SKIPPED: AMT over TLS test: {APACHE} with mod_ssl not installed");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    let amt_dir = base.join("amt");
+    std::fs::create_dir_all(&amt_dir).unwrap();
+    let (cert_a, key_a, fp_a) = self_signed(base, "a");
+    let (cert_b, key_b, fp_b) = self_signed(base, "b");
+    let port = free_port();
+    let apache = start_apache_on(&amt_dir, "Secret-1!", port, Some((&cert_a, &key_a)));
+    let repo = base.join("conf-repo");
+    std::fs::create_dir_all(repo.join("machines")).unwrap();
+    std::fs::write(
+        repo.join("machines/kiosk1.toml"),
+        "mac = \"52:54:00:00:00:0b\"\nip = \"10.77.1.11\"\nhostname = \"kiosk1\"\n\
+         [params]\namt = \"127.0.0.1\"\n",
+    )
+    .unwrap();
+    let pass = base.join("amt-password");
+    std::fs::write(&pass, "Secret-1!\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        repo.join("power.toml"),
+        format!(
+            "[amt]\nuser = \"admin\"\npassword_file = \"{}\"\ntls = true\nport = {port}\ntimeout_secs = 5\n",
+            pass.display()
+        ),
+    )
+    .unwrap();
+    let cfg = minimal_config(base, "10.77.1.1");
+    let url = format!("https://127.0.0.1:{port}/wsman");
+    let pins = base.join("state/amt/known_certs");
+
+    let o = px(&cfg, &["power", "status", "kiosk1"]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        text(&o),
+        std::fs::read_to_string(amt_dir.join("error.log")).unwrap_or_default()
+    );
+    assert!(
+        text(&o).contains(&format!("(PowerState 8, from {url})")),
+        "{}",
+        text(&o)
+    );
+    let pinned = std::fs::read_to_string(&pins).unwrap();
+    let want = fp_a.replace(':', "").to_lowercase();
+    assert_eq!(
+        pinned,
+        format!("127.0.0.1:{port} {want}\n"),
+        "openssl says {fp_a}"
+    );
+    assert_eq!(
+        std::fs::metadata(&pins).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let o = px(&cfg, &["power", "on", "kiosk1"]);
+    assert!(o.status.success(), "pinned and matching: {}", text(&o));
+    assert_eq!(amt_log(&apache), ["get", "change 2"]);
+
+    // The endpoint comes back with another certificate on the same address and port.
+    drop(apache);
+    let apache = start_apache_on(&amt_dir, "Secret-1!", port, Some((&cert_b, &key_b)));
+    let before = amt_log(&apache).len();
+    let o = px(&cfg, &["power", "off", "kiosk1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let shown = text(&o);
+    assert!(
+        shown.contains(&format!("presented certificate SHA256 {fp_b}"))
+            && shown.contains(&fp_a)
+            && shown.contains("delete its line from")
+            && shown.contains(&pins.display().to_string()),
+        "{shown}"
+    );
+    assert_eq!(
+        amt_log(&apache).len(),
+        before,
+        "nothing reached the endpoint"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pins).unwrap(),
+        pinned,
+        "the pin stays"
     );
 }

@@ -9,8 +9,9 @@
 //!   values 2 (on), 8 (off, soft) and 10 (master bus reset); `ReturnValue` 0 means accepted.
 //!
 //! Building the messages and reading the answers are pure functions; [`Client`] carries them
-//! over HTTP (ureq) with the digest challenge answered by the `digest_auth` crate. TLS (16993)
-//! is not offered yet.
+//! over HTTP (ureq) with the digest challenge answered by the `digest_auth` crate. With
+//! `[amt] tls = true` it talks HTTPS on 16993 instead, the certificate pinned on first use
+//! ([`super::amt_tls`]).
 use std::time::Duration;
 
 const CIM: &str = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/";
@@ -26,10 +27,17 @@ pub struct AmtConfig {
     pub password_file: Option<std::path::PathBuf>,
     /// The password itself (it is then in git: prefer password_file).
     pub password: Option<String>,
-    /// Default 16992.
+    /// Default 16992, or 16993 with `tls`.
     pub port: Option<u16>,
+    /// HTTPS (AMT's TLS port 16993) with the certificate pinned on first use in
+    /// `<state_dir>/amt/known_certs`; default false (plain HTTP, the digest exchange visible
+    /// on the wire).
+    pub tls: Option<bool>,
     /// Seconds per request, default 10.
     pub timeout_secs: Option<u64>,
+    /// Where pinned certificates are kept (set from the config's state_dir, not from TOML).
+    #[serde(skip)]
+    pub known_certs: Option<std::path::PathBuf>,
 }
 
 /// What to ask AMT for.
@@ -187,6 +195,14 @@ pub enum AmtError {
     Malformed { url: String, what: &'static str },
     #[error("[amt] in power.toml: {0}")]
     Config(String),
+    #[error("AMT at {url} presented certificate SHA256 {seen}, not the one pinned for {endpoint} in {file} ({pinned}): refused. If this AMT was re-provisioned, delete its line from {file} and try again")]
+    CertChanged {
+        url: String,
+        endpoint: String,
+        file: String,
+        pinned: String,
+        seen: String,
+    },
 }
 
 /// One AMT endpoint with its credentials.
@@ -196,6 +212,16 @@ pub struct Client {
     password: String,
     agent: ureq::Agent,
     next_id: std::cell::Cell<u64>,
+    /// With TLS: the pin store, the endpoint's name in it, its pin (None before the first
+    /// use) and the certificate the last handshake saw.
+    tls: Option<TlsPin>,
+}
+
+struct TlsPin {
+    store: super::amt_tls::PinStore,
+    endpoint: String,
+    pinned: Option<super::amt_tls::Fingerprint>,
+    seen: std::sync::Arc<std::sync::Mutex<Option<super::amt_tls::Fingerprint>>>,
 }
 
 impl Client {
@@ -211,23 +237,80 @@ impl Client {
                 ))
             }
         };
+        let tls = cfg.tls.unwrap_or(false);
         let hostport = if address.contains(':') {
             address.to_owned()
         } else {
-            format!("{address}:{}", cfg.port.unwrap_or(16992))
+            let port = cfg.port.unwrap_or(if tls { 16993 } else { 16992 });
+            format!("{address}:{port}")
         };
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(cfg.timeout_secs.unwrap_or(10))))
             .http_status_as_error(false)
-            .build()
-            .into();
+            .build();
+        let (agent, pin, scheme) = if tls {
+            use ureq::unversioned::{resolver::DefaultResolver, transport::*};
+            let file = cfg.known_certs.clone().ok_or_else(|| {
+                AmtError::Config("tls = true needs a place to pin certificates (state_dir)".into())
+            })?;
+            let store = super::amt_tls::PinStore::new(&file);
+            let pinned = store.get(&hostport);
+            let seen = std::sync::Arc::default();
+            let connector =
+                ().chain(TcpConnector::default())
+                    .chain(super::amt_tls::PinnedTls::new(
+                        pinned,
+                        std::sync::Arc::clone(&seen),
+                    ));
+            let agent = ureq::Agent::with_parts(config, connector, DefaultResolver::default());
+            let pin = TlsPin {
+                store,
+                endpoint: hostport.clone(),
+                pinned,
+                seen,
+            };
+            (agent, Some(pin), "https")
+        } else {
+            (config.into(), None, "http")
+        };
         Ok(Client {
-            url: format!("http://{hostport}/wsman"),
+            url: format!("{scheme}://{hostport}/wsman"),
             user: cfg.user.clone().unwrap_or_else(|| "admin".into()),
             password,
             agent,
             next_id: std::cell::Cell::new(1),
+            tls: pin,
         })
+    }
+
+    /// After a request: a certificate other than the pinned one is an error naming both; the
+    /// first certificate seen for an endpoint is pinned (once the request succeeded).
+    fn check_pin(&self, ok: bool) -> Result<(), AmtError> {
+        let Some(t) = &self.tls else {
+            return Ok(());
+        };
+        let seen = *t.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match (t.pinned, seen) {
+            (Some(p), Some(s)) if p != s => Err(AmtError::CertChanged {
+                url: self.url.clone(),
+                endpoint: t.endpoint.clone(),
+                file: t.store.file.display().to_string(),
+                pinned: super::amt_tls::show(&p),
+                seen: super::amt_tls::show(&s),
+            }),
+            (None, Some(s)) if ok => {
+                t.store.add(&t.endpoint, &s).map_err(|e| {
+                    AmtError::Config(format!(
+                        "cannot pin the certificate of {} in {}: {e}",
+                        t.endpoint,
+                        t.store.file.display()
+                    ))
+                })?;
+                tracing::info!(endpoint = %t.endpoint, sha256 = %super::amt_tls::show(&s), "AMT certificate pinned on first use");
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     fn post_once(&self, body: &str, auth: Option<&str>) -> Result<(u16, String, String), AmtError> {
@@ -260,6 +343,12 @@ impl Client {
 
     /// Posts a SOAP message, answering the digest challenge; returns the answer's XML.
     fn post(&self, body: &str) -> Result<String, AmtError> {
+        let res = self.post_checked(body);
+        self.check_pin(res.is_ok())?;
+        res
+    }
+
+    fn post_checked(&self, body: &str) -> Result<String, AmtError> {
         let (mut status, challenge, mut text) = self.post_once(body, None)?;
         if status == 401 {
             let mut prompt = digest_auth::parse(&challenge).map_err(|e| AmtError::Http {

@@ -15,11 +15,26 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// The bytes of a hex string (either case); None for an odd length or a non-hex digit.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn hex_is_lower_case_two_digits_a_byte() {
         assert_eq!(super::hex(&[0, 0x0f, 0xab, 0xff]), "000fabff");
         assert_eq!(super::hex(&[]), "");
+        assert_eq!(super::unhex("000FabfF"), Some(vec![0, 0x0f, 0xab, 0xff]));
+        assert_eq!(super::unhex("abc"), None);
+        assert_eq!(super::unhex("zz"), None);
+        assert_eq!(super::unhex("+1"), None);
     }
 }
