@@ -165,13 +165,14 @@ impl Users {
                 mode,
             });
         }
-        let file: UsersFile = toml::from_str(&text).map_err(|e| AuthError::Parse {
-            path: path.to_owned(),
-            msg: match crate::inventory::toml_error_line(&text, &e) {
-                Some(l) => format!("line {l}: {}", e.message()),
-                None => e.message().to_owned(),
-            },
-        })?;
+        let file: UsersFile =
+            crate::tomlfile::parse(path, &text).map_err(|e| AuthError::Parse {
+                path: path.to_owned(),
+                msg: match e.line {
+                    Some(l) => format!("line {l}: {}", e.message),
+                    None => e.message,
+                },
+            })?;
         Ok(Users {
             path: path.to_owned(),
             file,

@@ -155,13 +155,14 @@ pub fn load_plans(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Pla
             })
         }
     };
-    let parsed: BackupFile = toml::from_str(&text).map_err(|e| {
-        let line = crate::inventory::toml_error_line(&text, &e).unwrap_or(0);
-        BackupError::Config {
-            file: PathBuf::from(format!("{}:{line}", file.display())),
-            msg: e.message().to_owned(),
-        }
-    })?;
+    let parsed: BackupFile =
+        crate::tomlfile::parse(&file, &text).map_err(|e| BackupError::Config {
+            file: match e.line {
+                Some(l) => PathBuf::from(format!("{}:{l}", file.display())),
+                None => file.clone(),
+            },
+            msg: e.message,
+        })?;
     let mut per_host: BTreeMap<String, Settings> = BTreeMap::new();
     for g in parsed.group.values() {
         for h in &g.hosts {

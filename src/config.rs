@@ -13,8 +13,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error(transparent)]
+    Parse(crate::tomlfile::TomlError),
     #[error("{path}: {key} = {value} is not valid: {why}")]
     Invalid {
         path: PathBuf,
@@ -276,10 +276,7 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        let raw: RawConfig = crate::tomlfile::parse(path, text).map_err(ConfigError::Parse)?;
         raw.validate(path)
     }
 }

@@ -413,7 +413,7 @@ pub fn list(boot_dir: &Path) -> Vec<(ImageInfo, bool)> {
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.') && !e.path().is_symlink())
         .filter_map(|e| {
             let text = std::fs::read_to_string(e.path().join("image.toml")).ok()?;
-            toml::from_str::<ImageInfo>(&text).ok()
+            crate::tomlfile::parse::<ImageInfo>(&e.path().join("image.toml"), &text).ok()
         })
         .map(|i| {
             let current = std::fs::read_link(dir.join(&i.name))

@@ -6,6 +6,7 @@
 //!   browser sessions, the login rate limit; who may do what is [`core::access`].
 //! - [`clock`]     — the wall clock (`unix_now`, RFC 3339 text): read here only, passed to decisions.
 //! - [`fsutil`]    — atomic file writes (temp file, fsync, rename), private (0600) ones.
+//! - [`tomlfile`]  — the one TOML loader: every file's parse errors read `path:line: message`.
 //! - [`config`]    — TOML config → validated [`config::Config`]; `check-config` runs the same code.
 //! - [`proto`]     — bytes ⇄ types for DHCP and TFTP; no I/O, fuzzable.
 //! - [`core`]      — pure decisions: DHCP decide, leases, boot files and scripts, access rules per
@@ -42,3 +43,4 @@ pub mod inventory;
 pub mod power;
 pub mod proto;
 pub mod services;
+pub mod tomlfile;

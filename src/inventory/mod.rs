@@ -596,23 +596,11 @@ fn read_seed_machine(dir: &Path) -> Result<Machine, Problem> {
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Problem> {
-    let text = std::fs::read_to_string(path).map_err(|e| Problem {
-        path: path.to_owned(),
-        line: None,
-        message: format!("cannot read: {e}"),
-    })?;
-    toml::from_str(&text).map_err(|e| Problem {
-        path: path.to_owned(),
-        line: toml_error_line(&text, &e),
-        message: e.message().to_owned(),
+    crate::tomlfile::read(path).map_err(|e| Problem {
+        path: e.path,
+        line: e.line,
+        message: e.message,
     })
-}
-
-/// The 1-based line a TOML parse error points at (any of our TOML files: inventory,
-/// backup.toml, power.toml).
-pub fn toml_error_line(text: &str, e: &toml::de::Error) -> Option<usize> {
-    e.span()
-        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
 }
 
 fn sorted_entries(dir: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {

@@ -107,10 +107,13 @@ pub struct Schedules {
 
 /// Parses power.toml text; errors name the key and say what is expected.
 pub fn parse(text: &str, default_tz: jiff::tz::TimeZone) -> Result<Schedules, String> {
-    let f: PowerFile = toml::from_str(text).map_err(|e| {
-        let line = crate::inventory::toml_error_line(text, &e).unwrap_or(0);
-        format!("line {line}: {}", e.message())
-    })?;
+    let f: PowerFile =
+        crate::tomlfile::parse(std::path::Path::new("power.toml"), text).map_err(|e| {
+            match e.line {
+                Some(l) => format!("line {l}: {}", e.message),
+                None => e.message,
+            }
+        })?;
     let tz = match &f.timezone {
         Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
             format!("timezone = {name:?}: {e} (a tz database name like \"Europe/Zagreb\")")
