@@ -493,7 +493,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     // Only a full server keeps leases; a proxy hands out no addresses.
     let db = if cfg.dhcp.mode == DhcpMode::Server {
-        let (journal, leases, skipped) = Journal::open(&cfg.state_dir, unix_now())?;
+        let (journal, leases, skipped) = Journal::open(
+            &cfg.state_dir,
+            unix_now(),
+            u64::from(cfg.dhcp.reclaim_after_days.max(1)) * 86_400,
+        )?;
         if skipped > 0 {
             warn!(
                 skipped,

@@ -44,10 +44,31 @@ impl Lease {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum LeaseChange {
-    Offer { mac: Mac, ip: Ipv4Addr, until: u64 },
-    Bind { mac: Mac, ip: Ipv4Addr, until: u64 },
-    Release { mac: Mac, ip: Ipv4Addr },
-    Decline { mac: Mac, ip: Ipv4Addr, until: u64 },
+    Offer {
+        mac: Mac,
+        ip: Ipv4Addr,
+        until: u64,
+    },
+    Bind {
+        mac: Mac,
+        ip: Ipv4Addr,
+        until: u64,
+    },
+    Release {
+        mac: Mac,
+        ip: Ipv4Addr,
+    },
+    Decline {
+        mac: Mac,
+        ip: Ipv4Addr,
+        until: u64,
+    },
+    /// Written by journal compaction: when this MAC's last lease ended, kept after the lease
+    /// itself expired or was released, so reclaiming knows who was seen lately.
+    Seen {
+        mac: Mac,
+        until: u64,
+    },
 }
 
 impl LeaseChange {
@@ -64,6 +85,8 @@ pub struct Leases {
     by_mac: HashMap<Mac, Ipv4Addr>,
     /// Where the last pool scan stopped; a cache only, so pool allocation is amortised O(1).
     hint: Cell<u32>,
+    /// The end of the last lease each MAC was bound with (survives expiry and release).
+    seen: HashMap<Mac, u64>,
 }
 
 impl Leases {
@@ -86,6 +109,21 @@ impl Leases {
         self.by_ip.values()
     }
 
+    /// When `mac`'s last bound lease ended (or ends), even if it expired or was released.
+    pub fn last_seen(&self, mac: &Mac) -> Option<u64> {
+        self.seen.get(mac).copied()
+    }
+
+    /// Every MAC with the end of its last bound lease.
+    pub fn seen(&self) -> impl Iterator<Item = (&Mac, &u64)> {
+        self.seen.iter()
+    }
+
+    fn saw(&mut self, mac: Mac, until: u64) {
+        let t = self.seen.entry(mac).or_insert(until);
+        *t = (*t).max(until);
+    }
+
     /// True if `ip` is held (unexpired) by anyone other than `mac`.
     pub fn held_by_other(&self, ip: Ipv4Addr, mac: &Mac, now: u64) -> bool {
         self.by_ip
@@ -101,12 +139,16 @@ impl Leases {
                 state: LeaseState::Offered,
                 until,
             }),
-            LeaseChange::Bind { mac, ip, until } => self.put(Lease {
-                mac,
-                ip,
-                state: LeaseState::Bound,
-                until,
-            }),
+            LeaseChange::Bind { mac, ip, until } => {
+                self.saw(mac, until);
+                self.put(Lease {
+                    mac,
+                    ip,
+                    state: LeaseState::Bound,
+                    until,
+                })
+            }
+            LeaseChange::Seen { mac, until } => self.saw(mac, until),
             LeaseChange::Decline { mac, ip, until } => {
                 self.by_mac.remove(&mac);
                 self.by_ip.insert(

@@ -46,8 +46,8 @@ pub fn due(
                 return None;
             }
             let lease_end = leases
-                .by_mac(&m.mac)
-                .map_or(i64::MIN, |l| i64::try_from(l.until).unwrap_or(i64::MAX));
+                .last_seen(&m.mac)
+                .map_or(i64::MIN, |t| i64::try_from(t).unwrap_or(i64::MAX));
             let last_seen = m.registered?.max(lease_end);
             (now.saturating_sub(last_seen) >= after_secs).then(|| Reclaim {
                 mac: m.mac,
@@ -140,6 +140,29 @@ mod tests {
         let d = due(&[m], &leases, 50 * DAY, 30 * DAY, 10);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].last_seen, 20 * DAY);
+    }
+
+    /// A lease that was released (or dropped by journal compaction once expired) still
+    /// counts: the machine was seen then.
+    #[test]
+    fn a_released_lease_still_counts_as_seen() {
+        let m = registered(1, 10 * DAY);
+        let mut leases = Leases::default();
+        let ip = m.ip.unwrap();
+        leases.apply(&LeaseChange::Bind {
+            mac: m.mac,
+            ip,
+            until: (80 * DAY) as u64,
+        });
+        leases.apply(&LeaseChange::Release { mac: m.mac, ip });
+        assert!(leases.by_mac(&m.mac).is_none());
+        assert!(due(std::slice::from_ref(&m), &leases, 100 * DAY, 30 * DAY, 10).is_empty());
+        let mut compacted = Leases::default();
+        compacted.apply(&LeaseChange::Seen {
+            mac: m.mac,
+            until: (80 * DAY) as u64,
+        });
+        assert!(due(&[m], &compacted, 100 * DAY, 30 * DAY, 10).is_empty());
     }
 
     #[test]

@@ -7,6 +7,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+/// Most "last seen" records one compaction keeps (the most recent): bounds the journal and
+/// memory when many MACs pass through (spoofed ones included).
+pub const MAX_SEEN: usize = 200_000;
+
 pub struct Journal {
     path: PathBuf,
     file: File,
@@ -41,7 +45,13 @@ pub fn replay(mut input: impl BufRead) -> std::io::Result<(Leases, usize)> {
 impl Journal {
     /// Replays `dir/leases.jsonl` into a [`Leases`], rewrites it compacted, and opens it for
     /// appending. Unreadable lines (a torn last line after a crash) are skipped and counted.
-    pub fn open(dir: &Path, now: u64) -> Result<(Journal, Leases, usize), JournalError> {
+    /// `keep_seen_secs`: how long compaction keeps a MAC's "last seen" after its lease is gone
+    /// (the reclaim period; at most [`MAX_SEEN`] of them, the most recent).
+    pub fn open(
+        dir: &Path,
+        now: u64,
+        keep_seen_secs: u64,
+    ) -> Result<(Journal, Leases, usize), JournalError> {
         let path = dir.join("leases.jsonl");
         let err = |source| JournalError {
             path: path.clone(),
@@ -53,24 +63,38 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Leases::default(), 0),
             Err(e) => return Err(err(e)),
         };
-        // Compaction: the still-valid bound and declined leases, as the records that recreate them.
-        let keep: Vec<LeaseChange> = leases
+        // Compaction: the still-valid bound and declined leases, as the records that recreate
+        // them, and when other MACs were last seen (within keep_seen_secs).
+        let mut keep: Vec<LeaseChange> = leases
             .iter()
             .filter(|l| l.until > now)
             .filter_map(|l| l.as_change())
             .collect();
-        let tmp = dir.join("leases.jsonl.tmp");
-        {
-            let mut out = File::create(&tmp).map_err(err)?;
-            let mut text = String::new();
-            for c in &keep {
-                text.push_str(&serde_json::to_string(c).expect("lease serialises"));
-                text.push('\n');
-            }
-            out.write_all(text.as_bytes()).map_err(err)?;
-            out.sync_all().map_err(err)?;
+        let covered: std::collections::HashMap<_, _> = keep
+            .iter()
+            .filter_map(|c| match c {
+                LeaseChange::Bind { mac, until, .. } => Some((*mac, *until)),
+                _ => None,
+            })
+            .collect();
+        let mut seen: Vec<(crate::core::mac::Mac, u64)> = leases
+            .seen()
+            .filter(|(_, t)| t.saturating_add(keep_seen_secs) > now)
+            .filter(|(m, t)| covered.get(*m).is_none_or(|u| u < *t))
+            .map(|(m, t)| (*m, *t))
+            .collect();
+        seen.sort_by_key(|(m, t)| (std::cmp::Reverse(*t), m.0));
+        seen.truncate(MAX_SEEN);
+        keep.extend(
+            seen.into_iter()
+                .map(|(mac, until)| LeaseChange::Seen { mac, until }),
+        );
+        let mut text = String::new();
+        for c in &keep {
+            text.push_str(&serde_json::to_string(c).expect("lease serialises"));
+            text.push('\n');
         }
-        std::fs::rename(&tmp, &path).map_err(err)?;
+        crate::fsutil::write_private(&path, text.as_bytes()).map_err(err)?;
         let file = OpenOptions::new().append(true).open(&path).map_err(err)?;
         // Rebuild from exactly what was written so memory and disk agree.
         let mut compact = Leases::default();
@@ -110,7 +134,7 @@ mod tests {
     fn regression_non_utf8_line_is_skipped_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("leases.jsonl"), b"{\"x\xff\n\n").unwrap();
-        let (_, leases, skipped) = Journal::open(dir.path(), 0).unwrap();
+        let (_, leases, skipped) = Journal::open(dir.path(), 0, 0).unwrap();
         assert_eq!(skipped, 1);
         assert_eq!(leases.iter().count(), 0);
     }
@@ -118,7 +142,7 @@ mod tests {
     #[test]
     fn replay_keeps_bound_drops_expired_offers_and_torn_lines() {
         let d = tempfile::tempdir().unwrap();
-        let (mut j, _, _) = Journal::open(d.path(), 100).unwrap();
+        let (mut j, _, _) = Journal::open(d.path(), 100, 0).unwrap();
         let m = |n| Mac([2, 0, 0, 0, 0, n]);
         j.append(&LeaseChange::Bind {
             mac: m(1),
@@ -149,11 +173,64 @@ mod tests {
             .open(d.path().join("leases.jsonl"))
             .unwrap();
         f.write_all(b"{\"op\":\"bind\",\"mac\":\"02:00").unwrap();
-        let (_, leases, skipped) = Journal::open(d.path(), 200).unwrap();
+        let (_, leases, skipped) = Journal::open(d.path(), 200, 0).unwrap();
         assert_eq!(skipped, 1);
         assert_eq!(leases.len(), 1);
         assert_eq!(leases.by_mac(&m(1)).unwrap().ip, Ipv4Addr::new(10, 0, 0, 1));
         let text = std::fs::read_to_string(d.path().join("leases.jsonl")).unwrap();
-        assert_eq!(text.lines().count(), 1, "{text}");
+        // m1's lease, and that m3 (released) was seen: no lease of its own.
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.lines().nth(1).unwrap().contains("\"op\":\"seen\""),
+            "{text}"
+        );
+        assert!(leases.by_mac(&m(3)).is_none());
+    }
+
+    /// Reclaiming asks when a MAC was last seen; compaction used to forget a lease once it
+    /// expired or was released, so a restart made a machine seen yesterday look unseen since
+    /// its registration. Now "seen" records survive compaction for the reclaim period.
+    #[test]
+    fn compaction_keeps_when_macs_were_last_seen_for_the_period() {
+        let d = tempfile::tempdir().unwrap();
+        let m = |n| Mac([2, 0, 0, 0, 0, n]);
+        let ip = |n| Ipv4Addr::new(10, 0, 0, n);
+        let (mut j, _, _) = Journal::open(d.path(), 0, 0).unwrap();
+        for (n, until) in [(1, 1000), (2, 5000), (3, 100)] {
+            j.append(&LeaseChange::Bind {
+                mac: m(n),
+                ip: ip(n),
+                until,
+            })
+            .unwrap();
+        }
+        j.append(&LeaseChange::Release {
+            mac: m(1),
+            ip: ip(1),
+        })
+        .unwrap();
+        drop(j);
+        // At 2000, keeping 1500 s: m1 (released, ended 1000) kept as seen; m2's lease is
+        // still valid; m3 (ended 100) is older than the period and forgotten.
+        let (_, leases, _) = Journal::open(d.path(), 2000, 1500).unwrap();
+        assert_eq!(leases.len(), 1);
+        assert_eq!(leases.last_seen(&m(1)), Some(1000));
+        assert_eq!(leases.last_seen(&m(2)), Some(5000));
+        assert_eq!(leases.last_seen(&m(3)), None);
+        // And again, from the compacted file alone.
+        let (_, leases, _) = Journal::open(d.path(), 2100, 1500).unwrap();
+        assert_eq!(leases.last_seen(&m(1)), Some(1000));
+        assert!(
+            leases.by_mac(&m(1)).is_none(),
+            "no lease is made of a seen record"
+        );
+        let text = std::fs::read_to_string(d.path().join("leases.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.path().join("leases.jsonl"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }
