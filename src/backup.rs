@@ -32,18 +32,8 @@ pub enum BackupError {
     Config { file: PathBuf, msg: String },
     #[error("{0:?} is not in backup.toml (add [host.{0}] or list it in a [group.*] hosts)")]
     UnknownHost(String),
-    #[error("host key of {host} ({addr}) differs from the one pinned in {known_hosts}; if the host was really reinstalled, forget the old key with: ssh-keygen -R {host} -f {known_hosts}")]
-    HostKeyChanged {
-        host: String,
-        addr: String,
-        known_hosts: String,
-    },
-    #[error("{host} ({addr}): cannot connect or log in: {msg}")]
-    Unreachable {
-        host: String,
-        addr: String,
-        msg: String,
-    },
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
     #[error("{host}: {msg}")]
     Remote { host: String, msg: String },
     #[error(transparent)]
@@ -407,38 +397,18 @@ pub fn known_hosts(cfg: &Config) -> PathBuf {
     cfg.state_dir.join("ssh/known_hosts")
 }
 
-/// The OpenSSH client command for `plan` (the remote command is appended by the caller).
-/// The private key must be private: one others can read is refused before ssh runs.
-pub fn ssh_command(plan: &HostPlan, known_hosts: &Path) -> Result<Command, BackupError> {
-    crate::fsutil::check_private(&plan.key).map_err(|e| {
-        BackupError::Io(format!(
-            "ssh key: {e} (pxelator serve creates the default key; or ssh-keygen -t ed25519 -N '' -f {})",
-            plan.key.display()
-        ))
-    })?;
-    let mut c = Command::new("ssh");
-    c.arg("-i")
-        .arg(&plan.key)
-        .args(["-p", &plan.port.to_string()])
-        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
-        .args(["-o", "StrictHostKeyChecking=accept-new"])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .arg("-o")
-        .arg(format!("HostKeyAlias={}", plan.name))
-        .args([
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "ServerAliveInterval=15",
-            "-o",
-            "ServerAliveCountMax=4",
-        ])
-        .args(["-o", "LogLevel=ERROR"])
-        // `--`: whatever the destination holds, ssh never reads it as an option.
-        .arg("--")
-        .arg(format!("{}@{}", plan.user, plan.address));
-    Ok(c)
+impl HostPlan {
+    /// The ssh runner for this host (its key, port, user; host key pinned under its name).
+    pub fn ssh(&self, known_hosts: &Path) -> crate::ssh::Ssh {
+        crate::ssh::Ssh {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            key: self.key.clone(),
+            known_hosts: known_hosts.to_owned(),
+        }
+    }
 }
 
 /// Creates the default ssh key (`state_dir/ssh/id_ed25519`, mode 0600) if it is missing, so
@@ -472,35 +442,6 @@ pub fn ensure_default_key(cfg: &Config) -> Result<PathBuf, BackupError> {
     Ok(key)
 }
 
-pub fn classify(plan: &HostPlan, known: &Path, status: Option<i32>, stderr: &str) -> BackupError {
-    let addr = format!("{}:{}", plan.address, plan.port);
-    if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-        || stderr.contains("Host key verification failed")
-    {
-        return BackupError::HostKeyChanged {
-            host: plan.name.clone(),
-            addr,
-            known_hosts: known.display().to_string(),
-        };
-    }
-    if status == Some(255) || status.is_none() {
-        return BackupError::Unreachable {
-            host: plan.name.clone(),
-            addr,
-            msg: stderr
-                .trim()
-                .lines()
-                .last()
-                .unwrap_or("ssh failed")
-                .to_owned(),
-        };
-    }
-    BackupError::Remote {
-        host: plan.name.clone(),
-        msg: format!("remote tar failed: {}", stderr.trim()),
-    }
-}
-
 /// Pulls one host's listed paths (one ssh connection running `tar`).
 pub fn pull(
     plan: &HostPlan,
@@ -515,9 +456,6 @@ pub fn pull(
             spill_root.display()
         ))
     })?;
-    if let Some(dir) = known.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
     let mut remote = String::from(
         "tar --create --file=- --numeric-owner --ignore-failed-read --warning=no-file-removed",
     );
@@ -545,68 +483,22 @@ pub fn pull(
     }
     // tar exits 1 when a file changed while being read: still a usable pull.
     remote.push_str("; s=$?; [ $s -le 1 ] || exit $s");
-    let mut child = ssh_command(plan, known)?
-        .arg(remote)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            BackupError::Io(format!(
-                "cannot run ssh (apt-get install openssh-client): {e}"
+    let (out, parse_err) = plan.ssh(known).stream(
+        "tar of the listed paths (timeout_secs in backup.toml)",
+        &remote,
+        None,
+        timeout,
+        |stdout| {
+            Ok(read_archive(
+                stdout,
+                &plan.include_secrets,
+                max_file_bytes,
+                spill,
             ))
-        })?;
-    // Cut a hung host off: kill our ssh (by its PID) when the deadline passes.
-    let done = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watchdog = {
-        let (done, timed_out, pid) = (done.clone(), timed_out.clone(), child.id());
-        std::thread::spawn(move || {
-            let (lock, cv) = &*done;
-            let g = lock.lock().expect("watchdog");
-            let (g, _) = cv
-                .wait_timeout_while(g, timeout, |finished| !*finished)
-                .expect("watchdog");
-            if !*g {
-                timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        })
-    };
-    let mut stderr = child.stderr.take().expect("piped");
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let stdout = child.stdout.take().expect("piped");
-    let (out, parse_err) = read_archive(stdout, &plan.include_secrets, max_file_bytes, spill);
+        },
+    )?;
     for (path, size) in &out.oversize {
         tracing::warn!(host = %plan.name, "{path}: {size} bytes, over the {max_file_bytes}-byte cap (max_file_mb in backup.toml); not pulled");
-    }
-    let status = child.wait().map_err(|e| BackupError::Io(e.to_string()))?;
-    {
-        let (lock, cv) = &*done;
-        *lock.lock().expect("watchdog") = true;
-        cv.notify_all();
-    }
-    let _ = watchdog.join();
-    let stderr = err_reader.join().unwrap_or_default();
-    if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(BackupError::Unreachable {
-            host: plan.name.clone(),
-            addr: format!("{}:{}", plan.address, plan.port),
-            msg: format!(
-                "no answer within {} s (timeout_secs in backup.toml); cut off",
-                timeout.as_secs()
-            ),
-        });
-    }
-    if !status.success() {
-        return Err(classify(plan, known, status.code(), &stderr));
     }
     if let Some(e) = parse_err {
         return Err(BackupError::Remote {
@@ -616,6 +508,9 @@ pub fn pull(
     }
     Ok(out)
 }
+
+/// How long each of a restore's two ssh commands may take.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Default per-file cap of a pull (`max_file_mb` in backup.toml changes it): a larger file is
 /// reported (`Pulled::oversize`) and never read, so a kiosk user's `truncate -s 1T ~/.config/x`
@@ -922,7 +817,10 @@ pub fn run(
                 let res = loop {
                     tries += 1;
                     match pull(&plan, &known, timeout, max_file_bytes, &spill_root) {
-                        Err(BackupError::Unreachable { .. }) if tries < attempts => {
+                        Err(BackupError::Ssh(
+                            crate::ssh::SshError::Unreachable { .. }
+                            | crate::ssh::SshError::TimedOut { .. },
+                        )) if tries < attempts => {
                             std::thread::sleep(Duration::from_secs(1 << (tries - 1).min(5)));
                         }
                         other => break other,
@@ -1064,22 +962,17 @@ pub fn restore(
     let mode = mode_and_owner(&String::from_utf8_lossy(&meta), &format!("/{rel}"));
     let known = known_hosts(cfg);
     let q = remote_word_quoted(&format!("/{rel}"));
-    let current = ssh_command(plan, &known)?
-        .arg(format!("cat {q} 2>/dev/null || true"))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| BackupError::Io(format!("cannot run ssh: {e}")))?;
-    if !current.status.success() {
-        return Err(classify(
-            plan,
-            &known,
-            current.status.code(),
-            &String::from_utf8_lossy(&current.stderr),
-        ));
-    }
+    let ssh = plan.ssh(&known);
+    let current = ssh.run(
+        &format!("reading /{rel} to compare"),
+        &format!("cat {q} 2>/dev/null || true"),
+        None,
+        MAX_FILE_BYTES,
+        RESTORE_TIMEOUT,
+    )?;
     let diff = crate::confrepo::unified_diff(
         &format!("/{rel}"),
-        &current.stdout,
+        &current,
         &want,
         &format!("{} now", plan.name),
         rev,
@@ -1100,31 +993,13 @@ pub fn restore(
         ));
     }
     script.push_str(&format!(" && mv -f {tmp} {q}"));
-    let mut child = ssh_command(plan, &known)?
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| BackupError::Io(format!("cannot run ssh: {e}")))?;
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("piped");
-        stdin
-            .write_all(&want)
-            .map_err(|e| BackupError::Io(format!("writing to ssh: {e}")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| BackupError::Io(e.to_string()))?;
-    if !out.status.success() {
-        return Err(classify(
-            plan,
-            &known,
-            out.status.code(),
-            &String::from_utf8_lossy(&out.stderr),
-        ));
-    }
+    ssh.run(
+        &format!("writing /{rel} back"),
+        &script,
+        Some(&want),
+        0,
+        RESTORE_TIMEOUT,
+    )?;
     Ok(format!(
         "restored /{rel} on {} as of {rev}\n{diff}",
         plan.name
@@ -1466,41 +1341,6 @@ mod tests {
             let e = load_plans(&cfg, &inv).unwrap_err().to_string();
             assert!(e.contains(&format!("{key} {v:?}")), "{e}");
         }
-    }
-
-    #[test]
-    fn the_ssh_destination_comes_after_a_double_dash() {
-        let plan = HostPlan {
-            name: "k".into(),
-            address: "10.0.0.5".into(),
-            port: 22,
-            user: "root".into(),
-            key: "/k".into(),
-            paths: vec![],
-            exclude: vec![],
-            include_secrets: vec![],
-            schedule: None,
-        };
-        let d = tempfile::tempdir().unwrap();
-        let key = d.path().join("key");
-        crate::fsutil::write_private(&key, b"k").unwrap();
-        let plan = HostPlan {
-            key: key.clone(),
-            ..plan
-        };
-        let c = ssh_command(&plan, std::path::Path::new("/kh")).unwrap();
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let open = std::fs::Permissions::from_mode(0o644);
-            std::fs::set_permissions(&key, open).unwrap();
-            let e = ssh_command(&plan, std::path::Path::new("/kh")).unwrap_err();
-            assert!(e.to_string().contains("chmod 600"), "{e}");
-        }
-        let args: Vec<String> = c
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(&args[args.len() - 2..], ["--", "root@10.0.0.5"]);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! - [`events`]    — the event bus: protocol tasks publish without ever waiting; the logger subscribes.
 //! - [`audit`]     — the audit store: bus → writer (spool when the store is away) → SQLite or
 //!   MongoDB behind one trait; Mongo-style queries; CouchDB import, JSONL/BSON export.
+//! - [`ssh`]       — the one ssh runner (pinned host keys, `--`, deadlines, errors naming what ran).
 //! - [`backup`]    — host-file pulls over ssh into `hosts/<host>/` (one commit per host per run),
 //!   restore from any revision or date; `backup.toml` in the conf repo says what and when.
 //! - [`power`]     — power on/off/reset/status: Intel AMT (WS-Management, digest auth) where a
@@ -43,4 +44,5 @@ pub mod inventory;
 pub mod power;
 pub mod proto;
 pub mod services;
+pub mod ssh;
 pub mod tomlfile;

@@ -127,28 +127,22 @@ pub fn off_by_ssh(
         .clone()
         .unwrap_or_else(|| "systemctl poweroff || poweroff".into());
     let known = crate::backup::known_hosts(cfg);
-    if let Some(d) = known.parent() {
-        let _ = std::fs::create_dir_all(d);
-    }
-    let out = crate::backup::ssh_command(&plan, &known)
-        .map_err(|e| e.to_string())?
-        .arg(&command)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run ssh: {e}"))?;
-    // A machine that powers off may drop the connection (255) after accepting the command.
-    if out.status.success() {
-        Ok(format!("ssh {}@{ip}", plan.user))
-    } else {
-        Err(crate::backup::classify(
-            &plan,
-            &known,
-            out.status.code(),
-            &String::from_utf8_lossy(&out.stderr),
+    // A machine that powers off may drop the connection (255) after accepting the command;
+    // that is reported as such, not as success.
+    plan.ssh(&known)
+        .run(
+            &format!("power-off command `{command}`"),
+            &command,
+            None,
+            64 * 1024,
+            OFF_TIMEOUT,
         )
-        .to_string())
-    }
+        .map_err(|e| e.to_string())?;
+    Ok(format!("ssh {}@{ip}", plan.user))
 }
+
+/// How long a power-off command may take over ssh.
+const OFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How power actions reach machines: power.toml's `[ssh]` and `[amt]`, and the WoL port.
 #[derive(Clone, Copy, Default)]

@@ -554,6 +554,25 @@ fn power_off_runs_the_ssh_command() {
         ],
     ));
     assert!(ev.contains("\"method\":\"ssh\""), "{ev}");
+    // A command that fails is reported as that command (issue 10: it said "remote tar failed").
+    std::fs::write(
+        repo.join("power.toml"),
+        format!(
+            "[ssh]\nport = {}\nkey = \"{}\"\ncommand = \"echo no bus >&2; exit 3\"\n",
+            host.port,
+            key.display()
+        ),
+    )
+    .unwrap();
+    let failed = px(&cfg, &["power", "off", "kiosk1"]);
+    assert_eq!(failed.status.code(), Some(2), "{}", text(&failed));
+    assert!(
+        text(&failed)
+            .contains("power-off command `echo no bus >&2; exit 3` failed (exit 3): no bus")
+            && !text(&failed).contains("tar"),
+        "{}",
+        text(&failed)
+    );
     // Without [ssh] there is no way to switch off: said so, exit 2, recorded.
     std::fs::write(repo.join("power.toml"), "").unwrap();
     let none = px(&cfg, &["power", "off", "kiosk1"]);

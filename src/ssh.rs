@@ -1,0 +1,335 @@
+//! The one ssh runner. Every remote command pxelator runs — a pull's `tar`, a restore's `cat`
+//! and write, a power-off command — goes through [`Ssh`]: the stock OpenSSH client with the
+//! configured key (refused if others can read it), the host key pinned on first use under the
+//! host's *name* (HostKeyAlias) in `state_dir/ssh/known_hosts`, `--` before the destination,
+//! a deadline after which our ssh is killed (by its PID), and errors that say what was run
+//! ("power-off command failed", not "remote tar failed").
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("ssh key: {0} (pxelator serve creates the default key; or ssh-keygen -t ed25519 -N '' -f KEY)")]
+    Key(String),
+    #[error("host key of {host} ({addr}) differs from the one pinned in {known_hosts}; if the host was really reinstalled, forget the old key with: ssh-keygen -R {host} -f {known_hosts}")]
+    HostKeyChanged {
+        host: String,
+        addr: String,
+        known_hosts: String,
+    },
+    #[error("{host} ({addr}): cannot connect or log in: {msg}")]
+    Unreachable {
+        host: String,
+        addr: String,
+        msg: String,
+    },
+    #[error("{host} ({addr}): {what}: no answer within {secs} s; cut off")]
+    TimedOut {
+        host: String,
+        addr: String,
+        what: String,
+        secs: u64,
+    },
+    #[error("{host}: {what} failed (exit {code}): {stderr}")]
+    Failed {
+        host: String,
+        what: String,
+        code: i32,
+        stderr: String,
+    },
+    #[error("{host}: {what}: answer larger than {max} bytes; stopped reading")]
+    TooLarge {
+        host: String,
+        what: String,
+        max: u64,
+    },
+    #[error("cannot run ssh (apt-get install openssh-client): {0}")]
+    Spawn(std::io::Error),
+    #[error("{host}: {what}: {msg}")]
+    Io {
+        host: String,
+        what: String,
+        msg: String,
+    },
+}
+
+/// Where and as whom to run commands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ssh {
+    /// The host's name: the pin in known_hosts and the name in errors.
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub key: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+impl Ssh {
+    fn addr(&self) -> String {
+        format!("{}:{}", self.address, self.port)
+    }
+
+    /// The OpenSSH client command running `remote`.
+    pub fn command(&self, remote: &str) -> Result<Command, SshError> {
+        crate::fsutil::check_private(&self.key).map_err(SshError::Key)?;
+        if let Some(d) = self.known_hosts.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        let mut c = Command::new("ssh");
+        c.arg("-i")
+            .arg(&self.key)
+            .args(["-p", &self.port.to_string()])
+            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+            .args(["-o", "StrictHostKeyChecking=accept-new"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .arg("-o")
+            .arg(format!("HostKeyAlias={}", self.name))
+            .args(["-o", "ConnectTimeout=10"])
+            .args([
+                "-o",
+                "ServerAliveInterval=15",
+                "-o",
+                "ServerAliveCountMax=4",
+            ])
+            .args(["-o", "LogLevel=ERROR"])
+            // `--`: whatever the destination holds, ssh never reads it as an option.
+            .arg("--")
+            .arg(format!("{}@{}", self.user, self.address))
+            .arg(remote);
+        Ok(c)
+    }
+
+    /// Runs `remote` (named `what` in errors), feeding it `stdin`, and returns at most
+    /// `max_stdout` bytes of what it prints; killed after `timeout`.
+    pub fn run(
+        &self,
+        what: &str,
+        remote: &str,
+        stdin: Option<&[u8]>,
+        max_stdout: u64,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, SshError> {
+        let input = stdin.map(<[u8]>::to_vec);
+        let out = self.stream(what, remote, input, timeout, |mut out| {
+            let mut buf = Vec::new();
+            (&mut out).take(max_stdout + 1).read_to_end(&mut buf)?;
+            Ok(buf)
+        })?;
+        if out.len() as u64 > max_stdout {
+            return Err(SshError::TooLarge {
+                host: self.name.clone(),
+                what: what.into(),
+                max: max_stdout,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs `remote`, handing its stdout to `read` as it arrives (a pull's tar stream);
+    /// killed after `timeout`. `read`'s I/O error is reported only if the command itself
+    /// succeeded (a failed command explains the broken stream better).
+    pub fn stream<T>(
+        &self,
+        what: &str,
+        remote: &str,
+        stdin: Option<Vec<u8>>,
+        timeout: Duration,
+        read: impl FnOnce(ChildStdout) -> std::io::Result<T>,
+    ) -> Result<T, SshError> {
+        let mut child = self
+            .command(remote)?
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(SshError::Spawn)?;
+        let watchdog = Watchdog::start(&child, timeout);
+        let writer = stdin.map(|data| {
+            let mut pipe = child.stdin.take().expect("piped");
+            std::thread::spawn(move || pipe.write_all(&data))
+        });
+        let mut stderr = child.stderr.take().expect("piped");
+        let err_reader = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        });
+        let result = read(child.stdout.take().expect("piped"));
+        let status = wait(&mut child);
+        let timed_out = watchdog.stop();
+        let wrote = writer.map(|w| w.join().unwrap_or(Ok(())));
+        let stderr = err_reader.join().unwrap_or_default();
+        if timed_out {
+            return Err(SshError::TimedOut {
+                host: self.name.clone(),
+                addr: self.addr(),
+                what: what.into(),
+                secs: timeout.as_secs(),
+            });
+        }
+        let status = status.map_err(|e| self.io(what, e))?;
+        if !status.success() {
+            return Err(self.classify(what, status.code(), &stderr));
+        }
+        if let Some(Err(e)) = wrote {
+            return Err(self.io(what, e));
+        }
+        result.map_err(|e| self.io(what, e))
+    }
+
+    fn io(&self, what: &str, e: std::io::Error) -> SshError {
+        SshError::Io {
+            host: self.name.clone(),
+            what: what.into(),
+            msg: e.to_string(),
+        }
+    }
+
+    /// What a failed ssh run means: the pinned key changed, ssh could not get in (exit 255),
+    /// or the remote command itself failed.
+    pub fn classify(&self, what: &str, status: Option<i32>, stderr: &str) -> SshError {
+        if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            || stderr.contains("Host key verification failed")
+        {
+            return SshError::HostKeyChanged {
+                host: self.name.clone(),
+                addr: self.addr(),
+                known_hosts: self.known_hosts.display().to_string(),
+            };
+        }
+        match status {
+            Some(255) | None => SshError::Unreachable {
+                host: self.name.clone(),
+                addr: self.addr(),
+                msg: stderr
+                    .trim()
+                    .lines()
+                    .last()
+                    .unwrap_or("ssh failed")
+                    .to_owned(),
+            },
+            Some(code) => SshError::Failed {
+                host: self.name.clone(),
+                what: what.into(),
+                code,
+                stderr: stderr.trim().to_owned(),
+            },
+        }
+    }
+}
+
+fn wait(child: &mut Child) -> std::io::Result<ExitStatus> {
+    child.wait()
+}
+
+/// Kills a child (by PID) if it is still running when the deadline passes.
+struct Watchdog {
+    done: Arc<(Mutex<bool>, Condvar)>,
+    fired: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Watchdog {
+    fn start(child: &Child, timeout: Duration) -> Watchdog {
+        let done = Arc::new((Mutex::new(false), Condvar::new()));
+        let fired = Arc::new(AtomicBool::new(false));
+        let (d, f, pid) = (done.clone(), fired.clone(), child.id());
+        let thread = std::thread::spawn(move || {
+            let (lock, cv) = &*d;
+            let g = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let (g, _) = cv
+                .wait_timeout_while(g, timeout, |finished| !*finished)
+                .unwrap_or_else(|e| e.into_inner());
+            if !*g {
+                f.store(true, Ordering::SeqCst);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        });
+        Watchdog {
+            done,
+            fired,
+            thread,
+        }
+    }
+
+    /// Call after the child was waited for; true if the deadline killed it.
+    fn stop(self) -> bool {
+        {
+            let (lock, cv) = &*self.done;
+            *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            cv.notify_all();
+        }
+        let _ = self.thread.join();
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn target(key: &Path) -> Ssh {
+        Ssh {
+            name: "kiosk1".into(),
+            address: "-oProxyCommand=touch /tmp/pwned".into(),
+            port: 22,
+            user: "root".into(),
+            key: key.to_owned(),
+            known_hosts: "/kh".into(),
+        }
+    }
+
+    #[test]
+    fn the_destination_comes_after_a_double_dash_and_readable_keys_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("k");
+        std::fs::write(&key, "x").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = target(&key).command("uptime").unwrap();
+        let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().into()).collect();
+        let dd = args.iter().position(|a| a == "--").unwrap();
+        assert_eq!(args[dd + 1], "root@-oProxyCommand=touch /tmp/pwned");
+        assert_eq!(args[dd + 2], "uptime");
+        assert_eq!(args.len(), dd + 3);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = target(&key).command("uptime").unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+    }
+
+    #[test]
+    fn failures_are_worded_for_what_was_run() {
+        let s = target(Path::new("/k"));
+        let e = s.classify(
+            "power-off command `systemctl poweroff`",
+            Some(1),
+            "Failed to connect to bus\n",
+        );
+        assert_eq!(
+            e.to_string(),
+            "kiosk1: power-off command `systemctl poweroff` failed (exit 1): Failed to connect to bus"
+        );
+        let e = s.classify(
+            "x",
+            Some(255),
+            "ssh: connect to host h port 22: Connection refused\n",
+        );
+        assert!(matches!(e, SshError::Unreachable { .. }), "{e}");
+        let e = s.classify("x", Some(255), "Host key verification failed.\n");
+        assert!(e.to_string().contains("ssh-keygen -R kiosk1 -f /kh"), "{e}");
+    }
+}
