@@ -26,6 +26,40 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
     Ok(())
 }
 
+/// Like [`write_atomic`], but never replaces: Ok(false) when `path` already exists (also when
+/// it appears while writing — a racing hand edit is never clobbered).
+pub fn write_new(path: &Path, data: &[u8], mode: u32) -> std::io::Result<bool> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(d) = dir {
+        std::fs::create_dir_all(d)?;
+    }
+    if path.exists() {
+        return Ok(false);
+    }
+    let tmp = path.with_extension("pxelator-tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    // hard_link fails if the target exists, where rename would replace it.
+    let linked = std::fs::hard_link(&tmp, path);
+    std::fs::remove_file(&tmp)?;
+    match linked {
+        Ok(()) => {
+            if let Some(d) = dir {
+                std::fs::File::open(d)?.sync_all()?;
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Moves `from` to `to` (creating `to`'s directories), replacing it atomically; across file
 /// systems, copies to a temporary name beside `to` first. The file keeps its mode.
 pub fn move_into(from: &Path, to: &Path) -> std::io::Result<()> {

@@ -7,7 +7,7 @@
 //! pass it is refused with [`AuditError::SpoolFull`] and the writer counts it as dropped, so an
 //! audit store that stays away cannot fill the appliance's disk.
 use super::{AuditError, Record};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -86,16 +86,8 @@ impl Spool {
                 max_mb: self.max_bytes >> 20,
             });
         }
-        let name = format!("{:020}.jsonl", first.id.max(0));
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let path = self.dir.join(&name);
-        let mut file = std::fs::File::create(&tmp).map_err(Self::err(&tmp))?;
-        file.write_all(&body).map_err(Self::err(&tmp))?;
-        file.sync_all().map_err(Self::err(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(Self::err(&path))?;
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
+        let path = self.dir.join(format!("{:020}.jsonl", first.id.max(0)));
+        crate::fsutil::write_private(&path, &body).map_err(Self::err(&path))?;
         self.bytes.fetch_add(len, Ordering::Relaxed);
         Ok(())
     }

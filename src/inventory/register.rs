@@ -1,7 +1,6 @@
 //! Zero-touch registration: an unknown MAC that received a pool address is written into the
 //! inventory as `machines/<mac>.toml`, so it becomes an ordinary, hand-editable machine.
 use crate::core::mac::Mac;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +10,7 @@ pub fn default_hostname(mac: &Mac) -> String {
     format!("host-{:02x}{:02x}{:02x}", b[3], b[4], b[5])
 }
 
-/// Writes `machines/<mac>.toml` atomically (temp file + rename). Never overwrites a file that
+/// Writes `machines/<mac>.toml` atomically (`fsutil::write_new`). Never overwrites a file that
 /// already exists: a hand-written file always wins.
 pub fn write_machine(
     root: &Path,
@@ -19,36 +18,15 @@ pub fn write_machine(
     ip: Ipv4Addr,
     when: &str,
 ) -> std::io::Result<Option<PathBuf>> {
-    let dir = root.join("machines");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{}.toml", mac.dashed()));
-    if path.exists() {
-        return Ok(None);
-    }
+    let path = root.join("machines").join(format!("{}.toml", mac.dashed()));
     let text = format!(
         "# Registered automatically by pxelator when this MAC first asked for an address.\n\
          # Edit freely: set a profile, change the hostname or the address.\n\
          mac = \"{mac}\"\nip = \"{ip}\"\nhostname = \"{}\"\nregistered = \"{when}\"\n",
         default_hostname(mac)
     );
-    let tmp = dir.join(format!(".{}.toml.tmp", mac.dashed()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    // hard_link fails if the target appeared meanwhile, so a racing hand edit is never clobbered.
-    match std::fs::hard_link(&tmp, &path) {
-        Ok(()) => {
-            std::fs::remove_file(&tmp)?;
-            Ok(Some(path))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::remove_file(&tmp)?;
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
+    // Mode 0644 before the umask, like every conf-repo file pxelator writes.
+    Ok(crate::fsutil::write_new(&path, text.as_bytes(), 0o644)?.then_some(path))
 }
 
 #[cfg(test)]
