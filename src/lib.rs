@@ -8,7 +8,8 @@
 //! - [`fsutil`]    — atomic file writes (temp file, fsync, rename), private (0600) ones.
 //! - [`tomlfile`]  — the one TOML loader: every file's parse errors read `path:line: message`.
 //! - [`config`]    — TOML config → validated [`config::Config`]; `check-config` runs the same code.
-//! - [`proto`]     — bytes ⇄ types for DHCP and TFTP; no I/O, fuzzable.
+//! - [`proto`]     — bytes ⇄ types for DHCP, TFTP and syslog, and `Mac`: the `pxelator-proto`
+//!   crate (crates/proto), which depends on nothing of pxelator; no I/O, fuzzable.
 //! - [`core`]      — pure decisions: DHCP decide, leases, boot files and scripts, access rules per
 //!   route, which auto-registered machines to reclaim, the [`core::event::Event`] enum.
 //! - [`inventory`] — conf-repo files → [`inventory::Inventory`] with `path:line` problems; registration
@@ -42,7 +43,8 @@ pub mod fsutil;
 pub mod image;
 pub mod inventory;
 pub mod power;
-pub mod proto;
+/// The wire formats, a crate of their own (`crates/proto`): nothing there can use the rest.
+pub use pxelator_proto as proto;
 pub mod services;
 pub mod ssh;
 pub mod tomlfile;

@@ -1,6 +1,7 @@
 //! The layers the code is built in (ARCHITECTURE.md), kept so by reading the sources: `proto`
-//! (bytes ⇄ types) and `core` (decisions) use nothing from `services`, `audit`, `app`,
-//! `backup`, `power` or `auth` (the I/O layers); `audit` uses nothing from `services`.
+//! (bytes ⇄ types) is a crate of its own that depends on nothing of pxelator; `core`
+//! (decisions) uses nothing from `services`, `audit`, `app`, `backup`, `power` or `auth` (the
+//! I/O layers); `audit` uses nothing from `services`.
 use std::path::Path;
 
 fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -48,15 +49,43 @@ const IO_LAYERS: &[&str] = &[
 ];
 
 #[test]
-fn proto_and_core_stay_free_of_io_layers() {
-    for layer in ["proto", "core"] {
-        let bad = uses(layer, IO_LAYERS);
-        assert!(
-            bad.is_empty(),
-            "{layer} must not use I/O layers:\n{}",
-            bad.join("\n")
-        );
+fn proto_is_a_crate_that_depends_on_nothing_of_pxelator() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/proto");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let deps = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .unwrap()
+        .split("\n[")
+        .next()
+        .unwrap();
+    assert!(
+        deps.lines()
+            .all(|l| !l.trim_start().starts_with("pxelator")),
+        "crates/proto must not depend on pxelator:\n{deps}"
+    );
+    let mut files = Vec::new();
+    sources(&dir.join("src"), &mut files);
+    assert!(files.len() >= 4, "{files:?}");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let code: Vec<&str> = text
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or(""))
+            .filter(|l| l.contains("pxelator::") || l.contains("crate::core"))
+            .collect();
+        assert!(code.is_empty(), "{}: {code:?}", f.display());
     }
+}
+
+#[test]
+fn core_stays_free_of_io_layers() {
+    let bad = uses("core", IO_LAYERS);
+    assert!(
+        bad.is_empty(),
+        "core must not use I/O layers:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]

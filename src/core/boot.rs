@@ -7,16 +7,7 @@ use crate::config::NetConfig;
 use crate::core::mac::Mac;
 use crate::inventory::{BootKind, Inventory, Machine, Profile};
 
-/// What the DHCP request says about the boot firmware.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ClientKind {
-    /// Option 60 starts with "PXEClient" (or "HTTPClient").
-    pub pxe: bool,
-    /// Option 77 user class is "iPXE": the client runs iPXE and can fetch a script over HTTP.
-    pub ipxe: bool,
-    /// Option 93, first entry.
-    pub arch: Option<u16>,
-}
+pub use crate::proto::dhcp::ClientKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Firmware {

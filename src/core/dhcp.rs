@@ -1,112 +1,14 @@
 //! The DHCPv4/BOOTP decision (RFC 2131, RFC 951/1542, PXE per RFC 4578): request + inventory +
 //! leases + network config + now → what to send (if anything), the lease change to persist
 //! first, and why a request was ignored. No I/O here.
-use super::boot::{self, ClientKind};
+use super::boot;
 use super::leases::{LeaseChange, LeaseState, Leases, DECLINE_HOLD_SECS, OFFER_HOLD_SECS};
 use super::mac::Mac;
 use crate::config::{NetConfig, Subnet};
 use crate::inventory::{Inventory, Machine};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestKind {
-    /// No option 53: plain BOOTP (RFC 951).
-    Bootp,
-    Discover,
-    Request,
-    Decline,
-    Release,
-    Inform,
-    Other(u8),
-}
-
-/// The parts of a DHCP request that decisions look at (decoded by `proto::dhcp`).
-#[derive(Debug, Clone)]
-pub struct DhcpRequest {
-    pub kind: RequestKind,
-    pub xid: u32,
-    pub mac: Mac,
-    pub broadcast: bool,
-    pub ciaddr: Ipv4Addr,
-    pub giaddr: Ipv4Addr,
-    /// Option 50.
-    pub requested_ip: Option<Ipv4Addr>,
-    /// Option 54.
-    pub server_id: Option<Ipv4Addr>,
-    pub client: ClientKind,
-    /// Interface the request arrived on.
-    pub iface: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplyKind {
-    Offer,
-    Ack,
-    Nak,
-    /// BOOTREPLY to a plain BOOTP request (no option 53).
-    Bootp,
-}
-
-impl ReplyKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ReplyKind::Offer => "offer",
-            ReplyKind::Ack => "ack",
-            ReplyKind::Nak => "nak",
-            ReplyKind::Bootp => "bootreply",
-        }
-    }
-}
-
-/// Everything needed to encode a reply; `proto::dhcp::encode_reply` copies the rest
-/// (chaddr, htype, flags, relay agent information) from the request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub kind: ReplyKind,
-    pub yiaddr: Ipv4Addr,
-    pub siaddr: Ipv4Addr,
-    pub server_id: Ipv4Addr,
-    pub file: Option<String>,
-    pub lease_secs: Option<u32>,
-    pub mask: Option<Ipv4Addr>,
-    pub router: Option<Ipv4Addr>,
-    pub dns: Vec<Ipv4Addr>,
-    pub domain: Option<String>,
-    pub hostname: Option<String>,
-    /// Answer as a PXE server (option 60 "PXEClient", option 43 "boot from file").
-    pub pxe: bool,
-    pub message: Option<String>,
-    pub broadcast: bool,
-    pub dest: SocketAddrV4,
-}
-
-impl Reply {
-    /// A reply with no address, boot file or options beyond the server identifier.
-    pub fn bare(
-        kind: ReplyKind,
-        server_id: Ipv4Addr,
-        dest: SocketAddrV4,
-        broadcast: bool,
-    ) -> Reply {
-        Reply {
-            kind,
-            yiaddr: Ipv4Addr::UNSPECIFIED,
-            siaddr: Ipv4Addr::UNSPECIFIED,
-            server_id,
-            file: None,
-            lease_secs: None,
-            mask: None,
-            router: None,
-            dns: vec![],
-            domain: None,
-            hostname: None,
-            pxe: false,
-            message: None,
-            broadcast,
-            dest,
-        }
-    }
-}
+pub use crate::proto::dhcp::{DhcpRequest, Reply, ReplyKind, RequestKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -473,6 +375,7 @@ fn reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::boot::ClientKind;
     use crate::inventory::{BootKind, Profile};
     use std::path::PathBuf;
 

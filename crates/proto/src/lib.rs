@@ -1,6 +1,10 @@
-//! Wire formats: bytes ⇄ types. No sockets, no clocks; every decoder returns a typed error for
-//! malformed input and is exercised by property tests and the fuzz targets in `fuzz/`.
+//! pxelator's wire formats: bytes ⇄ types for DHCP (with the request/reply types decisions
+//! use), TFTP and syslog, and the MAC address type. No sockets, no clocks, nothing from the
+//! rest of pxelator (a crate of its own, so that stays true); every decoder returns a typed
+//! error for malformed input and is exercised by property tests and the fuzz targets in
+//! `fuzz/`. pxelator uses it as `pxelator::proto`.
 pub mod dhcp;
+pub mod mac;
 pub mod syslog;
 pub mod tftp;
 

@@ -1,12 +1,122 @@
 //! DHCPv4/BOOTP wire format on top of `dhcproto` (a codec only): decode a request into
 //! [`DhcpRequest`], encode a [`Reply`] as a BOOTREPLY. Replies are padded to the 300-byte BOOTP
 //! minimum (RFC 1542 §3.1.1 relays and old PXE ROMs drop shorter ones); dhcproto does not pad.
-use crate::core::boot::ClientKind;
-use crate::core::dhcp::{DhcpRequest, Reply, ReplyKind, RequestKind};
-use crate::core::mac::Mac;
+use crate::mac::Mac;
 use dhcproto::v4::{self, DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// What the DHCP request says about the boot firmware.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientKind {
+    /// Option 60 starts with "PXEClient" (or "HTTPClient").
+    pub pxe: bool,
+    /// Option 77 user class is "iPXE": the client runs iPXE and can fetch a script over HTTP.
+    pub ipxe: bool,
+    /// Option 93, first entry.
+    pub arch: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// No option 53: plain BOOTP (RFC 951).
+    Bootp,
+    Discover,
+    Request,
+    Decline,
+    Release,
+    Inform,
+    Other(u8),
+}
+
+/// The parts of a DHCP request that decisions look at (decoded here, decided on in
+/// `pxelator::core::dhcp`).
+#[derive(Debug, Clone)]
+pub struct DhcpRequest {
+    pub kind: RequestKind,
+    pub xid: u32,
+    pub mac: Mac,
+    pub broadcast: bool,
+    pub ciaddr: Ipv4Addr,
+    pub giaddr: Ipv4Addr,
+    /// Option 50.
+    pub requested_ip: Option<Ipv4Addr>,
+    /// Option 54.
+    pub server_id: Option<Ipv4Addr>,
+    pub client: ClientKind,
+    /// Interface the request arrived on.
+    pub iface: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    Offer,
+    Ack,
+    Nak,
+    /// BOOTREPLY to a plain BOOTP request (no option 53).
+    Bootp,
+}
+
+impl ReplyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplyKind::Offer => "offer",
+            ReplyKind::Ack => "ack",
+            ReplyKind::Nak => "nak",
+            ReplyKind::Bootp => "bootreply",
+        }
+    }
+}
+
+/// Everything needed to encode a reply; `proto::dhcp::encode_reply` copies the rest
+/// (chaddr, htype, flags, relay agent information) from the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub kind: ReplyKind,
+    pub yiaddr: Ipv4Addr,
+    pub siaddr: Ipv4Addr,
+    pub server_id: Ipv4Addr,
+    pub file: Option<String>,
+    pub lease_secs: Option<u32>,
+    pub mask: Option<Ipv4Addr>,
+    pub router: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub hostname: Option<String>,
+    /// Answer as a PXE server (option 60 "PXEClient", option 43 "boot from file").
+    pub pxe: bool,
+    pub message: Option<String>,
+    pub broadcast: bool,
+    pub dest: SocketAddrV4,
+}
+
+impl Reply {
+    /// A reply with no address, boot file or options beyond the server identifier.
+    pub fn bare(
+        kind: ReplyKind,
+        server_id: Ipv4Addr,
+        dest: SocketAddrV4,
+        broadcast: bool,
+    ) -> Reply {
+        Reply {
+            kind,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            server_id,
+            file: None,
+            lease_secs: None,
+            mask: None,
+            router: None,
+            dns: vec![],
+            domain: None,
+            hostname: None,
+            pxe: false,
+            message: None,
+            broadcast,
+            dest,
+        }
+    }
+}
 
 /// Minimum BOOTP message length.
 pub const BOOTP_MIN_LEN: usize = 300;
@@ -295,7 +405,6 @@ pub fn server_id(m: &Message) -> Option<Ipv4Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::dhcp::ReplyKind;
     use proptest::prelude::*;
     use std::net::SocketAddrV4;
 
