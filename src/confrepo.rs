@@ -211,12 +211,22 @@ impl ConfRepo {
             path: root.to_owned(),
             msg: "created, but cannot be opened".into(),
         })?;
-        let mut changes = Vec::new();
-        r.collect_files(root, &mut changes)?;
-        changes.sort_by(|a, b| match (a, b) {
-            (Change::Write(x, _), Change::Write(y, _)) => x.cmp(y),
-            _ => std::cmp::Ordering::Equal,
-        });
+        let mut paths = Vec::new();
+        r.each_file(root, &mut |rel| paths.push(rel))?;
+        paths.sort();
+        let changes = paths
+            .into_iter()
+            .map(|rel| {
+                let full = root.join(&rel);
+                std::fs::read(&full)
+                    .map(|d| Change::Write(rel, d))
+                    .map_err(|source| RepoError::Io {
+                        path: root.to_owned(),
+                        file: full,
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if !changes.is_empty() {
             r.commit(
                 &changes,
@@ -229,36 +239,6 @@ impl ConfRepo {
             )?;
         }
         Ok(r)
-    }
-
-    fn collect_files(&self, dir: &Path, out: &mut Vec<Change>) -> Result<(), RepoError> {
-        let io = |source, file: &Path| RepoError::Io {
-            path: self.root.clone(),
-            file: file.to_owned(),
-            source,
-        };
-        for e in std::fs::read_dir(dir).map_err(|e| io(e, dir))? {
-            let e = e.map_err(|e| io(e, dir))?;
-            let p = e.path();
-            if p.file_name().is_some_and(|n| n == ".git") {
-                continue;
-            }
-            let ft = e.file_type().map_err(|e| io(e, &p))?;
-            if ft.is_dir() {
-                self.collect_files(&p, out)?;
-            } else if ft.is_file() {
-                let rel = p
-                    .strip_prefix(&self.root)
-                    .expect("under root")
-                    .to_string_lossy()
-                    .into_owned();
-                out.push(Change::Write(
-                    rel,
-                    std::fs::read(&p).map_err(|e| io(e, &p))?,
-                ));
-            }
-        }
-        Ok(())
     }
 
     pub fn root(&self) -> &Path {

@@ -2,10 +2,21 @@
 //! fsynced, renamed over it, the directory fsynced.
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes `data` to `path` atomically, creating the file with `mode` (e.g. 0o600).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    let (tmp, dir) = write_temp(path, data, mode)?;
+    std::fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+/// Writes `data` (synced) to a new temporary file beside `path`: (its path, the directory).
+fn write_temp<'a>(
+    path: &'a Path,
+    data: &[u8],
+    mode: u32,
+) -> std::io::Result<(PathBuf, Option<&'a Path>)> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(d) = dir {
         std::fs::create_dir_all(d)?;
@@ -19,42 +30,28 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
         .open(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(d) = dir {
-        std::fs::File::open(d)?.sync_all()?;
+    Ok((tmp, dir))
+}
+
+fn sync_dir(dir: Option<&Path>) -> std::io::Result<()> {
+    match dir {
+        Some(d) => std::fs::File::open(d)?.sync_all(),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Like [`write_atomic`], but never replaces: Ok(false) when `path` already exists (also when
 /// it appears while writing — a racing hand edit is never clobbered).
 pub fn write_new(path: &Path, data: &[u8], mode: u32) -> std::io::Result<bool> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    if let Some(d) = dir {
-        std::fs::create_dir_all(d)?;
-    }
     if path.exists() {
         return Ok(false);
     }
-    let tmp = path.with_extension("pxelator-tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
+    let (tmp, dir) = write_temp(path, data, mode)?;
     // hard_link fails if the target exists, where rename would replace it.
     let linked = std::fs::hard_link(&tmp, path);
     std::fs::remove_file(&tmp)?;
     match linked {
-        Ok(()) => {
-            if let Some(d) = dir {
-                std::fs::File::open(d)?.sync_all()?;
-            }
-            Ok(true)
-        }
+        Ok(()) => sync_dir(dir).map(|()| true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }
@@ -75,10 +72,7 @@ pub fn move_into(from: &Path, to: &Path) -> std::io::Result<()> {
         std::fs::rename(&tmp, to)?;
         let _ = std::fs::remove_file(from);
     }
-    if let Some(d) = dir {
-        std::fs::File::open(d)?.sync_all()?;
-    }
-    Ok(())
+    sync_dir(dir)
 }
 
 /// [`write_atomic`] with mode 0600: secrets, password hashes, keys.

@@ -342,12 +342,34 @@ fn the_api_needs_a_user_with_the_right_role_on_this_servers_name() {
     );
 }
 
+/// A viewer's API token on a daemon serving `base` on loopback.
+struct Viewer {
+    port: u16,
+    auth: String,
+}
+
+impl Viewer {
+    fn get(&self, path: &str) -> common::Resp {
+        common::request(self.port, "GET", path, &[("Authorization", &self.auth)], "").unwrap()
+    }
+}
+
+/// Starts the daemon on `base` (once it answers) with a viewer user and its API token.
+fn daemon_with_viewer(base: &Path) -> (Daemon, Viewer) {
+    let port = free_port();
+    let cfg = loopback_config(base, port);
+    let daemon = Daemon::start(&cfg, &base.join("daemon.log"));
+    assert!(within(Duration::from_secs(20), || get(port, "/healthz").is_some()).is_some());
+    let token = common::user_with_token(&cfg, "victor", "viewer", "viewer password 1");
+    let auth = format!("Bearer {token}");
+    (daemon, Viewer { port, auth })
+}
+
 /// Issue 10: `find` without a limit read the whole table into memory, and a query ran as long
 /// as it liked. Over the API a find returns at most 1 000 documents unless it asks for more,
 /// never more than 100 000; a query that runs too long (or whose client left) is interrupted.
 #[test]
 fn audit_queries_over_the_api_are_bounded() {
-    use common::{request, user_with_token};
     use pxelator::audit::{sqlite::SqliteStore, AuditStore, Record};
     let d = tempfile::tempdir().unwrap();
     let base = d.path();
@@ -372,22 +394,8 @@ fn audit_queries_over_the_api_are_bounded() {
         let e = r.find(&serde_json::json!({}), None, None).unwrap_err();
         assert!(e.to_string().contains("interrupt"), "{e}");
     }
-    let port = free_port();
-    let cfg = loopback_config(base, port);
-    let _daemon = Daemon::start(&cfg, &base.join("daemon.log"));
-    assert!(within(Duration::from_secs(20), || get(port, "/healthz").is_some()).is_some());
-    let token = user_with_token(&cfg, "victor", "viewer", "viewer password 1");
-    let auth = format!("Bearer {token}");
-    let find = |q: &str| {
-        request(
-            port,
-            "GET",
-            &format!("/api/audit/find{q}"),
-            &[("Authorization", &auth)],
-            "",
-        )
-        .unwrap()
-    };
+    let (_daemon, viewer) = daemon_with_viewer(base);
+    let find = |q: &str| viewer.get(&format!("/api/audit/find{q}"));
     let r = find("?filter=%7B%22kind%22%3A%22inventory_loaded%22%7D");
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body.lines().count(), 1000, "the default limit");
@@ -414,7 +422,7 @@ fn audit_queries_over_the_api_are_bounded() {
 /// several times that).
 #[test]
 fn find_over_a_million_events_is_bounded_and_streamed() {
-    use common::{request, reset_vm_hwm, user_with_token, vm_hwm_kb};
+    use common::{reset_vm_hwm, vm_hwm_kb};
     use pxelator::audit::{sqlite::SqliteStore, AuditStore, Record};
     let d = tempfile::tempdir().unwrap();
     let base = d.path();
@@ -438,22 +446,8 @@ fn find_over_a_million_events_is_bounded_and_streamed() {
         }
         assert_eq!(s.count().unwrap(), 1_000_000);
     }
-    let port = free_port();
-    let cfg = loopback_config(base, port);
-    let daemon = Daemon::start(&cfg, &base.join("daemon.log"));
-    assert!(within(Duration::from_secs(20), || get(port, "/healthz").is_some()).is_some());
-    let token = user_with_token(&cfg, "victor", "viewer", "viewer password 1");
-    let auth = format!("Bearer {token}");
-    let find = |q: &str| {
-        request(
-            port,
-            "GET",
-            &format!("/api/audit/find{q}"),
-            &[("Authorization", &auth)],
-            "",
-        )
-        .unwrap()
-    };
+    let (daemon, viewer) = daemon_with_viewer(base);
+    let find = |q: &str| viewer.get(&format!("/api/audit/find{q}"));
     let r = find("");
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body.lines().count(), 1000, "no limit: the default 1 000");
@@ -483,14 +477,7 @@ fn find_over_a_million_events_is_bounded_and_streamed() {
     );
     // An aggregation whose output would be a million groups is refused, not collected.
     let pipeline = "%5B%7B%22%24group%22%3A%7B%22_id%22%3A%22%24bytes%22%7D%7D%5D";
-    let r = request(
-        port,
-        "GET",
-        &format!("/api/audit/aggregate?pipeline={pipeline}"),
-        &[("Authorization", &auth)],
-        "",
-    )
-    .unwrap();
+    let r = viewer.get(&format!("/api/audit/aggregate?pipeline={pipeline}"));
     assert_eq!(r.status, 400, "{}", &r.body[..r.body.len().min(300)]);
     assert!(r.body.contains("more than 100000 groups"), "{}", r.body);
 }
