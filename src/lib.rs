@@ -28,6 +28,8 @@
 //! - [`image`]     — live images: ISO 9660 reader, `image import|list|rm` into versioned,
 //!   checksummed directories under the boot directory.
 //! - [`commands`]  — the `host` and `history` CLI verbs (inventory edit → commit; log/diff/cat/revert).
+//! - [`setup`]     — the appliance's first setup: setup.toml → config, network file, conf repo,
+//!   admin user, ssh key, boot loaders under one root (the data partition).
 //! - [`app`]       — supervision: sockets, reload on SIGHUP and file change, sd_notify, graceful SIGTERM.
 pub mod app;
 pub mod audit;
@@ -46,5 +48,6 @@ pub mod power;
 /// The wire formats, a crate of their own (`crates/proto`): nothing there can use the rest.
 pub use pxelator_proto as proto;
 pub mod services;
+pub mod setup;
 pub mod ssh;
 pub mod tomlfile;

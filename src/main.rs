@@ -101,6 +101,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: UserCmd,
     },
+    /// Sets up a new installation from a setup.toml (what the appliance does on first boot
+    /// with the one on PXL-SETUP): config, network file, git conf repo, admin user, ssh key
+    /// and boot loaders, all under --root.
+    Setup {
+        /// The setup file (see image/appliance/setup.toml.example).
+        #[arg(long)]
+        file: PathBuf,
+        /// Where everything goes (the appliance's data partition).
+        #[arg(long, default_value = "/var/lib/pxelator")]
+        root: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -751,6 +762,30 @@ fn audit(config: &std::path::Path, cmd: AuditCmd) -> anyhow::Result<bool> {
 
 /// 0 done; 2 done, but something it acted on failed (a host, a machine) or was not found;
 /// 1 the command itself failed (the error is printed).
+/// `pxelator setup`: one line per thing made, or the reason nothing was.
+fn setup(file: &std::path::Path, root: &std::path::Path) -> anyhow::Result<bool> {
+    let s: pxelator::setup::SetupFile = pxelator::tomlfile::read(file)?;
+    match pxelator::setup::apply(&s, root, &pxelator::setup::interfaces()) {
+        Ok(done) => {
+            println!("config: {}", done.config.display());
+            println!(
+                "serving on {} as {} ({})",
+                done.interface, done.server_ip, done.network
+            );
+            println!("admin user: {}", done.admin);
+            println!("boot loaders: {}", done.boot_files.join(" "));
+            if let Some(c) = &done.conf_commit {
+                println!("conf repo: first commit {}", &c[..12.min(c.len())]);
+            }
+            Ok(true)
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            Ok(false)
+        }
+    }
+}
+
 fn exit_code(r: anyhow::Result<bool>) -> ExitCode {
     match r {
         Ok(true) => ExitCode::SUCCESS,
@@ -835,6 +870,7 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
             cmd,
         } => exit_code(user(&config, cmd)),
+        Cmd::Setup { file, root } => exit_code(setup(&file, &root)),
         Cmd::Serve {
             config: ConfigArg { path: config },
         } => {
