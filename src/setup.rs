@@ -26,7 +26,6 @@ pub struct SetupFile {
     /// The first admin user and password (hashed here; never stored as given).
     pub admin: String,
     pub admin_password: String,
-    pub timezone: Option<String>,
 }
 
 /// What [`apply`] did, for the console and the log.
@@ -157,6 +156,17 @@ pub fn apply(setup: &SetupFile, root: &Path, interfaces: &[String]) -> Result<Se
     let (cfg_text, network, ip) = render(setup, root, &interface)?;
     // The config is checked by the daemon's own parser before it is written.
     let cfg = crate::config::Config::parse(&config, &cfg_text).map_err(|e| e.to_string())?;
+    // The admin's name and password are checked (and the password hashed) before anything
+    // is written.
+    let mut users = crate::auth::Users::load(&crate::auth::users_path(&cfg.state_dir))
+        .map_err(|e| e.to_string())?;
+    users
+        .add(
+            &setup.admin,
+            crate::core::access::Role::Admin,
+            &setup.admin_password,
+        )
+        .map_err(|e| e.to_string())?;
     let io = |p: &Path| {
         let p = p.to_owned();
         move |e: std::io::Error| format!("{}: {e}", p.display())
@@ -175,15 +185,6 @@ pub fn apply(setup: &SetupFile, root: &Path, interfaces: &[String]) -> Result<Se
     }
     let net_file = etc.join("network/10-pxelator.network");
     crate::fsutil::write_atomic(&net_file, network.as_bytes(), 0o644).map_err(io(&net_file))?;
-    let mut users = crate::auth::Users::load(&crate::auth::users_path(&cfg.state_dir))
-        .map_err(|e| e.to_string())?;
-    users
-        .add(
-            &setup.admin,
-            crate::core::access::Role::Admin,
-            &setup.admin_password,
-        )
-        .map_err(|e| e.to_string())?;
     users.save().map_err(|e| e.to_string())?;
     crate::backup::ensure_default_key(&cfg).map_err(|e| e.to_string())?;
     let author = Author::daemon();
@@ -276,6 +277,39 @@ mod tests {
         assert!(e.contains("not in 10.77.1.0/24"), "{e}");
         s.pool = Some(["10.77.1.1".parse().unwrap(), "10.77.1.9".parse().unwrap()]);
         assert!(render(&s, Path::new("/d"), "eth0").is_err());
+    }
+
+    /// setup.toml comes from a FAT partition anyone with the disk in hand can edit: its values
+    /// reach the config and the networkd file only typed (addresses, names from the system),
+    /// never as text that could add a line or a section.
+    #[test]
+    fn values_cannot_inject_lines_into_the_generated_files() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = setup("");
+        s.address = "10.77.1.1/24\n[http]\nlisten = \"0.0.0.0:8080\"".into();
+        assert!(render(&s, d.path(), "eth0").is_err());
+        let mut s = setup("");
+        s.interface = Some("eth0\"]\n[http]".into());
+        let e = apply(&s, d.path(), &["eth0".into()]).unwrap_err();
+        assert!(e.contains("does not exist here"), "{e}");
+        let mut s = setup("");
+        s.admin = "admin\nrole = \"admin\"".into();
+        assert!(apply(&s, d.path(), &["eth0".into()]).is_err());
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert!(
+            left.is_empty(),
+            "nothing written for a refused setup: {left:?}"
+        );
+        let e = crate::tomlfile::parse::<SetupFile>(
+            Path::new("setup.toml"),
+            "address = \"10.77.1.1/24\"\nadmin = \"a\"\nadmin_password = \"x\"\ntimezone = \"UTC\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("setup.toml:4: unknown field `timezone`"),
+            "{e}"
+        );
     }
 
     #[test]
