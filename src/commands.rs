@@ -108,7 +108,8 @@ fn row(m: &Machine, root: &std::path::Path) -> String {
         m.hostname.as_deref().unwrap_or("-"),
         m.mac,
         m.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
-        m.profile.as_deref().unwrap_or("-"),
+        // No profile: the machine boots with the one named "default".
+        m.profile.as_deref().unwrap_or("(default)"),
         m.source.strip_prefix(root).unwrap_or(&m.source).display()
     )
 }

@@ -18,11 +18,14 @@ struct Cli {
 /// Where the config file is (shared by every subcommand).
 #[derive(clap::Args)]
 struct ConfigArg {
+    /// The config file; accepted before or after the verb (`host add … --config F`).
     #[arg(
+        id = "config_file",
         long = "config",
         short = 'c',
         env = "PXELATOR_CONFIG",
-        default_value = "/etc/pxelator/pxelator.toml"
+        default_value = "/etc/pxelator/pxelator.toml",
+        global = true
     )]
     path: PathBuf,
 }
@@ -692,6 +695,31 @@ fn audit(config: &std::path::Path, cmd: AuditCmd) -> anyhow::Result<bool> {
         }
         return Ok(true);
     }
+    // A fresh install has no store file until the daemon has run: nothing was recorded, which
+    // is an answer, not an error.
+    if let pxelator::config::AuditBackend::Sqlite(path) = &audit.backend {
+        if !path.exists() {
+            let why = format!(
+                "nothing recorded yet ({} does not exist; pxelator serve creates it)",
+                path.display()
+            );
+            match &cmd {
+                AuditCmd::LastSeen { who } => {
+                    eprintln!("{who}: never seen: {why}");
+                    return Ok(false);
+                }
+                AuditCmd::Count => {
+                    println!("0");
+                    return Ok(true);
+                }
+                AuditCmd::Find { .. } | AuditCmd::Aggregate { .. } => {
+                    eprintln!("{why}");
+                    return Ok(true);
+                }
+                _ => {}
+            }
+        }
+    }
     let store = pxelator::audit::open_reader(&audit)?;
     let json = |what: &str, s: &str| -> anyhow::Result<serde_json::Value> {
         serde_json::from_str(s).with_context(|| format!("{what} {s:?} is not valid JSON"))
@@ -786,12 +814,26 @@ fn setup(file: &std::path::Path, root: &std::path::Path) -> anyhow::Result<bool>
     }
 }
 
+/// An error and its causes on one line, each cause once: most of pxelator's errors already
+/// name their cause in their own message, and anyhow's `{:#}` printed it a second time.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
 fn exit_code(r: anyhow::Result<bool>) -> ExitCode {
     match r {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(2),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(1)
         }
     }
@@ -885,7 +927,7 @@ fn main() -> ExitCode {
             match rt.block_on(pxelator::app::run(cfg)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", error_text(&e));
                     ExitCode::from(1)
                 }
             }
