@@ -68,27 +68,29 @@ pub trait AuditStore: Send {
     fn prune(&mut self, before_ms: i64) -> Result<u64, AuditError>;
     fn count(&self) -> Result<u64, AuditError>;
     /// Documents matching a filter, each with `time` (RFC 3339), `time_ms`, `source`, `kind`
-    /// and the (enriched) `mac`/`ip`/`host` beside the event's own fields.
-    fn find(
-        &self,
-        filter: &Value,
-        sort: Option<&Value>,
-        limit: Option<u64>,
-    ) -> Result<Vec<Value>, AuditError>;
-    /// Like [`AuditStore::find`], handing each document to `f` as it is read instead of
-    /// collecting them; `f` returning an error stops the query (the reader went away).
-    /// Backends without a cursor of their own collect first (the default).
+    /// and the (enriched) `mac`/`ip`/`host` beside the event's own fields, handed to `f` as the
+    /// backend's cursor yields them; `f` returning an error stops the query (the reader went
+    /// away).
     fn find_each(
         &self,
         filter: &Value,
         sort: Option<&Value>,
         limit: Option<u64>,
         f: &mut dyn FnMut(Value) -> Result<(), AuditError>,
-    ) -> Result<(), AuditError> {
-        for d in self.find(filter, sort, limit)? {
-            f(d)?;
-        }
-        Ok(())
+    ) -> Result<(), AuditError>;
+    /// [`AuditStore::find_each`], collected.
+    fn find(
+        &self,
+        filter: &Value,
+        sort: Option<&Value>,
+        limit: Option<u64>,
+    ) -> Result<Vec<Value>, AuditError> {
+        let mut out = Vec::new();
+        self.find_each(filter, sort, limit, &mut |d| {
+            out.push(d);
+            Ok(())
+        })?;
+        Ok(out)
     }
     /// Runs an aggregation pipeline; one document per group.
     fn aggregate(&self, pipeline: &Value) -> Result<Vec<Value>, AuditError>;

@@ -158,20 +158,6 @@ impl AuditStore for MongoStore {
         self.coll.count_documents(doc! {}).run().map_err(self.err())
     }
 
-    fn find(
-        &self,
-        filter: &Value,
-        sort: Option<&Value>,
-        limit: Option<u64>,
-    ) -> Result<Vec<Value>, AuditError> {
-        let mut out = Vec::new();
-        self.find_each(filter, sort, limit, &mut |d| {
-            out.push(d);
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
     /// Reads the cursor one batch at a time, handing each document on; an error from `f`
     /// drops the cursor (the server kills it).
     fn find_each(

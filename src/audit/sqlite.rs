@@ -474,20 +474,6 @@ impl AuditStore for SqliteStore {
             as u64)
     }
 
-    fn find(
-        &self,
-        filter: &Value,
-        sort: Option<&Value>,
-        limit: Option<u64>,
-    ) -> Result<Vec<Value>, AuditError> {
-        let mut out = Vec::new();
-        self.find_each(filter, sort, limit, &mut |d| {
-            out.push(d);
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
     fn find_each(
         &self,
         filter: &Value,
