@@ -124,6 +124,13 @@ async fn embedded_store_locked_for_the_outage_loses_nothing() {
     assert_eq!(final_count, emitted, "nothing written twice");
 }
 
+/// Every event the writer has answered for: stored, waiting in the spool, or dropped.
+fn accounted(s: &WriterStats) -> u64 {
+    s.stored.load(Ordering::Relaxed)
+        + s.spool_pending.load(Ordering::Relaxed)
+        + s.dropped.load(Ordering::Relaxed)
+}
+
 /// Issue 10: the spool had no size limit, and when it could not be written the writer blocked
 /// while the bus queue grew. With a 256 KiB cap and the store locked throughout, the writer
 /// keeps draining: every emitted event is stored, spooled or counted as dropped while the
@@ -159,22 +166,9 @@ async fn a_full_spool_drops_and_counts_instead_of_growing_or_blocking() {
     locked_rx.recv().unwrap();
     let emitted = load(bus.clone(), 4000, Duration::from_secs(5)).await;
     // Still locked: the writer must account for every event without the store.
-    let accounted = || {
-        stats.stored.load(Ordering::Relaxed)
-            + stats.spool_pending.load(Ordering::Relaxed)
-            + stats.dropped.load(Ordering::Relaxed)
-    };
     let s2 = stats.clone();
     let seen = tokio::task::spawn_blocking(move || {
-        wait_for_count(
-            &|| {
-                s2.stored.load(Ordering::Relaxed)
-                    + s2.spool_pending.load(Ordering::Relaxed)
-                    + s2.dropped.load(Ordering::Relaxed)
-            },
-            emitted,
-            Duration::from_secs(60),
-        )
+        wait_for_count(&|| accounted(&s2), emitted, Duration::from_secs(60))
     })
     .await
     .unwrap();
@@ -210,7 +204,7 @@ async fn a_full_spool_drops_and_counts_instead_of_growing_or_blocking() {
     cancel.cancel();
     writer.await.unwrap();
     assert_eq!(stored, want, "all that was not dropped is stored");
-    assert_eq!(accounted(), emitted);
+    assert_eq!(accounted(&stats), emitted);
     assert!(spool.is_empty());
 }
 
