@@ -735,15 +735,13 @@ impl ConfRepo {
                 .collect::<Option<HashMap<String, ObjectId>>>()
         });
         let delta = match old {
-            Some(old) => {
-                let changed = changed_paths(&files, &old);
-                self.update_snapshot(&files, &old, dest)
-                    .ok()
-                    .map(|()| SnapshotDelta {
-                        full: false,
-                        changed,
-                    })
-            }
+            Some(old) => self
+                .update_snapshot(&files, &old, dest)
+                .ok()
+                .map(|changed| SnapshotDelta {
+                    full: false,
+                    changed,
+                }),
             None => None,
         };
         let delta = match delta {
@@ -767,13 +765,14 @@ impl ConfRepo {
         Ok(delta)
     }
 
-    /// Rewrites only what differs from `old` (the manifest of what `dest` holds).
+    /// Rewrites only what differs from `old` (the manifest of what `dest` holds); returns the
+    /// paths added, changed or removed.
     fn update_snapshot(
         &self,
         files: &[(String, ObjectId)],
         old: &HashMap<String, ObjectId>,
         dest: &Path,
-    ) -> Result<(), RepoError> {
+    ) -> Result<std::collections::HashSet<String>, RepoError> {
         let repo = self.repo.to_thread_local();
         let io = |source, f: &Path| RepoError::Io {
             path: self.root.clone(),
@@ -783,31 +782,50 @@ impl ConfRepo {
         let manifest = dest.join(SNAPSHOT_IDS);
         std::fs::remove_file(&manifest).map_err(|e| io(e, &manifest))?;
         let now: HashMap<&str, ObjectId> = files.iter().map(|(p, id)| (p.as_str(), *id)).collect();
+        let mut changed = std::collections::HashSet::new();
         for p in old.keys().filter(|p| !now.contains_key(p.as_str())) {
             match std::fs::remove_file(dest.join(p)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io(e, &dest.join(p))),
             }
+            changed.insert(p.clone());
         }
         for (p, id) in files.iter().filter(|(p, id)| old.get(p) != Some(id)) {
-            let f = dest.join(p);
-            if let Some(dir) = f.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
-            }
-            let obj = repo.find_object(*id).map_err(|e| self.git_err(e))?;
             // A new regular file beside it, renamed over it: a symlink is never followed.
+            let f = dest.join(p);
             let tmp = f.with_extension("pxelator-new");
             let _ = std::fs::remove_file(&tmp);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .and_then(|mut out| std::io::Write::write_all(&mut out, &obj.data))
-                .and_then(|()| std::fs::rename(&tmp, &f))
-                .map_err(|e| io(e, &f))?;
+            self.write_blob_file(&repo, *id, &tmp)?;
+            std::fs::rename(&tmp, &f).map_err(|e| io(e, &f))?;
+            changed.insert(p.clone());
         }
-        Ok(())
+        Ok(changed)
+    }
+
+    /// Writes blob `id` as a new regular file at `path` (created new: nothing there is
+    /// followed), creating its directory.
+    fn write_blob_file(
+        &self,
+        repo: &gix::Repository,
+        id: ObjectId,
+        path: &Path,
+    ) -> Result<(), RepoError> {
+        let io = |source, f: &Path| RepoError::Io {
+            path: self.root.clone(),
+            file: f.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
+        }
+        let obj = repo.find_object(id).map_err(|e| self.git_err(e))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut out| std::io::Write::write_all(&mut out, &obj.data))
+            .map_err(|e| io(e, path))
     }
 
     /// Writes all `files` into a fresh directory, then puts it in place of `dest`.
@@ -822,18 +840,7 @@ impl ConfRepo {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
         for (p, id) in files {
-            let f = tmp.join(p);
-            if let Some(dir) = f.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
-            }
-            let obj = repo.find_object(*id).map_err(|e| self.git_err(e))?;
-            // Regular files only, created new: nothing in the fresh directory is followed.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&f)
-                .and_then(|mut out| std::io::Write::write_all(&mut out, &obj.data))
-                .map_err(|e| io(e, &f))?;
+            self.write_blob_file(&repo, *id, &tmp.join(p))?;
         }
         let _ = std::fs::remove_dir_all(dest);
         std::fs::rename(&tmp, dest).map_err(|e| io(e, dest))?;
@@ -905,24 +912,6 @@ impl SnapshotDelta {
     pub fn unchanged(&self, rel: &str) -> bool {
         !self.full && !self.changed.contains(rel)
     }
-}
-
-fn changed_paths(
-    files: &[(String, ObjectId)],
-    old: &HashMap<String, ObjectId>,
-) -> std::collections::HashSet<String> {
-    let now: HashMap<&str, &ObjectId> = files.iter().map(|(p, id)| (p.as_str(), id)).collect();
-    let mut changed: std::collections::HashSet<String> = files
-        .iter()
-        .filter(|(p, id)| old.get(p) != Some(id))
-        .map(|(p, _)| p.clone())
-        .collect();
-    changed.extend(
-        old.keys()
-            .filter(|p| !now.contains_key(p.as_str()))
-            .cloned(),
-    );
-    changed
 }
 
 /// The manifest of a snapshot directory (see [`ConfRepo::snapshot`]).
