@@ -6,7 +6,7 @@
 //! ("power-off command failed", not "remote tar failed").
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -165,7 +165,7 @@ impl Ssh {
             String::from_utf8_lossy(&s).into_owned()
         });
         let result = read(child.stdout.take().expect("piped"));
-        let status = wait(&mut child);
+        let status = child.wait();
         let timed_out = watchdog.stop();
         let wrote = writer.map(|w| w.join().unwrap_or(Ok(())));
         let stderr = err_reader.join().unwrap_or_default();
@@ -226,10 +226,6 @@ impl Ssh {
             },
         }
     }
-}
-
-fn wait(child: &mut Child) -> std::io::Result<ExitStatus> {
-    child.wait()
 }
 
 /// Kills a child (by PID) if it is still running when the deadline passes.
