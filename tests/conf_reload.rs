@@ -66,17 +66,7 @@ fn incremental_reloads_equal_full_loads() {
     let d = tempfile::tempdir().unwrap();
     let base = d.path();
     let repo = base.join("conf-repo");
-    std::fs::create_dir_all(base.join("boot")).unwrap();
-    let cfg_path = base.join("pxelator.toml");
-    std::fs::write(
-        &cfg_path,
-        format!(
-            "conf_repo = \"{0}/conf-repo\"\nstate_dir = \"{0}/state\"\nboot_dir = \"{0}/boot\"\n\
-             server_ip = \"10.77.1.1\"\n[dhcp]\nmode = \"off\"\n",
-            base.display()
-        ),
-    )
-    .unwrap();
+    let cfg_path = common::minimal_config(base, "10.77.1.1");
     let cfg = pxelator::config::Config::load(&cfg_path).unwrap();
     let snap = base.join("state/conf-snapshot");
     for n in 2..40 {
