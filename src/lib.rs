@@ -30,8 +30,11 @@
 //! - [`commands`]  — the `host` and `history` CLI verbs (inventory edit → commit; log/diff/cat/revert).
 //! - [`setup`]     — the appliance's first setup: setup.toml → config, network file, conf repo,
 //!   admin user, ssh key, boot loaders under one root (the data partition).
+//! - [`appliance`] — `pxelator appliance status|update|rollback|confirm`: the image's A/B system
+//!   slots (GRUB's environment block, [`core::slots`] decides), the boot-time health check.
 //! - [`app`]       — supervision: sockets, reload on SIGHUP and file change, sd_notify, graceful SIGTERM.
 pub mod app;
+pub mod appliance;
 pub mod audit;
 pub mod auth;
 pub mod backup;

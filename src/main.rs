@@ -115,6 +115,48 @@ enum Cmd {
         #[arg(long, default_value = "/var/lib/pxelator")]
         root: PathBuf,
     },
+    /// The appliance's A/B system slots: status, update from an image (booted once on trial,
+    /// back to the old system by itself if the new one fails its health check), rollback.
+    Appliance {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The mounted ESP holding GRUB's environment block (grub/grubenv).
+        #[arg(long, default_value = "/boot/efi", global = true)]
+        esp: PathBuf,
+        #[command(subcommand)]
+        cmd: ApplianceCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApplianceCmd {
+    /// The running and committed system, a pending trial, the last rollback, both versions.
+    Status,
+    /// Write IMAGE (pxelator-appliance-<version>.img or .img.zst) into the inactive slot,
+    /// check its sha256 (from --sha256 or the manifest.txt beside it) and boot it once on trial.
+    Update {
+        image: PathBuf,
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Reboot into the new system right away.
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// Make the other slot's system the committed one (it boots next).
+    Rollback {
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// The boot-time health check (run by pxelator-health.service): on a trial boot, wait up
+    /// to --wait seconds for the daemon to be healthy, then commit the new system, or record
+    /// the failure and reboot so GRUB returns to the old one.
+    Confirm {
+        #[arg(long, default_value_t = 180)]
+        wait: u64,
+        /// Reboot when the trial fails (what the service does; off for a manual check).
+        #[arg(long)]
+        reboot_on_failure: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -814,6 +856,102 @@ fn setup(file: &std::path::Path, root: &std::path::Path) -> anyhow::Result<bool>
     }
 }
 
+fn appliance(config: &std::path::Path, esp: PathBuf, cmd: ApplianceCmd) -> anyhow::Result<bool> {
+    use pxelator::appliance::{self, Confirmed, Layout};
+    let layout = Layout {
+        esp,
+        ..Layout::default()
+    };
+    let reboot = || {
+        println!("rebooting");
+        std::process::Command::new("systemctl")
+            .arg("reboot")
+            .status()
+            .map(|_| ())
+    };
+    match cmd {
+        ApplianceCmd::Status => {
+            let running =
+                std::fs::read_to_string("/etc/pxelator-appliance-version").unwrap_or_default();
+            let s = appliance::status(&layout, running.trim()).map_err(anyhow::Error::msg)?;
+            let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+            println!(
+                "running:    system {} ({})",
+                s.running_slot, s.running_version
+            );
+            println!("committed:  system {}", s.committed_slot);
+            println!("on trial:   {}", opt(&s.trial_slot));
+            println!("rolled back from: {}", opt(&s.last_failed_slot));
+            println!("system A:   {}", opt(&s.version_a));
+            println!("system B:   {}", opt(&s.version_b));
+            Ok(true)
+        }
+        ApplianceCmd::Update {
+            image,
+            sha256,
+            reboot: now,
+        } => {
+            let expected = appliance::expected_sha256(&image, sha256.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
+            );
+            bar.set_message(format!("writing {}", image.display()));
+            let res = appliance::update(&layout, &image, &expected, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            });
+            bar.finish_and_clear();
+            let u = res.map_err(anyhow::Error::msg)?;
+            println!(
+                "system {} now holds {} ({} bytes, image sha256 {}); it boots once on trial at the next reboot, \
+                 and the appliance returns to the running system by itself if it fails its health check",
+                u.slot, u.version, u.bytes, u.image_sha256
+            );
+            if let Ok(cfg) = Config::load(config) {
+                if let Some(a) = &cfg.audit {
+                    pxelator::audit::record_events(a, &[appliance::written_event(&u)])?;
+                }
+            }
+            if now {
+                reboot()?;
+            }
+            Ok(true)
+        }
+        ApplianceCmd::Rollback { reboot: now } => {
+            let slot = appliance::rollback(&layout).map_err(anyhow::Error::msg)?;
+            println!("system {slot} is committed: it boots next");
+            if now {
+                reboot()?;
+            }
+            Ok(true)
+        }
+        ApplianceCmd::Confirm {
+            wait,
+            reboot_on_failure,
+        } => {
+            match appliance::confirm(&layout, config, std::time::Duration::from_secs(wait))
+                .map_err(anyhow::Error::msg)?
+            {
+                Confirmed::Nothing => println!("appliance: nothing to confirm"),
+                Confirmed::Recorded(ev) => println!("appliance: {}", serde_json::to_string(&ev)?),
+                Confirmed::Failed(ev) => {
+                    println!("appliance: {}", serde_json::to_string(&ev)?);
+                    if reboot_on_failure {
+                        reboot()?;
+                    }
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+    }
+}
+
 /// An error and its causes on one line, each cause once: most of pxelator's errors already
 /// name their cause in their own message, and anyhow's `{:#}` printed it a second time.
 fn error_text(e: &anyhow::Error) -> String {
@@ -913,6 +1051,11 @@ fn main() -> ExitCode {
             cmd,
         } => exit_code(user(&config, cmd)),
         Cmd::Setup { file, root } => exit_code(setup(&file, &root)),
+        Cmd::Appliance {
+            config: ConfigArg { path: config },
+            esp,
+            cmd,
+        } => exit_code(appliance(&config, esp, cmd)),
         Cmd::Serve {
             config: ConfigArg { path: config },
         } => {

@@ -261,6 +261,10 @@ fn source_of(e: &Event) -> &'static str {
         Event::ConfigCommitted { .. } | Event::ConfigRefused { .. } => "config",
         Event::KioskBooted { .. } => "kiosk",
         Event::ImageImported { .. } => "image",
+        Event::ApplianceSlotWritten { .. }
+        | Event::ApplianceUpdated { .. }
+        | Event::ApplianceUpdateFailed { .. }
+        | Event::ApplianceRolledBack { .. } => "appliance",
         Event::Syslog { .. } => "syslog",
         Event::PowerRequested { .. }
         | Event::PowerFailed { .. }

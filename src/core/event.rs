@@ -119,6 +119,33 @@ pub enum Event {
         source: String,
         squashfs_sha256: String,
     },
+    /// `pxelator appliance update` wrote a system slot, to be booted once on trial.
+    ApplianceSlotWritten {
+        slot: String,
+        version: String,
+        sha256: String,
+    },
+    /// The trial boot of an updated slot passed its health check: it is now the system.
+    ApplianceUpdated {
+        slot: String,
+        version: String,
+        from_slot: String,
+        from_version: String,
+    },
+    /// The trial boot of an updated slot failed its health check; the appliance reboots and
+    /// GRUB returns to the previous slot.
+    ApplianceUpdateFailed {
+        slot: String,
+        version: String,
+        reason: String,
+    },
+    /// GRUB booted the previous slot because the trial of `failed_slot` never confirmed.
+    ApplianceRolledBack {
+        failed_slot: String,
+        failed_version: String,
+        slot: String,
+        version: String,
+    },
     /// A machine's power state as read from it (Intel AMT: `value` is the CIM PowerState).
     PowerStateSeen {
         host: String,
@@ -245,6 +272,10 @@ impl Event {
             Event::PowerFailed { .. } => "power_failed",
             Event::PowerStateSeen { .. } => "power_state_seen",
             Event::ImageImported { .. } => "image_imported",
+            Event::ApplianceSlotWritten { .. } => "appliance_slot_written",
+            Event::ApplianceUpdated { .. } => "appliance_updated",
+            Event::ApplianceUpdateFailed { .. } => "appliance_update_failed",
+            Event::ApplianceRolledBack { .. } => "appliance_rolled_back",
             Event::PowerMissed { .. } => "power_missed",
             Event::PacketRejected { .. } => "packet_rejected",
             Event::HandlerPanicked { .. } => "handler_panicked",

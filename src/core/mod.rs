@@ -8,3 +8,4 @@ pub mod event;
 pub mod leases;
 pub mod mac;
 pub mod reclaim;
+pub mod slots;

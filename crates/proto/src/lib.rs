@@ -1,9 +1,12 @@
 //! pxelator's wire formats: bytes ⇄ types for DHCP (with the request/reply types decisions
-//! use), TFTP and syslog, and the MAC address type. No sockets, no clocks, nothing from the
+//! use), TFTP and syslog, the MAC address type, and the two disk formats the appliance updater reads
+//! (GPT, GRUB's environment block). No sockets, no clocks, nothing from the
 //! rest of pxelator (a crate of its own, so that stays true); every decoder returns a typed
 //! error for malformed input and is exercised by property tests and the fuzz targets in
 //! `fuzz/`. pxelator uses it as `pxelator::proto`.
 pub mod dhcp;
+pub mod gpt;
+pub mod grubenv;
 pub mod mac;
 pub mod syslog;
 pub mod tftp;
