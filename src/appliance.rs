@@ -359,11 +359,7 @@ pub fn listening_ports(proc_net: &str, state: &str) -> Vec<u16> {
 /// The appliance's health: the daemon READY under systemd, its sockets bound, the conf repo
 /// readable. The error says what is missing.
 pub fn health(cfg: &Config) -> Result<(), String> {
-    let active = std::process::Command::new("systemctl")
-        .args(["is-active", "pxelator.service"])
-        .output()
-        .map_err(|e| format!("systemctl: {e}"))?;
-    let state = String::from_utf8_lossy(&active.stdout).trim().to_string();
+    let state = daemon_state()?;
     if state != "active" {
         return Err(format!(
             "pxelator.service is {state} (journalctl -u pxelator)"
@@ -397,6 +393,16 @@ pub fn health(cfg: &Config) -> Result<(), String> {
     }
 }
 
+/// `systemctl is-active pxelator.service`: active once it said READY (Type=notify); failed
+/// once systemd gave up restarting it.
+fn daemon_state() -> Result<String, String> {
+    let out = std::process::Command::new("systemctl")
+        .args(["is-active", "pxelator.service"])
+        .output()
+        .map_err(|e| format!("systemctl: {e}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// What the boot-time check did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Confirmed {
@@ -418,7 +424,9 @@ pub fn confirm(layout: &Layout, config: &Path, wait: Duration) -> Result<Confirm
         let deadline = Instant::now() + wait;
         loop {
             let h = cfg.as_ref().map_err(Clone::clone).and_then(health);
-            if h.is_ok() || Instant::now() >= deadline {
+            // A daemon systemd gave up on will not get better by waiting.
+            let given_up = daemon_state().is_ok_and(|s| s == "failed");
+            if h.is_ok() || given_up || Instant::now() >= deadline {
                 break h;
             }
             std::thread::sleep(Duration::from_secs(2));

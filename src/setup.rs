@@ -26,6 +26,45 @@ pub struct SetupFile {
     /// The first admin user and password (hashed here; never stored as given).
     pub admin: String,
     pub admin_password: String,
+    /// OpenSSH public keys allowed to log in as root on the appliance (its console over the
+    /// network); none: console only.
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<String>,
+}
+
+/// The key types an authorized_keys line may start with. Anything else (notably options such
+/// as `command=` or `from=`) is refused: the file is written from a partition anyone holding
+/// the disk can edit, and each line must be exactly one plain key.
+const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// The authorized_keys text for `keys`, each checked to be one plain public key.
+pub fn authorized_keys(keys: &[String]) -> Result<String, String> {
+    let mut out = String::new();
+    for (i, k) in keys.iter().enumerate() {
+        let mut words = k.split(' ');
+        let (kind, body) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let comment_ok = words.all(|w| w.bytes().all(|b| b.is_ascii_graphic()));
+        let body_ok = body.len() >= 16
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+        if !SSH_KEY_TYPES.contains(&kind) || !body_ok || !comment_ok {
+            return Err(format!(
+                "ssh_authorized_keys[{i}]: not one OpenSSH public key (\"ssh-ed25519 AAAA… comment\" on one line, no options)"
+            ));
+        }
+        out.push_str(k);
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// What [`apply`] did, for the console and the log.
@@ -167,6 +206,7 @@ pub fn apply(setup: &SetupFile, root: &Path, interfaces: &[String]) -> Result<Se
             &setup.admin_password,
         )
         .map_err(|e| e.to_string())?;
+    let ssh_keys = authorized_keys(&setup.ssh_authorized_keys)?;
     let io = |p: &Path| {
         let p = p.to_owned();
         move |e: std::io::Error| format!("{}: {e}", p.display())
@@ -186,6 +226,10 @@ pub fn apply(setup: &SetupFile, root: &Path, interfaces: &[String]) -> Result<Se
     let net_file = etc.join("network/10-pxelator.network");
     crate::fsutil::write_atomic(&net_file, network.as_bytes(), 0o644).map_err(io(&net_file))?;
     users.save().map_err(|e| e.to_string())?;
+    if !ssh_keys.is_empty() {
+        let f = etc.join("ssh/authorized_keys");
+        crate::fsutil::write_atomic(&f, ssh_keys.as_bytes(), 0o600).map_err(io(&f))?;
+    }
     crate::backup::ensure_default_key(&cfg).map_err(|e| e.to_string())?;
     let author = Author::daemon();
     let repo = ConfRepo::open_or_init(&cfg.conf_repo, &author).map_err(|e| e.to_string())?;
@@ -243,6 +287,22 @@ mod tests {
             ),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn ssh_keys_are_plain_keys_one_a_line() {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl admin@lib";
+        assert_eq!(authorized_keys(&[key.into()]).unwrap(), format!("{key}\n"));
+        for bad in [
+            format!("command=\"sh\" {key}"),
+            format!("{key}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6"),
+            "ssh-ed25519".to_string(),
+            "ssh-ed25519 not*base64*at*all".to_string(),
+            format!("{key} \tx"),
+        ] {
+            let e = authorized_keys(std::slice::from_ref(&bad)).unwrap_err();
+            assert!(e.contains("ssh_authorized_keys[0]"), "{bad:?}: {e}");
+        }
     }
 
     #[test]
