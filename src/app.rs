@@ -404,6 +404,29 @@ fn committed_snapshot(
     }
 }
 
+/// Feeds every event into the web UI's last-seen table.
+async fn feed_seen(
+    mut rx: tokio::sync::broadcast::Receiver<Arc<crate::events::Stamped>>,
+    seen: crate::web::SharedSeen,
+    cancel: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let got = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = rx.recv() => r,
+        };
+        match got {
+            Ok(e) => seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .observe(&e.event, e.time_ms),
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let bus = Bus::default();
     let cancel = CancellationToken::new();
@@ -434,6 +457,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             audit_stats.clone(),
             cancel.clone(),
         ));
+    }
+    // The web UI's last-seen table: every event from now on, and what the store remembers.
+    let seen = crate::web::SharedSeen::default();
+    tasks.spawn(feed_seen(bus.subscribe(), seen.clone(), cancel.clone()));
+    if let Some(a) = cfg.audit.clone() {
+        let s = seen.clone();
+        tokio::task::spawn_blocking(move || match crate::web::seed(&s, &a) {
+            Ok(n) => info!(entries = n, "last-seen table seeded from the audit store"),
+            Err(e) => warn!("last-seen table not seeded from the audit store: {e}"),
+        });
     }
     let mut load_state = LoadState::default();
     let inv = load_inventory(&cfg, None, &bus, &mut load_state);
@@ -589,6 +622,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             )),
             leases: db.clone(),
             audit_slots: Arc::new(tokio::sync::Semaphore::new(http::AUDIT_QUERIES)),
+            config: Arc::new(cfg.clone()),
+            seen: seen.clone(),
         };
         let app = http::router(state);
         let c = cancel.clone();

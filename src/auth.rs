@@ -34,6 +34,10 @@ pub enum AuthError {
         "{0:?} is not a valid user name: 1-32 of a-z, 0-9, '_', '.', '-', starting with a letter"
     )]
     BadName(String),
+    #[error(
+        "{0:?} is not an e-mail address for commits (one user@domain, no <>, quotes or commas)"
+    )]
+    BadEmail(String),
     #[error("user {0:?} exists already (`pxelator user passwd` changes the password)")]
     Exists(String),
     #[error("no user {0:?} (`pxelator user list` shows them)")]
@@ -62,6 +66,10 @@ pub struct UserRecord {
     pub role: Role,
     /// Argon2id PHC string.
     pub password: String,
+    /// For the commits this user makes from the web UI (`Name <email>`); default
+    /// `<name>@<this host>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     #[serde(default, rename = "token")]
     pub tokens: Vec<TokenRecord>,
 }
@@ -78,6 +86,20 @@ struct UsersFile {
 pub struct Who {
     pub user: String,
     pub role: Role,
+    pub email: Option<String>,
+}
+
+impl Who {
+    /// The commit author for changes this user makes through the daemon (web UI, API).
+    pub fn author(&self) -> crate::confrepo::Author {
+        crate::confrepo::Author {
+            name: self.user.clone(),
+            email: self
+                .email
+                .clone()
+                .unwrap_or_else(|| format!("{}@{}", self.user, crate::confrepo::host_name())),
+        }
+    }
 }
 
 /// What `user list` shows: never a hash.
@@ -222,8 +244,25 @@ impl Users {
             name: name.to_owned(),
             role,
             password: hash_password(password)?,
+            email: None,
             tokens: Vec::new(),
         });
+        Ok(())
+    }
+
+    /// Sets the e-mail address a user's commits carry.
+    pub fn set_email(&mut self, name: &str, email: &str) -> Result<(), AuthError> {
+        let ok = email.len() <= 254
+            && email
+                .split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+            && email
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"<>\"'\\,;".contains(&b));
+        if !ok {
+            return Err(AuthError::BadEmail(email.to_owned()));
+        }
+        self.find_mut(name)?.email = Some(email.to_owned());
         Ok(())
     }
 
@@ -277,6 +316,7 @@ impl Users {
         Some(Who {
             user: u.name.clone(),
             role: u.role,
+            email: u.email.clone(),
         })
     }
 
@@ -288,6 +328,7 @@ impl Users {
             u.tokens.iter().any(|t| t.sha256 == h).then(|| Who {
                 user: u.name.clone(),
                 role: u.role,
+                email: u.email.clone(),
             })
         })
     }
@@ -488,6 +529,7 @@ mod tests {
         let who = Who {
             user: "alice".into(),
             role: Role::Viewer,
+            email: None,
         };
         let (cookie, sess) = s.start(who.clone(), 0);
         assert_eq!(s.get(&cookie, 1).unwrap().csrf, sess.csrf);

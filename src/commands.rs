@@ -1,6 +1,7 @@
-//! The `host` and `history` CLI verbs: load the inventory, decide the change with
-//! [`crate::inventory::edit`], commit it with [`crate::confrepo`]. Output is returned as text
-//! so the CLI only prints it.
+//! The `host` and `history` operations the CLI and the web UI share: load the inventory,
+//! decide the change with [`crate::inventory::edit`], commit it with [`crate::confrepo`].
+//! Results are typed ([`Committed`], [`MachineRow`], [`confrepo::LogEntry`]); the CLI formats
+//! them as text, the web UI as HTML.
 use crate::config::Config;
 use crate::confrepo::{self, Author, ConfRepo};
 use crate::inventory::{self, edit, edit::HostSpec, Machine};
@@ -38,25 +39,45 @@ fn describe(spec: &HostSpec) -> String {
     parts.join(", ")
 }
 
+/// A change to the conf repo: its commit message, the commit (None: nothing changed), who.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Committed {
+    pub message: String,
+    pub commit: Option<String>,
+    pub author: String,
+}
+
+impl std::fmt::Display for Committed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.commit {
+            Some(c) => write!(
+                f,
+                "{}\ncommitted {} as {}",
+                self.message,
+                &c[..12.min(c.len())],
+                self.author
+            ),
+            None => write!(f, "{}: nothing changed, no commit", self.message),
+        }
+    }
+}
+
 fn commit(
     cfg: &Config,
     author: &Author,
     changes: &[confrepo::Change],
     msg: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Committed> {
     let repo = ConfRepo::open_or_init(&cfg.conf_repo, author)?;
-    match repo.commit(changes, author, msg)? {
-        Some(id) => Ok(format!(
-            "{msg}\ncommitted {} as {} <{}>",
-            confrepo::short(id),
-            author.name,
-            author.email
-        )),
-        None => Ok(format!("{msg}: nothing changed, no commit")),
-    }
+    let id = repo.commit(changes, author, msg)?;
+    Ok(Committed {
+        message: msg.to_string(),
+        commit: id.map(|id| id.to_string()),
+        author: format!("{} <{}>", author.name, author.email),
+    })
 }
 
-pub fn host_add(cfg: &Config, spec: &HostSpec, author: &Author) -> anyhow::Result<String> {
+pub fn host_add(cfg: &Config, spec: &HostSpec, author: &Author) -> anyhow::Result<Committed> {
     let change = edit::add(&load(cfg), &cfg.conf_repo, spec)?;
     let msg = format!(
         "Add host {}: {}",
@@ -74,7 +95,7 @@ pub fn host_edit(
     who: &str,
     spec: &HostSpec,
     author: &Author,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Committed> {
     let inv = load(cfg);
     let changes = edit::edit(&inv, &cfg.conf_repo, who, spec)?;
     if changes.is_empty() {
@@ -91,7 +112,7 @@ pub fn host_edit(
     )
 }
 
-pub fn host_rm(cfg: &Config, who: &str, author: &Author) -> anyhow::Result<String> {
+pub fn host_rm(cfg: &Config, who: &str, author: &Author) -> anyhow::Result<Committed> {
     let (m, changes) = edit::remove(&load(cfg), &cfg.conf_repo, who)?;
     let msg = format!(
         "Remove host {} ({}{})",
@@ -102,28 +123,77 @@ pub fn host_rm(cfg: &Config, who: &str, author: &Author) -> anyhow::Result<Strin
     commit(cfg, author, &changes, &msg)
 }
 
-fn row(m: &Machine, root: &std::path::Path) -> String {
-    format!(
-        "{:<20} {:<17} {:<15} {:<12} {}",
-        m.hostname.as_deref().unwrap_or("-"),
-        m.mac,
-        m.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
-        // No profile: the machine boots with the one named "default".
-        m.profile.as_deref().unwrap_or("(default)"),
-        m.source.strip_prefix(root).unwrap_or(&m.source).display()
-    )
+/// One machine as the host list shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MachineRow {
+    pub hostname: Option<String>,
+    pub mac: crate::core::mac::Mac,
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// None: the machine boots with the profile named "default".
+    pub profile: Option<String>,
+    pub group: Option<String>,
+    pub params: std::collections::BTreeMap<String, String>,
+    /// The file under the conf repo it comes from.
+    pub file: String,
+    /// When it registered itself (unix seconds); None for machines written by hand.
+    pub registered: Option<i64>,
 }
 
-pub fn host_list(cfg: &Config) -> String {
+impl MachineRow {
+    pub fn new(m: &Machine, root: &std::path::Path) -> MachineRow {
+        MachineRow {
+            hostname: m.hostname.clone(),
+            mac: m.mac,
+            ip: m.ip,
+            profile: m.profile.clone(),
+            group: m.params.get("group").cloned(),
+            params: m.params.clone(),
+            file: m
+                .source
+                .strip_prefix(root)
+                .unwrap_or(&m.source)
+                .display()
+                .to_string(),
+            registered: m.registered,
+        }
+    }
+}
+
+/// The machines of an inventory, by hostname then MAC.
+pub fn machine_rows(inv: &inventory::Inventory, root: &std::path::Path) -> Vec<MachineRow> {
+    let mut ms: Vec<&Machine> = inv.machines().iter().collect();
+    ms.sort_by(|a, b| a.hostname.cmp(&b.hostname).then(a.mac.0.cmp(&b.mac.0)));
+    ms.into_iter().map(|m| MachineRow::new(m, root)).collect()
+}
+
+/// Every machine of the committed inventory, by hostname then MAC.
+pub fn host_list(cfg: &Config) -> Vec<MachineRow> {
+    machine_rows(&load(cfg), &cfg.conf_repo)
+}
+
+/// The machine a hostname, MAC or IP names.
+pub fn host_get(cfg: &Config, who: &str) -> anyhow::Result<MachineRow> {
     let inv = load(cfg);
+    let m = edit::find(&inv, who).ok_or_else(|| edit::EditError::NotFound(who.to_owned()))?;
+    Ok(MachineRow::new(m, &cfg.conf_repo))
+}
+
+/// The host list as text (the CLI's `host list`).
+pub fn host_table(rows: &[MachineRow]) -> String {
     let mut out = format!(
         "{:<20} {:<17} {:<15} {:<12} {}\n",
         "HOSTNAME", "MAC", "IP", "PROFILE", "FILE"
     );
-    let mut ms: Vec<&Machine> = inv.machines().iter().collect();
-    ms.sort_by(|a, b| a.hostname.cmp(&b.hostname).then(a.mac.0.cmp(&b.mac.0)));
-    for m in ms {
-        let _ = writeln!(out, "{}", row(m, &cfg.conf_repo));
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<17} {:<15} {:<12} {}",
+            r.hostname.as_deref().unwrap_or("-"),
+            r.mac,
+            r.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+            r.profile.as_deref().unwrap_or("(default)"),
+            r.file
+        );
     }
     out
 }
@@ -159,13 +229,13 @@ pub fn history_log(
     cfg: &Config,
     path: Option<&str>,
     limit: usize,
-    json: bool,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Vec<confrepo::LogEntry>> {
     let p = path.map(confrepo::repo_path).transpose()?;
-    let log = repo(cfg)?.log(p.as_deref(), limit)?;
-    if json {
-        return Ok(serde_json::to_string_pretty(&log)? + "\n");
-    }
+    Ok(repo(cfg)?.log(p.as_deref(), limit)?)
+}
+
+/// A log as text (the CLI's `history log`).
+pub fn log_text(log: &[confrepo::LogEntry]) -> String {
     let mut out = String::new();
     for e in log {
         let _ = writeln!(
@@ -178,7 +248,7 @@ pub fn history_log(
             e.message.replace('\n', "\n    ")
         );
     }
-    Ok(out)
+    out
 }
 
 pub fn history_diff(

@@ -27,11 +27,14 @@
 //!   machine has it, else Wake-on-LAN and an ssh command; power.toml schedules ([`power::schedule`]).
 //! - [`image`]     — live images: ISO 9660 reader, `image import|list|rm` into versioned,
 //!   checksummed directories under the boot directory.
-//! - [`commands`]  — the `host` and `history` CLI verbs (inventory edit → commit; log/diff/cat/revert).
+//! - [`commands`]  — the `host` and `history` operations the CLI and the web UI share, with typed
+//!   results (inventory edit → commit; log/diff/cat/revert).
 //! - [`setup`]     — the appliance's first setup: setup.toml → config, network file, conf repo,
 //!   admin user, ssh key, boot loaders under one root (the data partition).
 //! - [`appliance`] — `pxelator appliance status|update|rollback|confirm`: the image's A/B system
 //!   slots (GRUB's environment block, [`core::slots`] decides), the boot-time health check.
+//! - [`web`]       — the web UI under `/ui/`: handlers gather typed data (inventory, last seen,
+//!   audit, conf repo) and [`web::pages`] renders HTML (maud); edits are [`commands`] as the user.
 //! - [`app`]       — supervision: sockets, reload on SIGHUP and file change, sd_notify, graceful SIGTERM.
 pub mod app;
 pub mod appliance;
@@ -54,3 +57,4 @@ pub mod services;
 pub mod setup;
 pub mod ssh;
 pub mod tomlfile;
+pub mod web;

@@ -169,6 +169,8 @@ enum UserCmd {
     },
     /// Set a user's password (read from standard input, one line).
     Passwd { name: String },
+    /// Set the e-mail address of a user's commits from the web UI (default NAME@this-host).
+    Email { name: String, email: String },
     /// Change a user's role (their browser sessions end).
     Role {
         name: String,
@@ -222,6 +224,11 @@ fn user(config: &std::path::Path, cmd: UserCmd) -> anyhow::Result<bool> {
             users.add(&name, role, &read_password()?)?;
             users.save()?;
             println!("added {name} ({})", role.name());
+        }
+        UserCmd::Email { name, email } => {
+            users.set_email(&name, &email)?;
+            users.save()?;
+            println!("{name}'s commits are authored as {name} <{email}>");
         }
         UserCmd::Passwd { name } => {
             users.passwd(&name, &read_password()?)?;
@@ -367,16 +374,16 @@ fn host(config: &std::path::Path, who: Option<&str>, cmd: HostCmd) -> anyhow::Re
             name,
             name_flag,
             set,
-        } => c::host_add(&cfg, &spec(name.or(name_flag), set, vec![]), &a)?,
-        HostCmd::List => c::host_list(&cfg),
+        } => c::host_add(&cfg, &spec(name.or(name_flag), set, vec![]), &a)?.to_string(),
+        HostCmd::List => c::host_table(&c::host_list(&cfg)),
         HostCmd::Show { who } => c::host_show(&cfg, &who)?,
         HostCmd::Edit {
             who,
             name,
             set,
             unset,
-        } => c::host_edit(&cfg, &who, &spec(name, set, unset), &a)?,
-        HostCmd::Rm { who } => c::host_rm(&cfg, &who, &a)?,
+        } => c::host_edit(&cfg, &who, &spec(name, set, unset), &a)?.to_string(),
+        HostCmd::Rm { who } => c::host_rm(&cfg, &who, &a)?.to_string(),
     };
     print!("{out}");
     if !out.ends_with('\n') {
@@ -391,7 +398,12 @@ fn history(config: &std::path::Path, who: Option<&str>, cmd: HistoryCmd) -> anyh
     let cfg = Config::load(config)?;
     let out = match cmd {
         HistoryCmd::Log { path, limit, json } => {
-            c::history_log(&cfg, path.as_deref(), limit, json)?
+            let log = c::history_log(&cfg, path.as_deref(), limit)?;
+            if json {
+                serde_json::to_string_pretty(&log)? + "\n"
+            } else {
+                c::log_text(&log)
+            }
         }
         HistoryCmd::Diff { path, from, to } => {
             c::history_diff(&cfg, &path, from.as_deref(), to.as_deref())?

@@ -75,6 +75,11 @@ pub fn required_role(method: &str, path: &str, history_path: Option<&str>) -> Ac
             Access::Open
         }
         ("POST", "/api/login") | ("POST", "/api/logout") => Access::Login,
+        ("GET" | "POST", "/ui/login") | ("GET", "/ui") => Access::Login,
+        ("POST", "/ui/logout") => Access::Role(Role::Viewer),
+        ("GET", "/ui/") => Access::Role(Role::Viewer),
+        ("GET", p) if p.starts_with("/ui/machines/") => Access::Role(Role::Viewer),
+        ("POST", p) if p.starts_with("/ui/machines/") => Access::Role(Role::Operator),
         ("GET", "/api/whoami") => Access::Role(Role::Viewer),
         ("GET", p) if p.starts_with("/api/audit/") => Access::Role(Role::Viewer),
         ("GET", "/api/history/log") => Access::Role(Role::Viewer),
@@ -124,5 +129,18 @@ mod tests {
             Role(super::Role::Admin)
         );
         assert_eq!(required_role("POST", "/api/login", None), Login);
+        assert_eq!(required_role("GET", "/ui/login", None), Login);
+        assert_eq!(
+            required_role("GET", "/ui/", None),
+            Role(super::Role::Viewer)
+        );
+        assert_eq!(
+            required_role("POST", "/ui/machines/kiosk1", None),
+            Role(super::Role::Operator)
+        );
+        assert_eq!(
+            required_role("GET", "/ui/secret", None),
+            Role(super::Role::Admin)
+        );
     }
 }

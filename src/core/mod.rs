@@ -8,4 +8,5 @@ pub mod event;
 pub mod leases;
 pub mod mac;
 pub mod reclaim;
+pub mod seen;
 pub mod slots;

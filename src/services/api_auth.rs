@@ -80,7 +80,7 @@ fn now_ms() -> i64 {
     crate::clock::unix_now_ms()
 }
 
-fn cookie_value(headers: &HeaderMap) -> Option<String> {
+pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -148,6 +148,10 @@ pub async fn guard(
                     reason: reason.into(),
                 });
             }
+            // A browser on a web UI page is sent to the login form.
+            if req.uri().path().starts_with("/ui/") && req.method() == Method::GET {
+                return axum::response::Redirect::to("/ui/login").into_response();
+            }
             return refuse(
                 StatusCode::UNAUTHORIZED,
                 format!("{reason}: send `Authorization: Bearer <token>` (`pxelator user token NAME` makes one) or log in with POST /api/login\n"),
@@ -174,11 +178,25 @@ pub async fn guard(
         let sent = req
             .headers()
             .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok());
-        if !safe && sent != Some(session.csrf.as_str()) {
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let sent = match sent {
+            Some(s) => Some(s),
+            // A web UI form carries the token as its `csrf` field.
+            None if !safe && is_form(req.headers()) => {
+                let (token, rebuilt) = form_csrf(req).await;
+                req = match rebuilt {
+                    Ok(r) => r,
+                    Err(resp) => return resp,
+                };
+                token
+            }
+            None => None,
+        };
+        if !safe && sent.as_deref() != Some(session.csrf.as_str()) {
             return refuse(
                 StatusCode::FORBIDDEN,
-                "a write with a session cookie needs the session's X-CSRF-Token header\n".into(),
+                "a write with a session cookie needs the session's CSRF token (X-CSRF-Token header, or the form's csrf field)\n".into(),
             );
         }
     }
@@ -189,6 +207,40 @@ pub async fn guard(
 }
 
 const NO_CREDENTIALS: &str = "authentication required";
+
+/// The largest form body the guard reads to find its CSRF token.
+const FORM_LIMIT: usize = 64 * 1024;
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
+/// A form's `csrf` field, and the request rebuilt with the body read (at most FORM_LIMIT).
+async fn form_csrf(req: Request) -> (Option<String>, Result<Request, Response>) {
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, FORM_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return (
+                None,
+                Err(refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a form is at most {FORM_LIMIT} bytes\n"),
+                )),
+            )
+        }
+    };
+    let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+        .ok()
+        .and_then(|kv| kv.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
+    (
+        token,
+        Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+    )
+}
 
 /// The user behind a request's credentials, and the session when it came by cookie.
 fn authenticate(
@@ -230,37 +282,58 @@ pub struct LoginBody {
     password: String,
 }
 
-/// `POST /api/login` with `{"user": …, "password": …}` → a session cookie (HttpOnly,
-/// SameSite=Strict) and `{"user", "role", "csrf"}`. Five failures a minute per address, then
-/// 429 with Retry-After.
-pub async fn login(
-    State(st): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    axum::Json(body): axum::Json<LoginBody>,
-) -> Response {
+/// Why a login was refused: the status, a message, and for the rate limit the seconds to wait.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl Refusal {
+    fn response(self) -> Response {
+        let mut r = refuse(self.status, self.message);
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        r
+    }
+}
+
+/// Checks a password (rate-limited per address, at most LOGIN_SLOTS at once) and starts a
+/// session: the user, the Set-Cookie value (HttpOnly, SameSite=Strict) and the session. The
+/// API's JSON login and the web UI's form login both use it.
+pub async fn start_session(
+    st: &HttpState,
+    peer: SocketAddr,
+    user: &str,
+    password: String,
+) -> Result<(Who, String, crate::auth::Session), Refusal> {
     let now = now_ms();
     if let Some(secs) = st.auth.limiter.blocked(peer.ip(), now) {
         st.bus.emit(Event::AuthFailed {
             peer,
-            user: Some(body.user.chars().take(64).collect()),
+            user: Some(user.chars().take(64).collect()),
             reason: "login rate limit".into(),
         });
-        let mut r = refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
+        return Err(Refusal {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
                 "too many failed logins from {}; try again in {secs} s\n",
                 peer.ip()
             ),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-        return r;
+            retry_after: Some(secs),
+        });
     }
     let Ok(_slot) = st.auth.login_slots.acquire().await else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
+        return Err(Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "shutting down\n".into(),
+            retry_after: None,
+        });
     };
     let users = st.auth.users();
-    let (name, password) = (body.user.clone(), body.password);
+    let name = user.to_owned();
     let who = tokio::task::spawn_blocking(move || users.verify_password(&name, &password))
         .await
         .ok()
@@ -269,10 +342,14 @@ pub async fn login(
         st.auth.limiter.failed(peer.ip(), now);
         st.bus.emit(Event::AuthFailed {
             peer,
-            user: Some(body.user.chars().take(64).collect()),
+            user: Some(user.chars().take(64).collect()),
             reason: "wrong user or password".into(),
         });
-        return refuse(StatusCode::UNAUTHORIZED, "wrong user or password\n".into());
+        return Err(Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            message: "wrong user or password\n".into(),
+            retry_after: None,
+        });
     };
     st.auth.limiter.succeeded(peer.ip());
     let (cookie, session) = st.auth.sessions.start(who.clone(), now);
@@ -285,6 +362,21 @@ pub async fn login(
             ""
         }
     );
+    Ok((who, set, session))
+}
+
+/// `POST /api/login` with `{"user": …, "password": …}` → a session cookie (HttpOnly,
+/// SameSite=Strict) and `{"user", "role", "csrf"}`. Five failures a minute per address, then
+/// 429 with Retry-After.
+pub async fn login(
+    State(st): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Json(body): axum::Json<LoginBody>,
+) -> Response {
+    let (who, set, session) = match start_session(&st, peer, &body.user, body.password).await {
+        Ok(x) => x,
+        Err(r) => return r.response(),
+    };
     let mut r = axum::Json(serde_json::json!({
         "user": who.user, "role": who.role.name(), "csrf": session.csrf,
     }))

@@ -38,6 +38,10 @@ pub struct HttpState {
     /// The DHCP server's leases (None when pxelator is not the DHCP server): a boot script is
     /// given only to the address that holds its MAC's lease.
     pub leases: Option<Arc<std::sync::Mutex<super::dhcp::LeaseDb>>>,
+    /// The daemon's config (the web UI's edits go through the CLI's operations, which take it).
+    pub config: Arc<crate::config::Config>,
+    /// When each MAC and IP was last seen per protocol (the web UI's overview).
+    pub seen: crate::web::SharedSeen,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -56,6 +60,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/history/log", get(history_log))
         .route("/api/history/diff", get(history_diff))
         .route("/api/history/cat", get(history_cat))
+        .merge(crate::web::routes())
         .nest_service(
             "/files",
             ServeDir::new(boot_dir).append_index_html_on_directories(false),

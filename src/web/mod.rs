@@ -1,0 +1,407 @@
+//! The web UI (`/ui/…`), served by the daemon's HTTP server behind the same guard as the API
+//! (`services::api_auth`: session cookie, role per route from `core::access`, CSRF token on
+//! every form POST). Handlers gather typed data — the inventory the daemon serves, the
+//! last-seen table, the audit store, the conf repo — and [`pages`] renders it. Changes go
+//! through the same operations as the CLI ([`crate::commands`]), committed as the logged-in
+//! user.
+pub mod pages;
+
+use crate::auth::Who;
+use crate::commands::{self, MachineRow};
+use crate::core::access::Role;
+use crate::core::seen::{self, LastSeen};
+use crate::inventory::edit::{self, HostSpec};
+use crate::services::api_auth;
+use crate::services::http::HttpState;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use maud::Markup;
+use pages::Frame;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// The last-seen table the overview reads, fed by the daemon (`app`).
+pub type SharedSeen = Arc<Mutex<LastSeen>>;
+
+pub fn routes() -> Router<HttpState> {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(overview))
+        .route("/ui/login", get(login_form).post(login_post))
+        .route("/ui/logout", post(logout))
+        .route("/ui/machines/{who}", get(machine_page).post(machine_edit))
+}
+
+fn html(status: StatusCode, m: Markup) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        m.into_string(),
+    )
+        .into_response()
+}
+
+/// The session's CSRF token, for the forms of the page.
+fn csrf(st: &HttpState, headers: &HeaderMap) -> Option<String> {
+    let c = api_auth::cookie_value(headers)?;
+    st.auth
+        .sessions
+        .get(&c, crate::clock::unix_now_ms())
+        .map(|s| s.csrf)
+}
+
+async fn login_form() -> Response {
+    html(StatusCode::OK, pages::login(None, ""))
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    user: String,
+    password: String,
+}
+
+async fn login_post(
+    State(st): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    match api_auth::start_session(&st, peer, &f.user, f.password).await {
+        Ok((who, set_cookie, _)) => {
+            let mut r = Redirect::to("/ui/").into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&set_cookie) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r.extensions_mut().insert(who);
+            r
+        }
+        Err(refusal) => {
+            let user: String = f.user.chars().take(64).collect();
+            // The form again with the reason: a page for a person, so 200 (the refusal is
+            // still an auth_failed event); the rate limit keeps its 429 and Retry-After.
+            let status = match refusal.status {
+                StatusCode::UNAUTHORIZED => StatusCode::OK,
+                s => s,
+            };
+            let mut r = html(status, pages::login(Some(refusal.message.trim()), &user));
+            if let Some(secs) = refusal.retry_after {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+            }
+            r
+        }
+    }
+}
+
+/// The guard has checked the session and the form's CSRF token.
+async fn logout(State(st): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Some(c) = api_auth::cookie_value(&headers) {
+        st.auth.sessions.end(&c);
+    }
+    let mut r = Redirect::to("/ui/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        header::HeaderValue::from_static(
+            "pxl_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+        ),
+    );
+    r
+}
+
+#[derive(serde::Deserialize, Default)]
+struct OverviewQuery {
+    #[serde(default)]
+    q: String,
+}
+
+fn matches(m: &MachineRow, q: &str) -> bool {
+    let q = q.to_ascii_lowercase();
+    [
+        m.hostname.clone(),
+        Some(m.mac.to_string()),
+        m.ip.map(|i| i.to_string()),
+        m.group.clone(),
+        m.profile.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|s| s.to_ascii_lowercase().contains(&q))
+}
+
+async fn overview(
+    State(st): State<HttpState>,
+    Extension(who): Extension<Who>,
+    headers: HeaderMap,
+    Query(q): Query<OverviewQuery>,
+) -> Response {
+    let now = crate::clock::unix_now_ms();
+    let all = commands::machine_rows(&st.inventory.borrow(), &st.conf_repo);
+    let total = all.len();
+    let rows: Vec<pages::Row> = {
+        let seen = st
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.into_iter()
+            .filter(|m| q.q.is_empty() || matches(m, &q.q))
+            .map(|m| {
+                let times = seen.machine(m.mac, m.ip);
+                pages::Row {
+                    state: seen::state(&times, now),
+                    times,
+                    machine: m,
+                }
+            })
+            .collect()
+    };
+    let token = csrf(&st, &headers);
+    let f = Frame {
+        title: "Machines",
+        who: Some(&who),
+        csrf: token.as_deref(),
+    };
+    html(StatusCode::OK, pages::overview(&f, &rows, &q.q, total, now))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct MachineQuery {
+    done: Option<String>,
+}
+
+/// The newest `limit` events of a machine (by MAC or IP) from the audit store.
+async fn machine_events(
+    st: &HttpState,
+    m: &MachineRow,
+    limit: u64,
+) -> Result<Vec<serde_json::Value>, String> {
+    let Some(cfg) = st.audit.clone() else {
+        return Ok(Vec::new());
+    };
+    let mut who = vec![serde_json::json!({"mac": m.mac.to_string()})];
+    if let Some(ip) = m.ip {
+        who.push(serde_json::json!({"ip": ip.to_string()}));
+    }
+    let filter = serde_json::json!({"$or": who});
+    let sort = serde_json::json!({"time": -1});
+    let turn = st
+        .audit_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        let deadline = std::time::Instant::now() + crate::services::http::AUDIT_QUERY_TIME;
+        let stop = Box::new(move || std::time::Instant::now() > deadline);
+        crate::audit::open_bounded_reader(&cfg, Some(stop))
+            .and_then(|s| s.find(&filter, Some(&sort), Some(limit)))
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+async fn machine_view(
+    st: &HttpState,
+    who: &Who,
+    key: &str,
+    notice: Option<String>,
+    error: Option<String>,
+) -> Result<pages::MachineView, (StatusCode, String)> {
+    let machine = {
+        let inv = st.inventory.borrow();
+        edit::find(&inv, key)
+            .map(|m| MachineRow::new(m, &st.conf_repo))
+            .ok_or((
+                StatusCode::NOT_FOUND,
+                format!("no machine {key:?} in the inventory"),
+            ))?
+    };
+    let now = crate::clock::unix_now_ms();
+    let times = st
+        .seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .machine(machine.mac, machine.ip);
+    let (events, ev_err) = match machine_events(st, &machine, 50).await {
+        Ok(e) => (e, None),
+        Err(e) => (Vec::new(), Some(format!("audit store: {e}"))),
+    };
+    let repo = st.conf_repo.clone();
+    let file = machine.file.clone();
+    let history = tokio::task::spawn_blocking(move || {
+        crate::confrepo::ConfRepo::open(&repo)
+            .ok()
+            .flatten()
+            .and_then(|r| r.log(Some(&file), 20).ok())
+            .unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default();
+    Ok(pages::MachineView {
+        state: seen::state(&times, now),
+        times,
+        events,
+        history,
+        can_edit: who.role >= Role::Operator,
+        notice,
+        error: error.or(ev_err),
+        machine,
+    })
+}
+
+async fn machine_page(
+    State(st): State<HttpState>,
+    Extension(who): Extension<Who>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Query(q): Query<MachineQuery>,
+) -> Response {
+    let token = csrf(&st, &headers);
+    let f = Frame {
+        title: &key,
+        who: Some(&who),
+        csrf: token.as_deref(),
+    };
+    let notice = q
+        .done
+        .filter(|d| d.len() <= 40 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|d| {
+            let a = who.author();
+            format!("Committed {d} as {} <{}>", a.name, a.email)
+        });
+    match machine_view(&st, &who, &key, notice, None).await {
+        Ok(v) => html(
+            StatusCode::OK,
+            pages::machine(&f, &v, crate::clock::unix_now_ms()),
+        ),
+        Err((status, msg)) => html(status, pages::error_page(&f, status.as_u16(), &msg)),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct EditForm {
+    #[serde(default)]
+    profile: String,
+    #[serde(default)]
+    param_key: String,
+    #[serde(default)]
+    param_value: String,
+    #[serde(default)]
+    unset: String,
+}
+
+/// The form as a [`HostSpec`]; the inventory edit checks every value as it does for the CLI.
+fn spec_of(f: &EditForm) -> Result<HostSpec, String> {
+    let mut spec = HostSpec::default();
+    if !f.profile.trim().is_empty() {
+        spec.profile = Some(f.profile.trim().to_string());
+    }
+    let key = f.param_key.trim();
+    if !key.is_empty() {
+        spec.params.push(format!("{key}={}", f.param_value));
+    } else if !f.param_value.is_empty() {
+        return Err("a parameter value needs a name".into());
+    }
+    if !f.unset.is_empty() {
+        spec.unset.push(f.unset.clone());
+    }
+    Ok(spec)
+}
+
+/// The guard has checked the role (operator) and the form's CSRF token.
+async fn machine_edit(
+    State(st): State<HttpState>,
+    Extension(who): Extension<Who>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Form(form): Form<EditForm>,
+) -> Response {
+    let result = match spec_of(&form) {
+        Ok(spec) => {
+            let (cfg, author, k) = (st.config.clone(), who.author(), key.clone());
+            let mut served = st.inventory.clone();
+            served.borrow_and_update();
+            let r =
+                tokio::task::spawn_blocking(move || commands::host_edit(&cfg, &k, &spec, &author))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| format!("{e:#}")));
+            // The page after the change shows what the daemon serves: wait (briefly) for it
+            // to take the commit in.
+            if matches!(&r, Ok(c) if c.commit.is_some()) {
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), served.changed()).await;
+            }
+            r
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(c) => {
+            let name = commands::machine_rows(&st.inventory.borrow(), &st.conf_repo)
+                .into_iter()
+                .find(|m| m.hostname.as_deref() == Some(key.as_str()))
+                .and_then(|m| m.hostname)
+                .unwrap_or(key);
+            let short: String = c.commit.unwrap_or_default().chars().take(12).collect();
+            Redirect::to(&format!("/ui/machines/{name}?done={short}")).into_response()
+        }
+        Err(e) => {
+            let token = csrf(&st, &headers);
+            let f = Frame {
+                title: &key,
+                who: Some(&who),
+                csrf: token.as_deref(),
+            };
+            match machine_view(&st, &who, &key, None, Some(e)).await {
+                Ok(v) => html(
+                    StatusCode::BAD_REQUEST,
+                    pages::machine(&f, &v, crate::clock::unix_now_ms()),
+                ),
+                Err((status, msg)) => html(status, pages::error_page(&f, status.as_u16(), &msg)),
+            }
+        }
+    }
+}
+
+/// Seeds the last-seen table from the audit store: per protocol, the newest time of each MAC
+/// and IP (one bounded aggregate each).
+pub fn seed(
+    seen: &SharedSeen,
+    cfg: &crate::config::AuditConfig,
+) -> Result<usize, crate::audit::AuditError> {
+    let store = crate::audit::open_reader(cfg)?;
+    let mut n = 0;
+    for p in seen::Proto::ALL {
+        for field in ["mac", "ip"] {
+            let pipeline = serde_json::json!([
+                {"$match": {"source": p.source(), field: {"$exists": true}}},
+                {"$group": {"_id": format!("${field}"), "last": {"$max": "$time_ms"}}}
+            ]);
+            let groups = store.aggregate(&pipeline)?;
+            let mut s = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for g in groups {
+                let (Some(id), Some(last)) = (
+                    g.get("_id").and_then(|v| v.as_str()),
+                    g.get("last").and_then(|v| v.as_i64()),
+                ) else {
+                    continue;
+                };
+                match field {
+                    "mac" => s.record(p, id.parse().ok(), None, last),
+                    _ => s.record(p, None, id.parse().ok(), last),
+                }
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,376 @@
+//! The web UI's pages as pure functions: typed data in, HTML out (maud escapes every value).
+//! No JavaScript: links, forms and buttons only, so reading and editing work without it and
+//! from the keyboard.
+use crate::auth::Who;
+use crate::commands::MachineRow;
+use crate::confrepo::LogEntry;
+use crate::core::seen::{self, Proto, State, Times};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+/// What every page needs: its title, the user (None on the login page), the session's CSRF
+/// token for the forms.
+pub struct Frame<'a> {
+    pub title: &'a str,
+    pub who: Option<&'a Who>,
+    pub csrf: Option<&'a str>,
+}
+
+const CSS: &str = "
+*{box-sizing:border-box}
+body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1b1f23;background:#f6f7f9}
+header{background:#1d3557;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.5rem;align-items:center}
+header a{color:#fff;text-decoration:none;font-weight:600}
+header a:focus,header button:focus{outline:3px solid #ffd166}
+header .who{margin-left:auto;display:flex;gap:.8rem;align-items:center}
+header button{background:transparent;color:#fff;border:1px solid #fff;border-radius:4px;padding:.2rem .6rem;cursor:pointer}
+main{padding:1.2rem;max-width:1200px}
+h1{font-size:1.4rem;margin:.2rem 0 1rem}
+h2{font-size:1.1rem;margin:1.6rem 0 .6rem}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #e1e4e8;vertical-align:top}
+th{background:#eef1f4;font-weight:600}
+td.t{white-space:nowrap;color:#444}
+a{color:#0b5cad}
+a:focus,button:focus,input:focus,select:focus{outline:3px solid #ffb703;outline-offset:1px}
+.state{display:inline-block;padding:0 .5rem;border-radius:9px;font-size:.85rem}
+.s-up{background:#d8f3dc;color:#1b4332}.s-booting{background:#fff3bf;color:#7a5a00}
+.s-quiet{background:#e9ecef;color:#495057}.s-unknown{background:#f1f3f5;color:#868e96}
+form.inline{display:inline}
+label{display:block;margin:.4rem 0 .1rem;font-weight:600}
+input,select{font:inherit;padding:.3rem .4rem;border:1px solid #adb5bd;border-radius:4px}
+button.primary{background:#1d3557;color:#fff;border:0;border-radius:4px;padding:.4rem .9rem;margin-top:.6rem;cursor:pointer}
+.notice{background:#d8f3dc;border:1px solid #95d5b2;padding:.5rem .8rem;border-radius:4px}
+.error{background:#ffe3e3;border:1px solid #ffa8a8;padding:.5rem .8rem;border-radius:4px}
+.grid{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;background:#fff;padding:.8rem;border:1px solid #e1e4e8}
+pre{background:#fff;border:1px solid #e1e4e8;padding:.6rem;overflow:auto}
+.muted{color:#6a737d}
+.login{max-width:22rem;margin:4rem auto;background:#fff;padding:1.5rem;border:1px solid #e1e4e8;border-radius:6px}
+.login input{width:100%}
+";
+
+pub fn layout(f: &Frame, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (f.title) " — pxelator" }
+                // No favicon request (it would need a route of its own).
+                link rel="icon" href="data:,";
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    a href="/ui/" { "pxelator" }
+                    @if let Some(w) = f.who {
+                        nav { a href="/ui/" { "Machines" } }
+                        div.who {
+                            span { (w.user) " (" (w.role.name()) ")" }
+                            form.inline method="post" action="/ui/logout" {
+                                input type="hidden" name="csrf" value=(f.csrf.unwrap_or(""));
+                                button type="submit" { "Log out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+pub fn login(error: Option<&str>, user: &str) -> Markup {
+    let f = Frame {
+        title: "Log in",
+        who: None,
+        csrf: None,
+    };
+    layout(
+        &f,
+        html! {
+            div.login {
+                h1 { "Log in" }
+                @if let Some(e) = error { p.error role="alert" { (e) } }
+                form method="post" action="/ui/login" {
+                    label for="user" { "User" }
+                    input #user name="user" autocomplete="username" required autofocus value=(user);
+                    label for="password" { "Password" }
+                    input #password name="password" type="password" autocomplete="current-password" required;
+                    button.primary type="submit" { "Log in" }
+                }
+            }
+        },
+    )
+}
+
+/// "3 min ago" and the like; "never" for None.
+pub fn ago(ms: Option<i64>, now_ms: i64) -> String {
+    let Some(ms) = ms else { return "never".into() };
+    let s = (now_ms - ms).max(0) / 1000;
+    match s {
+        0..=59 => format!("{s} s ago"),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=86_399 => format!("{} h ago", s / 3600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
+fn state_badge(s: State) -> Markup {
+    let (class, text) = match s {
+        State::Up => ("state s-up", "up".to_string()),
+        State::Booting(p) => ("state s-booting", format!("booting: {}", p.name())),
+        State::Quiet => ("state s-quiet", "quiet".to_string()),
+        State::Unknown => ("state s-unknown", "never seen".to_string()),
+    };
+    html! { span class=(class) { (text) } }
+}
+
+fn machine_link(m: &MachineRow) -> String {
+    format!(
+        "/ui/machines/{}",
+        m.hostname.clone().unwrap_or_else(|| m.mac.to_string())
+    )
+}
+
+/// One machine on the overview.
+pub struct Row {
+    pub machine: MachineRow,
+    pub times: Times,
+    pub state: State,
+}
+
+pub fn overview(f: &Frame, rows: &[Row], q: &str, total: usize, now_ms: i64) -> Markup {
+    let registered: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.machine.registered.is_some())
+        .collect();
+    layout(
+        f,
+        html! {
+            h1 { "Machines" }
+            form method="get" action="/ui/" role="search" {
+                label for="q" { "Filter (name, MAC, IP, group, profile)" }
+                input #q name="q" value=(q) size="30";
+                " " button.primary type="submit" { "Filter" }
+                @if !q.is_empty() { " " a href="/ui/" { "show all" } }
+            }
+            p.muted { (rows.len()) " of " (total) " machines" }
+            table {
+                thead { tr {
+                    th scope="col" { "Hostname" } th scope="col" { "MAC" } th scope="col" { "IP" }
+                    th scope="col" { "Group" } th scope="col" { "Profile" } th scope="col" { "State" }
+                    @for p in Proto::ALL { th scope="col" { (p.name()) } }
+                } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { a href=(machine_link(&r.machine)) { (r.machine.hostname.as_deref().unwrap_or("(no name)")) } }
+                            td { code { (r.machine.mac) } }
+                            td { (r.machine.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into())) }
+                            td { (r.machine.group.as_deref().unwrap_or("-")) }
+                            td { (r.machine.profile.as_deref().unwrap_or("(default)")) }
+                            td { (state_badge(r.state)) }
+                            @for p in Proto::ALL { td.t { (ago(seen::at(&r.times, p), now_ms)) } }
+                        }
+                    }
+                }
+            }
+            @if !registered.is_empty() {
+                h2 { "Registered by themselves" }
+                p.muted { "Machines that booted unknown and were given an address from the pool." }
+                ul { @for r in registered { li { a href=(machine_link(&r.machine)) { (r.machine.hostname.as_deref().unwrap_or("(no name)")) } " " code { (r.machine.mac) } } } }
+            }
+        },
+    )
+}
+
+/// The machine page's data.
+pub struct MachineView {
+    pub machine: MachineRow,
+    pub times: Times,
+    pub state: State,
+    /// Recent audit events (newest first), as stored.
+    pub events: Vec<serde_json::Value>,
+    pub history: Vec<LogEntry>,
+    pub can_edit: bool,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+fn event_summary(e: &serde_json::Value) -> String {
+    let s = |k: &str| e.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let n = |k: &str| e.get(k).and_then(|v| v.as_u64());
+    let mut parts = Vec::new();
+    for k in ["reply", "file", "reason", "message", "severity", "action"] {
+        if let Some(v) = s(k) {
+            parts.push(v);
+        }
+    }
+    if let Some(b) = n("bytes") {
+        parts.push(format!("{b} bytes"));
+    }
+    if let Some(d) = n("duration_ms") {
+        parts.push(format!("{d} ms"));
+    }
+    if let Some(st) = n("status") {
+        parts.push(format!("HTTP {st}"));
+    }
+    parts.join(" · ")
+}
+
+pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
+    let m = &v.machine;
+    let name = m.hostname.clone().unwrap_or_else(|| m.mac.to_string());
+    layout(
+        f,
+        html! {
+            p { a href="/ui/" { "← Machines" } }
+            h1 { (name) " " (state_badge(v.state)) }
+            @if let Some(n) = &v.notice { p.notice role="status" { (n) } }
+            @if let Some(e) = &v.error { p.error role="alert" { (e) } }
+            div.grid {
+                span { "MAC" } code { (m.mac) }
+                span { "IP" } span { (m.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into())) }
+                span { "Profile" } span { (m.profile.as_deref().unwrap_or("(default)")) }
+                span { "Group" } span { (m.group.as_deref().unwrap_or("-")) }
+                span { "File" } code { (m.file) }
+                @for p in Proto::ALL { span { "Last " (p.name()) } span { (ago(seen::at(&v.times, p), now_ms)) } }
+            }
+            h2 { "Parameters" }
+            @if m.params.is_empty() { p.muted { "none" } } @else {
+                table { thead { tr { th scope="col" { "Name" } th scope="col" { "Value" } } }
+                    tbody { @for (k, val) in &m.params { tr { td { code { (k) } } td { (val) } } } } }
+            }
+            @if v.can_edit {
+                h2 { "Change" }
+                form method="post" action=(format!("/ui/machines/{name}")) {
+                    input type="hidden" name="csrf" value=(f.csrf.unwrap_or(""));
+                    label for="profile" { "Profile (empty: leave as is)" }
+                    input #profile name="profile" value="";
+                    label for="param_key" { "Set parameter" }
+                    input #param_key name="param_key" placeholder="homepage" aria-label="parameter name";
+                    " = "
+                    input #param_value name="param_value" placeholder="http://…" aria-label="parameter value";
+                    label for="unset" { "Remove parameter" }
+                    select #unset name="unset" {
+                        option value="" { "—" }
+                        @for k in m.params.keys() { option value=(k) { (k) } }
+                    }
+                    br;
+                    button.primary type="submit" { "Commit change" }
+                }
+            }
+            h2 { "Recent events" }
+            @if v.events.is_empty() { p.muted { "none recorded" } } @else {
+                table {
+                    thead { tr { th scope="col" { "Time" } th scope="col" { "Kind" } th scope="col" { "Details" } } }
+                    tbody { @for e in &v.events { tr {
+                        td.t { (e.get("time").and_then(|t| t.as_str()).unwrap_or("")) }
+                        td { (e.get("kind").and_then(|t| t.as_str()).unwrap_or("")) }
+                        td { (event_summary(e)) }
+                    } } }
+                }
+            }
+            h2 { "History of " code { (m.file) } }
+            @if v.history.is_empty() { p.muted { "no commits yet" } } @else {
+                table {
+                    thead { tr { th scope="col" { "Commit" } th scope="col" { "When" } th scope="col" { "Author" } th scope="col" { "Message" } } }
+                    tbody { @for h in &v.history { tr {
+                        td { code { (h.commit.get(..12).unwrap_or(&h.commit)) } }
+                        td.t { (crate::clock::rfc3339(h.time.max(0) as u64)) }
+                        td { (h.author) " <" (h.email) ">" }
+                        td { (h.message) }
+                    } } }
+                }
+            }
+        },
+    )
+}
+
+pub fn error_page(f: &Frame, status: u16, msg: &str) -> Markup {
+    layout(
+        f,
+        html! { h1 { "Error " (status) } p.error role="alert" { (msg) } p { a href="/ui/" { "Machines" } } },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::access::Role;
+
+    fn row(name: &str) -> MachineRow {
+        MachineRow {
+            hostname: Some(name.into()),
+            mac: "52:54:00:00:00:01".parse().unwrap(),
+            ip: Some("10.0.0.5".parse().unwrap()),
+            profile: None,
+            group: Some("reading-room".into()),
+            params: [("homepage".to_string(), "http://x/?a=1&b=<2>".to_string())].into(),
+            file: format!("machines/{name}.toml"),
+            registered: None,
+        }
+    }
+
+    #[test]
+    fn values_are_escaped_everywhere() {
+        let who = Who {
+            user: "amy".into(),
+            role: Role::Operator,
+            email: None,
+        };
+        let f = Frame {
+            title: "<t>",
+            who: Some(&who),
+            csrf: Some("tok\"en"),
+        };
+        let v = MachineView {
+            machine: row("k1"),
+            times: [Some(0), None, None, None],
+            state: State::Quiet,
+            events: vec![
+                serde_json::json!({"time": "2026", "kind": "syslog", "message": "<script>alert(1)</script>"}),
+            ],
+            history: vec![],
+            can_edit: true,
+            notice: None,
+            error: Some("bad <b>".into()),
+        };
+        let html = machine(&f, &v, 1000).into_string();
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("a=1&amp;b=&lt;2&gt;"));
+        assert!(html.contains("value=\"tok&quot;en\""));
+        assert!(html.contains("<title>&lt;t&gt; — pxelator</title>"));
+        assert!(html.contains("bad &lt;b&gt;"));
+    }
+
+    #[test]
+    fn a_viewer_gets_no_edit_form_and_times_read_as_ages() {
+        let who = Who {
+            user: "v".into(),
+            role: Role::Viewer,
+            email: None,
+        };
+        let f = Frame {
+            title: "x",
+            who: Some(&who),
+            csrf: Some("c"),
+        };
+        let v = MachineView {
+            machine: row("k2"),
+            times: [None; 4],
+            state: State::Unknown,
+            events: vec![],
+            history: vec![],
+            can_edit: false,
+            notice: None,
+            error: None,
+        };
+        let html = machine(&f, &v, 0).into_string();
+        assert!(!html.contains("Commit change"));
+        assert_eq!(ago(Some(0), 90_000), "1 min ago");
+        assert_eq!(ago(None, 0), "never");
+    }
+}

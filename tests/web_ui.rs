@@ -1,0 +1,377 @@
+//! The web UI in a real browser: Debian's headless Chromium driven over WebDriver
+//! (chromedriver, via fantoccini) against the real daemon on loopback, with machines added by
+//! the CLI and traffic from curl (TFTP and HTTP from 127.0.0.2, a machine's address).
+//! Screenshots of each page go to $PXELATOR_SCREENSHOTS (default target/web-ui-screenshots).
+//! Skipped, loudly, without chromium + chromium-driver (scripts/setup installs them).
+mod common;
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Driver(Child);
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn shots_dir() -> PathBuf {
+    let d = std::env::var_os("PXELATOR_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/web-ui-screenshots")
+        });
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+async fn browser(port: u16) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({"args": ["--headless=new", "--no-sandbox", "--window-size=1280,900", "--disable-gpu"]}),
+    );
+    caps.insert(
+        "goog:loggingPrefs".into(),
+        serde_json::json!({"browser": "ALL"}),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a chromedriver session")
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    assert!(png.len() > 2000, "screenshot {name} is empty");
+    std::fs::write(shots_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+/// Browser console messages at SEVERE level since the last call (chromedriver's log API).
+async fn console_errors(c: &Client) -> Vec<String> {
+    match c.issue_cmd(LogCmd).await {
+        Ok(v) => v
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or("").to_string())
+            .collect(),
+        Err(e) => vec![format!("could not read the browser log: {e}")],
+    }
+}
+
+#[derive(Debug)]
+struct LogCmd;
+impl fantoccini::wd::WebDriverCompatibleCommand for LogCmd {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session_id.unwrap_or("")))
+    }
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// Clicks what `loc` finds and waits for the next page to replace this one.
+async fn click_and_load(c: &Client, loc: Locator<'_>) {
+    let old = c.find(Locator::Css("html")).await.unwrap();
+    c.find(loc).await.unwrap().click().await.unwrap();
+    for _ in 0..200 {
+        if old.tag_name().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no new page within 10 s");
+}
+
+async fn login(c: &Client, base: &str, user: &str, password: &str) {
+    c.goto(&format!("{base}/ui/login")).await.unwrap();
+    c.find(Locator::Id("user"))
+        .await
+        .unwrap()
+        .send_keys(user)
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    click_and_load(c, Locator::Css("button[type=submit]")).await;
+}
+
+async fn body(c: &Client) -> String {
+    c.find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn curl_from(ip: &str, url: &str) {
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-S",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "--interface",
+            ip,
+            url,
+        ])
+        .output()
+        .expect("curl");
+    assert!(
+        o.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn add_user(cfg: &Path, name: &str, role: &str) {
+    user_with_token(cfg, name, role, &format!("{name}-password-1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_in_chromium() {
+    let (Ok(_), Ok(_)) = (which("chromium"), which("chromedriver")) else {
+        println!(
+            "SKIPPED: chromium and chromium-driver are not installed (scripts/setup installs them)"
+        );
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let (http, tftp, wd) = (free_port(), free_port(), free_port());
+    let cfg = loopback_config_with(
+        d.path(),
+        http,
+        &format!("[tftp]\nlisten = \"127.0.0.1:{tftp}\"\n"),
+    );
+    std::fs::write(d.path().join("boot/hello.bin"), vec![7u8; 40_000]).unwrap();
+    add_user(&cfg, "amy", "operator");
+    add_user(&cfg, "vic", "viewer");
+    let o = px(&cfg, &["user", "email", "amy", "amy@library.example"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for (name, mac, ip, group) in [
+        ("kiosk1", "52:54:00:aa:00:01", "127.0.0.2", "reading-room"),
+        ("kiosk2", "52:54:00:aa:00:02", "127.0.0.3", "children"),
+    ] {
+        let o = px(
+            &cfg,
+            &[
+                "host",
+                "add",
+                name,
+                "--mac",
+                mac,
+                "--ip",
+                ip,
+                "--param",
+                &format!("group={group}"),
+                "--author",
+                "Setup Script <setup@library.example>",
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let _daemon = Daemon::start(&cfg, &d.path().join("daemon.log"));
+    wait_listening(http, Duration::from_secs(20), || {
+        std::fs::read_to_string(d.path().join("daemon.log")).unwrap_or_default()
+    });
+    // kiosk1 fetches files: it shows as seen over TFTP and HTTP.
+    curl_from("127.0.0.2", &format!("tftp://127.0.0.1:{tftp}/hello.bin"));
+    curl_from(
+        "127.0.0.2",
+        &format!("http://127.0.0.1:{http}/files/hello.bin"),
+    );
+
+    let _driver = Driver(
+        Command::new("chromedriver")
+            .arg(format!("--port={wd}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver"),
+    );
+    wait_listening(wd, Duration::from_secs(20), || {
+        "chromedriver did not listen".into()
+    });
+    let c = browser(wd).await;
+    let base = format!("http://127.0.0.1:{http}");
+
+    // Not logged in: the UI sends the browser to the login form.
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().ends_with("/ui/login"));
+    shot(&c, "login").await;
+    login(&c, &base, "amy", "wrong-password").await;
+    assert!(body(&c).await.contains("wrong user or password"));
+
+    // The operator logs in and sees both machines, kiosk1 seen over TFTP and HTTP.
+    login(&c, &base, "amy", "amy-password-1").await;
+    assert!(c.current_url().await.unwrap().path().ends_with("/ui/"));
+    let text = body(&c).await;
+    assert!(
+        text.contains("kiosk1") && text.contains("kiosk2") && text.contains("reading-room"),
+        "{text}"
+    );
+    let row = c
+        .find(Locator::XPath("//tr[td/a[text()='kiosk1']]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(row.contains("booting: HTTP"), "kiosk1's row: {row}");
+    assert_eq!(
+        row.matches("s ago").count(),
+        2,
+        "TFTP and HTTP seen just now: {row}"
+    );
+    shot(&c, "overview").await;
+    // Filter.
+    c.find(Locator::Id("q"))
+        .await
+        .unwrap()
+        .send_keys("children")
+        .await
+        .unwrap();
+    click_and_load(&c, Locator::Css("form[role=search] button")).await;
+    let text = body(&c).await;
+    assert!(
+        text.contains("kiosk2") && !text.contains("kiosk1"),
+        "{text}"
+    );
+
+    // Keyboard only: Tab to the kiosk1 link from the top of the overview, Enter opens it.
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    let mut reached = false;
+    for _ in 0..30 {
+        c.active_element()
+            .await
+            .unwrap()
+            .send_keys("\u{E004}")
+            .await
+            .unwrap(); // Tab
+        let el = c.active_element().await.unwrap();
+        if el.text().await.unwrap_or_default() == "kiosk1" {
+            let old = c.find(Locator::Css("html")).await.unwrap();
+            el.send_keys("\u{E007}").await.unwrap(); // Enter
+            for _ in 0..200 {
+                if old.tag_name().await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "Tab never reached the kiosk1 link");
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/ui/machines/kiosk1"));
+    let text = body(&c).await;
+    assert!(
+        text.contains("tftp_finished") && text.contains("http_served"),
+        "kiosk1's events: {text}"
+    );
+    assert!(text.contains("Setup Script"), "its history: {text}");
+    shot(&c, "machine").await;
+
+    // Edit a parameter: a commit authored by amy.
+    c.find(Locator::Id("param_key"))
+        .await
+        .unwrap()
+        .send_keys("homepage")
+        .await
+        .unwrap();
+    c.find(Locator::Id("param_value"))
+        .await
+        .unwrap()
+        .send_keys("http://opac.library.example/?k=1&x=<y>")
+        .await
+        .unwrap();
+    click_and_load(&c, Locator::Css("main form[method=post] button.primary")).await;
+    let text = body(&c).await;
+    assert!(
+        text.contains("Committed") && text.contains("amy <amy@library.example>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("http://opac.library.example/?k=1&x=<y>"),
+        "the page shows the new value: {text}"
+    );
+    let repo = d.path().join("conf-repo");
+    let log = git(&repo, &["log", "-1", "--format=%an <%ae>|%s"]);
+    assert!(
+        log.starts_with("amy <amy@library.example>|Edit host kiosk1"),
+        "{log}"
+    );
+    let file = git(&repo, &["show", "HEAD:machines/kiosk1.toml"]);
+    assert!(
+        file.contains("homepage = \"http://opac.library.example/?k=1&x=<y>\""),
+        "{file}"
+    );
+    shot(&c, "machine-edited").await;
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
+    // Logout ends the session on the server: the old cookie no longer works.
+    let cookie = c
+        .get_named_cookie("pxl_session")
+        .await
+        .unwrap()
+        .value()
+        .to_string();
+    click_and_load(&c, Locator::Css("header form button")).await;
+    assert!(c.current_url().await.unwrap().path().ends_with("/ui/login"));
+    let r = request(
+        http,
+        "GET",
+        "/ui/",
+        &[("Cookie", &format!("pxl_session={cookie}"))],
+        "",
+    )
+    .unwrap();
+    assert_eq!(r.status, 303, "the ended session still opens the overview");
+
+    // A viewer sees the machine but gets no edit form, and a POST is refused.
+    login(&c, &base, "vic", "vic-password-1").await;
+    c.goto(&format!("{base}/ui/machines/kiosk1")).await.unwrap();
+    let text = body(&c).await;
+    assert!(
+        text.contains("homepage") && !text.contains("Commit change"),
+        "{text}"
+    );
+    shot(&c, "machine-viewer").await;
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    c.close().await.unwrap();
+}
+
+fn which(cmd: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(cmd))
+                .find(|f| f.is_file())
+        })
+        .ok_or(())
+}
