@@ -122,7 +122,7 @@ pub fn users_path(state_dir: &Path) -> PathBuf {
     state_dir.join("users.toml")
 }
 
-fn valid_user_name(n: &str) -> bool {
+pub fn valid_user_name(n: &str) -> bool {
     (1..=32).contains(&n.len())
         && n.starts_with(|c: char| c.is_ascii_lowercase())
         && n.chars()

@@ -109,8 +109,15 @@ enum Cmd {
     /// and boot loaders, all under --root.
     Setup {
         /// The setup file (see image/appliance/setup.toml.example).
+        #[arg(
+            long,
+            required_unless_present = "interactive",
+            conflicts_with = "interactive"
+        )]
+        file: Option<PathBuf>,
+        /// Ask the questions on the terminal instead (defaults detected from the NICs).
         #[arg(long)]
-        file: PathBuf,
+        interactive: bool,
         /// Where everything goes (the appliance's data partition).
         #[arg(long, default_value = "/var/lib/pxelator")]
         root: PathBuf,
@@ -845,9 +852,60 @@ fn audit(config: &std::path::Path, cmd: AuditCmd) -> anyhow::Result<bool> {
 /// 0 done; 2 done, but something it acted on failed (a host, a machine) or was not found;
 /// 1 the command itself failed (the error is printed).
 /// `pxelator setup`: one line per thing made, or the reason nothing was.
+/// A line from `input` with the terminal's echo off when it is one (a password).
+fn read_secret(input: &mut dyn std::io::BufRead) -> std::io::Result<Option<String>> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    let saved = if stdin.is_terminal() {
+        tcgetattr(&stdin).ok()
+    } else {
+        None
+    };
+    if let Some(t) = &saved {
+        let mut quiet = t.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
+    }
+    let mut line = String::new();
+    let n = input.read_line(&mut line);
+    if let Some(t) = &saved {
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, t);
+    }
+    Ok((n? > 0).then(|| line.trim_end_matches(['\n', '\r']).to_owned()))
+}
+
+fn setup_interactive(root: &std::path::Path) -> anyhow::Result<bool> {
+    use pxelator::setup;
+    let present = setup::interface_addresses();
+    let names: Vec<String> = present.iter().map(|(n, _)| n.clone()).collect();
+    let suggestion = setup::ask::suggest(&present).map_err(anyhow::Error::msg)?;
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut out = std::io::stdout();
+    let file = match setup::ask::ask(&mut input, &mut out, &names, &suggestion, &mut read_secret) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(false);
+        }
+    };
+    report_setup(setup::apply(&file, root, &names), "the answers")
+}
+
 fn setup(file: &std::path::Path, root: &std::path::Path) -> anyhow::Result<bool> {
     let s: pxelator::setup::SetupFile = pxelator::tomlfile::read(file)?;
-    match pxelator::setup::apply(&s, root, &pxelator::setup::interfaces()) {
+    report_setup(
+        pxelator::setup::apply(&s, root, &pxelator::setup::interfaces()),
+        &file.display().to_string(),
+    )
+}
+
+fn report_setup(
+    res: Result<pxelator::setup::SetupDone, String>,
+    from: &str,
+) -> anyhow::Result<bool> {
+    match res {
         Ok(done) => {
             println!("config: {}", done.config.display());
             println!(
@@ -862,7 +920,7 @@ fn setup(file: &std::path::Path, root: &std::path::Path) -> anyhow::Result<bool>
             Ok(true)
         }
         Err(e) => {
-            eprintln!("error: {}: {e}", file.display());
+            eprintln!("error: {from}: {e}");
             Ok(false)
         }
     }
@@ -1062,7 +1120,14 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
             cmd,
         } => exit_code(user(&config, cmd)),
-        Cmd::Setup { file, root } => exit_code(setup(&file, &root)),
+        Cmd::Setup {
+            file,
+            interactive,
+            root,
+        } => exit_code(match file {
+            Some(f) if !interactive => setup(&f, &root),
+            _ => setup_interactive(&root),
+        }),
         Cmd::Appliance {
             config: ConfigArg { path: config },
             esp,

@@ -4,6 +4,8 @@
 //! for systemd-networkd), the git conf repo with a first commit, the admin user, the ssh key and
 //! the boot loaders copied from Debian's ipxe/pxelinux packages. Checked whole before anything
 //! is written; refuses to run over an existing installation.
+pub mod ask;
+
 use crate::confrepo::{Author, Change, ConfRepo};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -260,6 +262,28 @@ pub fn apply(setup: &SetupFile, root: &Path, interfaces: &[String]) -> Result<Se
         conf_commit: commit.map(|c| c.to_string()),
         boot_files,
     })
+}
+
+/// Each interface with its first IPv4 address as `a.b.c.d/len`, if it has one (for the
+/// interactive setup's defaults).
+pub fn interface_addresses() -> Vec<(String, Option<String>)> {
+    let mut addrs: std::collections::BTreeMap<String, Option<String>> =
+        interfaces().into_iter().map(|n| (n, None)).collect();
+    if let Ok(list) = nix::ifaddrs::getifaddrs() {
+        for ifa in list {
+            let v4 = |a: Option<&nix::sys::socket::SockaddrStorage>| {
+                a.and_then(|a| a.as_sockaddr_in()).map(|s| s.ip())
+            };
+            if let (Some(ip), Some(mask)) = (v4(ifa.address.as_ref()), v4(ifa.netmask.as_ref())) {
+                let len = u32::from(mask).count_ones();
+                let e = addrs.entry(ifa.interface_name.clone()).or_default();
+                if e.is_none() {
+                    *e = Some(format!("{ip}/{len}"));
+                }
+            }
+        }
+    }
+    addrs.into_iter().collect()
 }
 
 /// The network interfaces of this machine (names under /sys/class/net), sorted.

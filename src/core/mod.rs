@@ -10,3 +10,4 @@ pub mod mac;
 pub mod reclaim;
 pub mod seen;
 pub mod slots;
+pub mod story;

@@ -228,10 +228,13 @@ async fn machine_view(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .machine(machine.mac, machine.ip);
-    let (events, ev_err) = match machine_events(st, &machine, 50).await {
+    // The newest 500 events make the boot stories; the newest 50 are listed.
+    let (mut events, ev_err) = match machine_events(st, &machine, 500).await {
         Ok(e) => (e, None),
         Err(e) => (Vec::new(), Some(format!("audit store: {e}"))),
     };
+    let boots = crate::core::story::boots(&events, 5);
+    events.truncate(50);
     let repo = st.conf_repo.clone();
     let file = machine.file.clone();
     let history = tokio::task::spawn_blocking(move || {
@@ -248,6 +251,7 @@ async fn machine_view(
         times,
         events,
         history,
+        boots,
         can_edit: who.role >= Role::Operator,
         notice,
         error: error.or(ev_err),

@@ -5,6 +5,7 @@ use crate::auth::Who;
 use crate::commands::MachineRow;
 use crate::confrepo::LogEntry;
 use crate::core::seen::{self, Proto, State, Times};
+use crate::core::story::{Boot, PhaseKind};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 /// What every page needs: its title, the user (None on the login page), the session's CSRF
@@ -41,6 +42,8 @@ input,select{font:inherit;padding:.3rem .4rem;border:1px solid #adb5bd;border-ra
 button.primary{background:#1d3557;color:#fff;border:0;border-radius:4px;padding:.4rem .9rem;margin-top:.6rem;cursor:pointer}
 .notice{background:#d8f3dc;border:1px solid #95d5b2;padding:.5rem .8rem;border-radius:4px}
 .error{background:#ffe3e3;border:1px solid #ffa8a8;padding:.5rem .8rem;border-radius:4px}
+.bar-dhcp{fill:#457b9d}.bar-tftp{fill:#e9c46a}.bar-http{fill:#2a9d8f}.bar-kernel{fill:#adb5bd}.bar-syslog{fill:#8e7dbe}
+svg.story{background:#fff;border:1px solid #e1e4e8;display:block;margin:.4rem 0}
 .grid{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;background:#fff;padding:.8rem;border:1px solid #e1e4e8}
 pre{background:#fff;border:1px solid #e1e4e8;padding:.6rem;overflow:auto}
 .muted{color:#6a737d}
@@ -193,6 +196,8 @@ pub struct MachineView {
     /// Recent audit events (newest first), as stored.
     pub events: Vec<serde_json::Value>,
     pub history: Vec<LogEntry>,
+    /// Its recent boots, newest first.
+    pub boots: Vec<Boot>,
     pub can_edit: bool,
     pub notice: Option<String>,
     pub error: Option<String>,
@@ -261,6 +266,9 @@ pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
                     button.primary type="submit" { "Commit change" }
                 }
             }
+            h2 { "Boot story" }
+            @if v.boots.is_empty() { p.muted { "no boot recorded" } }
+            @for b in &v.boots { (boot_story(b)) }
             h2 { "Recent events" }
             @if v.events.is_empty() { p.muted { "none recorded" } } @else {
                 table {
@@ -286,6 +294,58 @@ pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
             }
         },
     )
+}
+
+fn secs(ms: i64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+fn phase_class(k: PhaseKind) -> &'static str {
+    match k {
+        PhaseKind::Dhcp => "bar-dhcp",
+        PhaseKind::Tftp => "bar-tftp",
+        PhaseKind::Http => "bar-http",
+        PhaseKind::Kernel => "bar-kernel",
+        PhaseKind::Syslog => "bar-syslog",
+    }
+}
+
+/// One boot: a timeline (SVG, one bar per phase on a shared time axis) and its phases.
+fn boot_story(b: &Boot) -> Markup {
+    const W: f64 = 900.0;
+    let total = b.duration_ms().max(1) as f64;
+    let x = |ms: i64| 110.0 + (ms - b.start_ms) as f64 / total * (W - 130.0);
+    let rows = b.phases.len();
+    let h = 24 * rows + 30;
+    html! {
+        h3 { "Boot at " (crate::clock::rfc3339((b.start_ms / 1000).max(0) as u64)) " — " (secs(b.duration_ms())) }
+        svg.story width=(W) height=(h) viewBox=(format!("0 0 {W} {h}")) role="img"
+            aria-label=(format!("timeline of {} phases over {}", rows, secs(b.duration_ms()))) {
+            @for (i, p) in b.phases.iter().enumerate() {
+                text x="8" y=(24 * i + 17) font-size="12" { (p.kind.name()) }
+                rect class=(phase_class(p.kind)) x=(format!("{:.1}", x(p.start_ms)))
+                    y=(24 * i + 5) height="16"
+                    width=(format!("{:.1}", (x(p.end_ms) - x(p.start_ms)).max(3.0))) {}
+            }
+            line x1="110" x2=(W - 20.0) y1=(h - 22) y2=(h - 22) stroke="#868e96" {}
+            text x="110" y=(h - 6) font-size="11" { "0 s" }
+            text x=(W - 20.0) y=(h - 6) font-size="11" text-anchor="end" { (secs(b.duration_ms())) }
+        }
+        table {
+            thead { tr { th scope="col" { "Phase" } th scope="col" { "From" } th scope="col" { "Took" } th scope="col" { "Files served" } } }
+            tbody { @for p in &b.phases { tr {
+                td { (p.kind.name()) }
+                td.t { "+" (secs(p.start_ms - b.start_ms)) }
+                td.t { (secs(p.end_ms - p.start_ms)) }
+                td { @for f in &p.files {
+                    code { (f.file) }
+                    @if let Some(n) = f.bytes { " " (n) " bytes" }
+                    @if let Some(ms) = f.duration_ms { " in " (ms) " ms" }
+                    br;
+                } }
+            } } }
+        }
+    }
 }
 
 pub fn error_page(f: &Frame, status: u16, msg: &str) -> Markup {
@@ -333,6 +393,7 @@ mod tests {
                 serde_json::json!({"time": "2026", "kind": "syslog", "message": "<script>alert(1)</script>"}),
             ],
             history: vec![],
+            boots: vec![],
             can_edit: true,
             notice: None,
             error: Some("bad <b>".into()),
@@ -344,6 +405,31 @@ mod tests {
         assert!(html.contains("value=\"tok&quot;en\""));
         assert!(html.contains("<title>&lt;t&gt; — pxelator</title>"));
         assert!(html.contains("bad &lt;b&gt;"));
+    }
+
+    #[test]
+    fn a_boot_story_draws_one_bar_per_phase() {
+        use crate::core::story::boots;
+        let ev = |t: i64, source: &str, kind: &str, file: Option<&str>| {
+            let mut v = serde_json::json!({"time_ms": t, "source": source, "kind": kind});
+            if let Some(f) = file {
+                v["file"] = serde_json::json!(f);
+            }
+            v
+        };
+        let docs = vec![
+            ev(1_000, "dhcp", "dhcp_reply", None),
+            ev(2_000, "http", "http_served", Some("/files/<k>/vmlinuz")),
+            ev(9_000, "syslog", "syslog", None),
+        ];
+        let html = boot_story(&boots(&docs, 1)[0]).into_string();
+        assert_eq!(
+            html.matches("<rect class=\"bar-").count(),
+            4,
+            "DHCP, HTTP, kernel, syslog: {html}"
+        );
+        assert!(html.contains("&lt;k&gt;") && !html.contains("<k>"));
+        assert!(html.contains("8.0 s"), "{html}");
     }
 
     #[test]
@@ -364,6 +450,7 @@ mod tests {
             state: State::Unknown,
             events: vec![],
             history: vec![],
+            boots: vec![],
             can_edit: false,
             notice: None,
             error: None,
