@@ -333,6 +333,39 @@ async fn the_web_ui_in_chromium() {
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
 
+    // The audit explorer: the same rows as the CLI's `audit find` with the same filter.
+    click_and_load(&c, Locator::LinkText("Audit")).await;
+    let filter = c.find(Locator::Id("filter")).await.unwrap();
+    filter.clear().await.unwrap();
+    filter
+        .send_keys(r#"{"source": {"$in": ["tftp", "http"]}}"#)
+        .await
+        .unwrap();
+    click_and_load(&c, Locator::Css("form[role=search] button")).await;
+    let rows = c
+        .find_all(Locator::Css("main table tbody tr"))
+        .await
+        .unwrap()
+        .len();
+    let cli = px(
+        &cfg,
+        &[
+            "audit",
+            "find",
+            r#"{"source": {"$in": ["tftp", "http"]}}"#,
+            "--limit",
+            "100",
+        ],
+    );
+    let cli_rows = String::from_utf8_lossy(&cli.stdout).lines().count();
+    assert!(
+        rows >= 3 && rows == cli_rows,
+        "explorer {rows} rows, CLI {cli_rows}"
+    );
+    shot(&c, "audit").await;
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
     // Logout ends the session on the server: the old cookie no longer works.
     let cookie = c
         .get_named_cookie("pxl_session")

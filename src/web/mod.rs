@@ -33,6 +33,8 @@ pub fn routes() -> Router<HttpState> {
         .route("/ui/login", get(login_form).post(login_post))
         .route("/ui/logout", post(logout))
         .route("/ui/machines/{who}", get(machine_page).post(machine_edit))
+        .route("/ui/audit", get(audit_page))
+        .route("/ui/audit.csv", get(audit_csv))
 }
 
 fn html(status: StatusCode, m: Markup) -> Response {
@@ -371,6 +373,106 @@ async fn machine_edit(
                 Err((status, msg)) => html(status, pages::error_page(&f, status.as_u16(), &msg)),
             }
         }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AuditQuery {
+    #[serde(default = "default_filter")]
+    filter: String,
+    limit: Option<u64>,
+}
+
+fn default_filter() -> String {
+    "{}".into()
+}
+
+/// Runs an explorer query: the newest `limit` events matching `filter` (the store's own
+/// limits and deadline apply, as for the API).
+async fn audit_rows(
+    st: &HttpState,
+    q: &AuditQuery,
+) -> Result<(Vec<serde_json::Value>, u64), String> {
+    let limit =
+        crate::audit::query::api_limit(Some(q.limit.unwrap_or(100))).map_err(|e| e.to_string())?;
+    let filter: serde_json::Value =
+        serde_json::from_str(&q.filter).map_err(|e| format!("filter: not JSON ({e})"))?;
+    let Some(cfg) = st.audit.clone() else {
+        return Ok((Vec::new(), limit));
+    };
+    let turn = st
+        .audit_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| e.to_string())?;
+    let rows = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        let deadline = std::time::Instant::now() + crate::services::http::AUDIT_QUERY_TIME;
+        let stop = Box::new(move || std::time::Instant::now() > deadline);
+        crate::audit::open_bounded_reader(&cfg, Some(stop))
+            .and_then(|s| s.find(&filter, Some(&serde_json::json!({"time": -1})), Some(limit)))
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    Ok((rows, limit))
+}
+
+async fn audit_page(
+    State(st): State<HttpState>,
+    Extension(who): Extension<Who>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (rows, limit, error) = match audit_rows(&st, &q).await {
+        Ok((r, l)) => (r, l, None),
+        Err(e) => (Vec::new(), q.limit.unwrap_or(100), Some(e)),
+    };
+    let s = &st.audit_stats;
+    let v = pages::AuditView {
+        filter: q.filter.clone(),
+        limit,
+        rows,
+        status: [
+            ("emitted", st.bus.emitted()),
+            ("stored", s.stored.load(Relaxed)),
+            ("spooled", s.spooled.load(Relaxed)),
+            ("waiting in the spool", s.spool_pending.load(Relaxed)),
+            ("dropped", s.dropped.load(Relaxed)),
+        ],
+        enabled: st.audit.is_some(),
+        error,
+    };
+    let token = csrf(&st, &headers);
+    let f = Frame {
+        title: "Audit",
+        who: Some(&who),
+        csrf: token.as_deref(),
+    };
+    let status = if v.error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    html(status, pages::audit(&f, &v))
+}
+
+async fn audit_csv(State(st): State<HttpState>, Query(q): Query<AuditQuery>) -> Response {
+    match audit_rows(&st, &q).await {
+        Ok((rows, _)) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"pxelator-audit.csv\"",
+                ),
+            ],
+            pages::audit_csv(&rows),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     }
 }
 

@@ -67,7 +67,7 @@ pub fn layout(f: &Frame, body: Markup) -> Markup {
                 header {
                     a href="/ui/" { "pxelator" }
                     @if let Some(w) = f.who {
-                        nav { a href="/ui/" { "Machines" } }
+                        nav { a href="/ui/" { "Machines" } " " a href="/ui/audit" style="margin-left:1rem" { "Audit" } }
                         div.who {
                             span { (w.user) " (" (w.role.name()) ")" }
                             form.inline method="post" action="/ui/logout" {
@@ -348,6 +348,117 @@ fn boot_story(b: &Boot) -> Markup {
     }
 }
 
+/// The audit explorer's data.
+pub struct AuditView {
+    pub filter: String,
+    pub limit: u64,
+    pub rows: Vec<serde_json::Value>,
+    pub error: Option<String>,
+    /// emitted, stored, spooled, spool_pending, dropped.
+    pub status: [(&'static str, u64); 5],
+    pub enabled: bool,
+}
+
+const AUDIT_EXAMPLES: &[(&str, &str)] = &[
+    ("{\"kind\": \"dhcp_reply\"}", "every DHCP reply"),
+    (
+        "{\"kind\": {\"$in\": [\"tftp_failed\", \"auth_failed\"]}}",
+        "failed transfers and logins",
+    ),
+    (
+        "{\"source\": \"syslog\", \"severity\": \"err\"}",
+        "syslog errors",
+    ),
+    (
+        "{\"time\": {\"$gte\": \"2026-11-30T00:00:00Z\"}}",
+        "since a date",
+    ),
+];
+
+fn cell(e: &serde_json::Value, k: &str) -> String {
+    match e.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(v) => v.to_string(),
+    }
+}
+
+pub fn audit(f: &Frame, v: &AuditView) -> Markup {
+    let q = serde_urlencoded::to_string([
+        ("filter", v.filter.as_str()),
+        ("limit", &v.limit.to_string()),
+    ])
+    .unwrap_or_default();
+    layout(
+        f,
+        html! {
+            h1 { "Audit" }
+            form method="get" action="/ui/audit" role="search" {
+                label for="filter" { "Filter (MongoDB style, the same as " code { "pxelator audit find" } ")" }
+                input #filter name="filter" value=(v.filter) size="70" spellcheck="false";
+                " "
+                label for="limit" style="display:inline" { "Rows" }
+                " "
+                input #limit name="limit" value=(v.limit) size="6" inputmode="numeric";
+                " " button.primary type="submit" { "Find" }
+            }
+            p.muted { "Examples: "
+                @for (i, (ex, what)) in AUDIT_EXAMPLES.iter().enumerate() {
+                    @if i > 0 { " · " }
+                    a href=(format!("/ui/audit?{}", serde_urlencoded::to_string([("filter", *ex)]).unwrap_or_default())) { (what) }
+                }
+            }
+            @if let Some(e) = &v.error { p.error role="alert" { (e) } }
+            p.muted {
+                (v.rows.len()) " rows · download "
+                a href=(format!("/api/audit/find?{q}")) { "JSON lines" } " · "
+                a href=(format!("/ui/audit.csv?{q}")) { "CSV" }
+            }
+            table {
+                thead { tr { @for h in ["time", "source", "kind", "mac", "ip", "host", "details"] { th scope="col" { (h) } } } }
+                tbody { @for e in &v.rows { tr {
+                    td.t { (cell(e, "time")) }
+                    td { (cell(e, "source")) }
+                    td { (cell(e, "kind")) }
+                    td { code { (cell(e, "mac")) } }
+                    td { (cell(e, "ip")) }
+                    td { (cell(e, "host")) }
+                    td { (event_summary(e)) }
+                } } }
+            }
+            h2 { "Store" }
+            @if !v.enabled { p.muted { "Auditing is off in this config." } } @else {
+                div.grid { @for (k, n) in &v.status { span { (k) } span { (n) } } }
+            }
+        },
+    )
+}
+
+/// Rows as CSV (RFC 4180 quoting), the explorer's columns plus the whole document as JSON.
+pub fn audit_csv(rows: &[serde_json::Value]) -> String {
+    let q = |s: &str| {
+        // A leading = + - @ would be a formula to a spreadsheet: quote it as text.
+        let s = if s.starts_with(['=', '+', '-', '@']) {
+            format!("'{s}")
+        } else {
+            s.to_string()
+        };
+        format!("\"{}\"", s.replace('"', "\"\""))
+    };
+    let mut out = String::from("time,source,kind,mac,ip,host,document\r\n");
+    for e in rows {
+        let cols: Vec<String> = ["time", "source", "kind", "mac", "ip", "host"]
+            .iter()
+            .map(|k| q(&cell(e, k)))
+            .collect();
+        out.push_str(&cols.join(","));
+        out.push(',');
+        out.push_str(&q(&e.to_string()));
+        out.push_str("\r\n");
+    }
+    out
+}
+
 pub fn error_page(f: &Frame, status: u16, msg: &str) -> Markup {
     layout(
         f,
@@ -430,6 +541,17 @@ mod tests {
         );
         assert!(html.contains("&lt;k&gt;") && !html.contains("<k>"));
         assert!(html.contains("8.0 s"), "{html}");
+    }
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        let rows = vec![
+            serde_json::json!({"time": "t", "kind": "syslog", "host": "=cmd|' /C calc'!A0", "message": "a \"b\", c"}),
+        ];
+        let csv = audit_csv(&rows);
+        assert!(csv.starts_with("time,source,kind,mac,ip,host,document\r\n"));
+        assert!(csv.contains("\"'=cmd|' /C calc'!A0\""), "{csv}");
+        assert!(csv.contains("\\\"\"b\\\"\""), "{csv}");
     }
 
     #[test]
