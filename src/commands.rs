@@ -36,6 +36,9 @@ fn describe(spec: &HostSpec) -> String {
     for u in &spec.unset {
         parts.push(format!("unset param {u}"));
     }
+    if spec.approve {
+        parts.push("approved (registered by itself)".into());
+    }
     parts.join(", ")
 }
 
@@ -99,7 +102,7 @@ pub fn host_edit(
     let inv = load(cfg);
     let changes = edit::edit(&inv, &cfg.conf_repo, who, spec)?;
     if changes.is_empty() {
-        bail!("nothing to change: give --name, --mac, --ip, --profile, --args, --param or --unset-param");
+        bail!("nothing to change: give --name, --mac, --ip, --profile, --args, --param, --unset-param or --approve");
     }
     let name = edit::find(&inv, who)
         .and_then(|m| m.hostname.clone())

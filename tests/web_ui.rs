@@ -188,6 +188,28 @@ async fn the_web_ui_in_chromium() {
         );
         assert!(o.status.success(), "{}", text(&o));
     }
+    // A machine that registered itself (as DHCP registration writes it), committed with git.
+    let repo = d.path().join("conf-repo");
+    std::fs::write(
+        repo.join("machines/52-54-00-aa-00-09.toml"),
+        "# Registered automatically by pxelator when this MAC first asked for an address.\n\
+         mac = \"52:54:00:aa:00:09\"\nip = \"127.0.0.9\"\nhostname = \"host-aa0009\"\nregistered = \"2026-11-30T08:00:00Z\"\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "machines"]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=pxelator",
+            "-c",
+            "user.email=pxelator@localhost",
+            "commit",
+            "-q",
+            "-m",
+            "Register 52:54:00:aa:00:09",
+        ],
+    );
     let _daemon = Daemon::start(&cfg, &d.path().join("daemon.log"));
     wait_listening(http, Duration::from_secs(20), || {
         std::fs::read_to_string(d.path().join("daemon.log")).unwrap_or_default()
@@ -256,6 +278,42 @@ async fn the_web_ui_in_chromium() {
         "{text}"
     );
 
+    // The approval queue: the self-registered machine, approved as kiosk3 in a group.
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    assert!(body(&c).await.contains("Registered by themselves"));
+    click_and_load(&c, Locator::LinkText("host-aa0009")).await;
+    let name = c.find(Locator::Id("ap_name")).await.unwrap();
+    name.clear().await.unwrap();
+    name.send_keys("kiosk3").await.unwrap();
+    c.find(Locator::Id("ap_group"))
+        .await
+        .unwrap()
+        .send_keys("reading-room")
+        .await
+        .unwrap();
+    shot(&c, "approve").await;
+    click_and_load(&c, Locator::Id("approve")).await;
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/ui/machines/kiosk3"));
+    let text = body(&c).await;
+    assert!(
+        text.contains("Committed") && !text.contains("Approve and commit"),
+        "{text}"
+    );
+    let file = git(&repo, &["show", "HEAD:machines/52-54-00-aa-00-09.toml"]);
+    assert!(
+        file.contains("hostname = \"kiosk3\"")
+            && file.contains("group = \"reading-room\"")
+            && !file.contains("registered"),
+        "{file}"
+    );
+    assert!(git(&repo, &["log", "-1", "--format=%an|%s"])
+        .starts_with("amy|Edit host host-aa0009: hostname kiosk3"));
+
     // Keyboard only: Tab to the kiosk1 link from the top of the overview, Enter opens it.
     c.goto(&format!("{base}/ui/")).await.unwrap();
     let mut reached = false;
@@ -318,7 +376,6 @@ async fn the_web_ui_in_chromium() {
         text.contains("http://opac.library.example/?k=1&x=<y>"),
         "the page shows the new value: {text}"
     );
-    let repo = d.path().join("conf-repo");
     let log = git(&repo, &["log", "-1", "--format=%an <%ae>|%s"]);
     assert!(
         log.starts_with("amy <amy@library.example>|Edit host kiosk1"),

@@ -42,6 +42,9 @@ pub struct HostSpec {
     pub params: Vec<String>,
     /// `[params]` keys to remove.
     pub unset: Vec<String>,
+    /// Keep a machine that registered itself: its `registered` line goes, so it is no longer
+    /// reclaimed and no longer waits in the approval queue.
+    pub approve: bool,
 }
 
 /// A machine name given to `host add|edit`: one RFC 1123 label (it also names the file
@@ -201,6 +204,7 @@ pub fn edit(
         if spec.ip.is_some_and(|ip| Some(ip) != m.ip)
             || !spec.params.is_empty()
             || !spec.unset.is_empty()
+            || spec.approve
         {
             return Err(EditError::Unsupported(format!(
                 "{path} uses the conf/<server-ip>/<ip>/ layout, where the IP is the directory name \
@@ -240,6 +244,9 @@ pub fn edit(
     }
     if let Some(a) = &spec.args {
         t.insert("args".into(), a.clone().into());
+    }
+    if spec.approve {
+        t.remove("registered");
     }
     let ps = params(spec)?;
     if !ps.is_empty() || !spec.unset.is_empty() {

@@ -300,6 +300,13 @@ struct EditForm {
     param_value: String,
     #[serde(default)]
     unset: String,
+    /// The approval form: keep a self-registered machine, optionally renamed and grouped.
+    #[serde(default)]
+    approve: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    group: String,
 }
 
 /// The form as a [`HostSpec`]; the inventory edit checks every value as it does for the CLI.
@@ -316,6 +323,15 @@ fn spec_of(f: &EditForm) -> Result<HostSpec, String> {
     }
     if !f.unset.is_empty() {
         spec.unset.push(f.unset.clone());
+    }
+    if f.approve == "1" {
+        spec.approve = true;
+        if !f.name.trim().is_empty() {
+            spec.name = Some(f.name.trim().to_string());
+        }
+        if !f.group.trim().is_empty() {
+            spec.params.push(format!("group={}", f.group.trim()));
+        }
     }
     Ok(spec)
 }
@@ -350,11 +366,11 @@ async fn machine_edit(
     };
     match result {
         Ok(c) => {
-            let name = commands::machine_rows(&st.inventory.borrow(), &st.conf_repo)
-                .into_iter()
-                .find(|m| m.hostname.as_deref() == Some(key.as_str()))
-                .and_then(|m| m.hostname)
-                .unwrap_or(key);
+            // The machine's name after the change (an approval may rename it).
+            let name = match form.name.trim() {
+                n if form.approve == "1" && !n.is_empty() => n.to_string(),
+                _ => key,
+            };
             let short: String = c.commit.unwrap_or_default().chars().take(12).collect();
             Redirect::to(&format!("/ui/machines/{name}?done={short}")).into_response()
         }

@@ -182,7 +182,10 @@ pub fn overview(f: &Frame, rows: &[Row], q: &str, total: usize, now_ms: i64) -> 
             @if !registered.is_empty() {
                 h2 { "Registered by themselves" }
                 p.muted { "Machines that booted unknown and were given an address from the pool." }
-                ul { @for r in registered { li { a href=(machine_link(&r.machine)) { (r.machine.hostname.as_deref().unwrap_or("(no name)")) } " " code { (r.machine.mac) } } } }
+                ul { @for r in registered { li {
+                    a href=(machine_link(&r.machine)) { (r.machine.hostname.as_deref().unwrap_or("(no name)")) }
+                    " " code { (r.machine.mac) } " — review and approve"
+                } } }
             }
         },
     )
@@ -246,6 +249,24 @@ pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
             @if m.params.is_empty() { p.muted { "none" } } @else {
                 table { thead { tr { th scope="col" { "Name" } th scope="col" { "Value" } } }
                     tbody { @for (k, val) in &m.params { tr { td { code { (k) } } td { (val) } } } } }
+            }
+            @if v.can_edit && m.registered.is_some() {
+                h2 { "Approve" }
+                p { "This machine registered itself when it first booted"
+                    @if let Some(t) = m.registered { " (" (crate::clock::rfc3339(t.max(0) as u64)) ")" }
+                    ". Approving keeps it: it is no longer reclaimed when unused." }
+                form method="post" action=(format!("/ui/machines/{name}")) {
+                    input type="hidden" name="csrf" value=(f.csrf.unwrap_or(""));
+                    input type="hidden" name="approve" value="1";
+                    label for="ap_name" { "Name" }
+                    input #ap_name name="name" value=(m.hostname.as_deref().unwrap_or(""));
+                    label for="ap_profile" { "Profile (empty: the default)" }
+                    input #ap_profile name="profile" value=(m.profile.as_deref().unwrap_or(""));
+                    label for="ap_group" { "Group" }
+                    input #ap_group name="group" value=(m.group.as_deref().unwrap_or(""));
+                    br;
+                    button.primary #approve type="submit" { "Approve and commit" }
+                }
             }
             @if v.can_edit {
                 h2 { "Change" }
