@@ -324,6 +324,9 @@ enum HostCmd {
         /// Remove a [params] key (repeatable).
         #[arg(long = "unset-param")]
         unset: Vec<String>,
+        /// Keep a machine that registered itself (no longer reclaimed, out of the approval queue).
+        #[arg(long)]
+        approve: bool,
     },
     /// Remove a machine (by hostname, MAC or IP).
     Rm { who: String },
@@ -355,6 +358,7 @@ fn spec(
     name: Option<String>,
     a: HostArgs,
     unset: Vec<String>,
+    approve: bool,
 ) -> pxelator::inventory::edit::HostSpec {
     pxelator::inventory::edit::HostSpec {
         name,
@@ -364,6 +368,7 @@ fn spec(
         args: a.args,
         params: a.params,
         unset,
+        approve,
     }
 }
 
@@ -381,7 +386,7 @@ fn host(config: &std::path::Path, who: Option<&str>, cmd: HostCmd) -> anyhow::Re
             name,
             name_flag,
             set,
-        } => c::host_add(&cfg, &spec(name.or(name_flag), set, vec![]), &a)?.to_string(),
+        } => c::host_add(&cfg, &spec(name.or(name_flag), set, vec![], false), &a)?.to_string(),
         HostCmd::List => c::host_table(&c::host_list(&cfg)),
         HostCmd::Show { who } => c::host_show(&cfg, &who)?,
         HostCmd::Edit {
@@ -389,7 +394,8 @@ fn host(config: &std::path::Path, who: Option<&str>, cmd: HostCmd) -> anyhow::Re
             name,
             set,
             unset,
-        } => c::host_edit(&cfg, &who, &spec(name, set, unset), &a)?.to_string(),
+            approve,
+        } => c::host_edit(&cfg, &who, &spec(name, set, unset, approve), &a)?.to_string(),
         HostCmd::Rm { who } => c::host_rm(&cfg, &who, &a)?.to_string(),
     };
     print!("{out}");

@@ -281,7 +281,10 @@ mod tests {
         assert!(r.unwrap_err().contains("cancelled"));
         assert_eq!(
             pool_for("10.0.0.1/28").unwrap(),
-            ["10.0.0.8".parse::<Ipv4Addr>().unwrap(), "10.0.0.14".parse().unwrap()]
+            [
+                "10.0.0.8".parse::<Ipv4Addr>().unwrap(),
+                "10.0.0.14".parse().unwrap()
+            ]
         );
         assert_eq!(
             pool_for("10.0.0.150/24").unwrap()[0],
