@@ -268,12 +268,6 @@ async fn machine_page(
     Path(key): Path<String>,
     Query(q): Query<MachineQuery>,
 ) -> Response {
-    let token = csrf(&st, &headers);
-    let f = Frame {
-        title: &key,
-        who: Some(&who),
-        csrf: token.as_deref(),
-    };
     let notice = q
         .done
         .filter(|d| d.len() <= 40 && d.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -281,11 +275,32 @@ async fn machine_page(
             let a = who.author();
             format!("Committed {d} as {} <{}>", a.name, a.email)
         });
-    match machine_view(&st, &who, &key, notice, None).await {
-        Ok(v) => html(
-            StatusCode::OK,
-            pages::machine(&f, &v, crate::clock::unix_now_ms()),
-        ),
+    render_machine(&st, &who, &headers, &key, notice, None).await
+}
+
+/// The machine page (200), with a notice, or with an error (400: the form's change was
+/// refused); the error page when there is no such machine.
+async fn render_machine(
+    st: &HttpState,
+    who: &Who,
+    headers: &HeaderMap,
+    key: &str,
+    notice: Option<String>,
+    error: Option<String>,
+) -> Response {
+    let token = csrf(st, headers);
+    let f = Frame {
+        title: key,
+        who: Some(who),
+        csrf: token.as_deref(),
+    };
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    match machine_view(st, who, key, notice, error).await {
+        Ok(v) => html(status, pages::machine(&f, &v, crate::clock::unix_now_ms())),
         Err((status, msg)) => html(status, pages::error_page(&f, status.as_u16(), &msg)),
     }
 }
@@ -374,21 +389,7 @@ async fn machine_edit(
             let short: String = c.commit.unwrap_or_default().chars().take(12).collect();
             Redirect::to(&format!("/ui/machines/{name}?done={short}")).into_response()
         }
-        Err(e) => {
-            let token = csrf(&st, &headers);
-            let f = Frame {
-                title: &key,
-                who: Some(&who),
-                csrf: token.as_deref(),
-            };
-            match machine_view(&st, &who, &key, None, Some(e)).await {
-                Ok(v) => html(
-                    StatusCode::BAD_REQUEST,
-                    pages::machine(&f, &v, crate::clock::unix_now_ms()),
-                ),
-                Err((status, msg)) => html(status, pages::error_page(&f, status.as_u16(), &msg)),
-            }
-        }
+        Err(e) => render_machine(&st, &who, &headers, &key, None, Some(e)).await,
     }
 }
 
