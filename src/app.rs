@@ -404,10 +404,11 @@ fn committed_snapshot(
     }
 }
 
-/// Feeds every event into the web UI's last-seen table.
-async fn feed_seen(
+/// Feeds every event into the web UI's last-seen table and health summary.
+async fn feed_web(
     mut rx: tokio::sync::broadcast::Receiver<Arc<crate::events::Stamped>>,
     seen: crate::web::SharedSeen,
+    health: crate::web::SharedHealth,
     cancel: CancellationToken,
 ) {
     use tokio::sync::broadcast::error::RecvError;
@@ -417,10 +418,15 @@ async fn feed_seen(
             r = rx.recv() => r,
         };
         match got {
-            Ok(e) => seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .observe(&e.event, e.time_ms),
+            Ok(e) => {
+                seen.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .observe(&e.event, e.time_ms);
+                health
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .observe(&e.event, e.time_ms);
+            }
             Err(RecvError::Lagged(_)) => continue,
             Err(RecvError::Closed) => return,
         }
@@ -460,7 +466,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     // The web UI's last-seen table: every event from now on, and what the store remembers.
     let seen = crate::web::SharedSeen::default();
-    tasks.spawn(feed_seen(bus.subscribe(), seen.clone(), cancel.clone()));
+    let health = crate::web::SharedHealth::default();
+    tasks.spawn(feed_web(
+        bus.subscribe(),
+        seen.clone(),
+        health.clone(),
+        cancel.clone(),
+    ));
     if let Some(a) = cfg.audit.clone() {
         let s = seen.clone();
         tokio::task::spawn_blocking(move || match crate::web::seed(&s, &a) {
@@ -624,6 +636,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             audit_slots: Arc::new(tokio::sync::Semaphore::new(http::AUDIT_QUERIES)),
             config: Arc::new(cfg.clone()),
             seen: seen.clone(),
+            health: health.clone(),
         };
         let app = http::router(state);
         let c = cancel.clone();

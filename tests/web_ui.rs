@@ -196,6 +196,12 @@ async fn the_web_ui_in_chromium() {
          mac = \"52:54:00:aa:00:09\"\nip = \"127.0.0.9\"\nhostname = \"host-aa0009\"\nregistered = \"2026-11-30T08:00:00Z\"\n",
     )
     .unwrap();
+    // And a file with a mistake in it: the health page names it with its line.
+    std::fs::write(
+        repo.join("machines/broken.toml"),
+        "mac = \"52:54:00:aa:00:0a\"\nip = \"not-an-ip\"\n",
+    )
+    .unwrap();
     git(&repo, &["add", "machines"]);
     git(
         &repo,
@@ -451,6 +457,18 @@ async fn the_web_ui_in_chromium() {
         "{text}"
     );
     shot(&c, "machine-viewer").await;
+    // The viewer reads the daemon's health: the broken file, with path and line.
+    click_and_load(&c, Locator::LinkText("Health")).await;
+    let text = body(&c).await;
+    assert!(
+        text.contains("machines/broken.toml:2") && text.contains("1 problems"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("127.0.0.1:{http}")),
+        "listening addresses: {text}"
+    );
+    shot(&c, "health").await;
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
     c.close().await.unwrap();

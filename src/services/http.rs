@@ -42,6 +42,8 @@ pub struct HttpState {
     pub config: Arc<crate::config::Config>,
     /// When each MAC and IP was last seen per protocol (the web UI's overview).
     pub seen: crate::web::SharedSeen,
+    /// The daemon's own health summary (the web UI's health page).
+    pub health: crate::web::SharedHealth,
 }
 
 pub fn router(state: HttpState) -> Router {

@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex};
 
 /// The last-seen table the overview reads, fed by the daemon (`app`).
 pub type SharedSeen = Arc<Mutex<LastSeen>>;
+/// The daemon's own health summary the health page reads, fed by the daemon (`app`).
+pub type SharedHealth = Arc<Mutex<crate::core::health::Health>>;
 
 pub fn routes() -> Router<HttpState> {
     Router::new()
@@ -34,6 +36,7 @@ pub fn routes() -> Router<HttpState> {
         .route("/ui/logout", post(logout))
         .route("/ui/machines/{who}", get(machine_page).post(machine_edit))
         .route("/ui/audit", get(audit_page))
+        .route("/ui/health", get(health_page))
         .route("/ui/audit.csv", get(audit_csv))
 }
 
@@ -491,6 +494,71 @@ async fn audit_csv(State(st): State<HttpState>, Query(q): Query<AuditQuery>) -> 
             .into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     }
+}
+
+async fn health_page(
+    State(st): State<HttpState>,
+    Extension(who): Extension<Who>,
+    headers: HeaderMap,
+) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &st.config;
+    let dhcp = match c.dhcp.mode {
+        crate::config::DhcpMode::Off => "off".to_string(),
+        m => format!(
+            "{m:?} on {} (port {})",
+            c.dhcp.interfaces.join(", "),
+            c.dhcp.port
+        )
+        .to_lowercase(),
+    };
+    let listening = vec![
+        ("DHCP", dhcp),
+        (
+            "TFTP",
+            if c.tftp.enabled {
+                c.tftp.listen.to_string()
+            } else {
+                "off".into()
+            },
+        ),
+        ("HTTP", format!("{} ({})", c.http.listen, c.http.public_url)),
+        (
+            "syslog",
+            c.syslog
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "off".into()),
+        ),
+    ];
+    let s = &st.audit_stats;
+    let v = pages::HealthView {
+        health: st
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone(),
+        listening,
+        audit: st.audit.as_ref().map(|_| {
+            [
+                ("emitted", st.bus.emitted()),
+                ("stored", s.stored.load(Relaxed)),
+                ("spooled", s.spooled.load(Relaxed)),
+                ("waiting in the spool", s.spool_pending.load(Relaxed)),
+                ("dropped", s.dropped.load(Relaxed)),
+            ]
+        }),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let token = csrf(&st, &headers);
+    let f = Frame {
+        title: "Health",
+        who: Some(&who),
+        csrf: token.as_deref(),
+    };
+    html(
+        StatusCode::OK,
+        pages::health(&f, &v, crate::clock::unix_now_ms()),
+    )
 }
 
 /// Seeds the last-seen table from the audit store: per protocol, the newest time of each MAC

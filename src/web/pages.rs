@@ -67,7 +67,7 @@ pub fn layout(f: &Frame, body: Markup) -> Markup {
                 header {
                     a href="/ui/" { "pxelator" }
                     @if let Some(w) = f.who {
-                        nav { a href="/ui/" { "Machines" } " " a href="/ui/audit" style="margin-left:1rem" { "Audit" } }
+                        nav { a href="/ui/" { "Machines" } " " a href="/ui/audit" style="margin-left:1rem" { "Audit" } " " a href="/ui/health" style="margin-left:1rem" { "Health" } }
                         div.who {
                             span { (w.user) " (" (w.role.name()) ")" }
                             form.inline method="post" action="/ui/logout" {
@@ -478,6 +478,66 @@ pub fn audit_csv(rows: &[serde_json::Value]) -> String {
         out.push_str("\r\n");
     }
     out
+}
+
+/// The health page's data.
+pub struct HealthView {
+    pub health: crate::core::health::Health,
+    pub listening: Vec<(&'static str, String)>,
+    pub audit: Option<[(&'static str, u64); 5]>,
+    pub version: &'static str,
+}
+
+fn notes(
+    title: &str,
+    list: &std::collections::VecDeque<crate::core::health::Note>,
+    none: &str,
+    now_ms: i64,
+) -> Markup {
+    html! {
+        h2 { (title) }
+        @if list.is_empty() { p.muted { (none) } } @else {
+            table { tbody { @for (t, s) in list { tr { td.t { (ago(Some(*t), now_ms)) } td { (s) } } } } }
+        }
+    }
+}
+
+pub fn health(f: &Frame, v: &HealthView, now_ms: i64) -> Markup {
+    let h = &v.health;
+    layout(
+        f,
+        html! {
+            h1 { "Health" }
+            div.grid {
+                span { "pxelator" } span { (v.version) }
+                span { "running since" } span { (ago(h.started_ms, now_ms)) }
+                @for (k, val) in &v.listening { span { (k) } span { (val) } }
+            }
+            h2 { "Inventory" }
+            @match &h.last_load {
+                None => p.muted { "not loaded yet" },
+                Some(l) => {
+                    p { "Loaded " (ago(Some(l.time_ms), now_ms)) ": " (l.machines) " machines, " (l.profiles) " profiles, "
+                        (l.problems.len()) " problems." }
+                    @if !l.problems.is_empty() {
+                        ul.error { @for pr in &l.problems { li { code { (pr) } } } }
+                    }
+                }
+            }
+            h2 { "Audit store" }
+            @match &v.audit {
+                None => p.muted { "Auditing is off in this config." },
+                Some(a) => div.grid { @for (k, n) in a { span { (k) } span { (n) } } },
+            }
+            (notes("Backups that failed", &h.backups_failed, "none", now_ms))
+            (notes("Backups pulled", &h.backups_ok, "none since the daemon started", now_ms))
+            (notes("Power problems", &h.power, "none", now_ms))
+            (notes("Caught panics", &h.panics, "none", now_ms))
+            h2 { "Rejected packets" }
+            p { (h.rejected) " since the daemon started"
+                @if let Some((t, s)) = &h.last_rejected { "; the last " (ago(Some(*t), now_ms)) ": " code { (s) } } }
+        },
+    )
 }
 
 pub fn error_page(f: &Frame, status: u16, msg: &str) -> Markup {
