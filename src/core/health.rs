@@ -43,16 +43,15 @@ impl Health {
     pub fn observe(&mut self, e: &Event, t: i64) {
         self.started_ms.get_or_insert(t);
         match e {
+            // At most 1000 problems are kept for one load.
             Event::InventoryProblem {
                 path,
                 line,
                 message,
-            } => {
-                if self.pending.len() < 1000 {
-                    let at = line.map(|l| format!(":{l}")).unwrap_or_default();
-                    self.pending
-                        .push(format!("{}{at}: {message}", path.display()));
-                }
+            } if self.pending.len() < 1000 => {
+                let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+                self.pending
+                    .push(format!("{}{at}: {message}", path.display()));
             }
             Event::InventoryLoaded {
                 machines, profiles, ..
