@@ -37,6 +37,8 @@ pub fn routes() -> Router<HttpState> {
         .route("/ui/machines/{who}", get(machine_page).post(machine_edit))
         .route("/ui/audit", get(audit_page))
         .route("/ui/health", get(health_page))
+        // Pages are text that compresses ~10:1 (the overview of 1 000 machines: see BENCHMARKS.md).
+        .layer(tower_http::compression::CompressionLayer::new())
         .route("/ui/audit.csv", get(audit_csv))
 }
 
