@@ -637,6 +637,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             config: Arc::new(cfg.clone()),
             seen: seen.clone(),
             health: health.clone(),
+            shutdown: cancel.clone(),
         };
         let app = http::router(state);
         let c = cancel.clone();

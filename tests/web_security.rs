@@ -109,7 +109,7 @@ fn forms_need_the_sessions_csrf_token_and_the_role() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let _daemon = Daemon::start(&cfg, &d.path().join("daemon.log"));
+    let mut daemon = Daemon::start(&cfg, &d.path().join("daemon.log"));
     wait_listening(port, Duration::from_secs(20), || {
         std::fs::read_to_string(d.path().join("daemon.log")).unwrap_or_default()
     });
@@ -223,4 +223,31 @@ fn forms_need_the_sessions_csrf_token_and_the_role() {
     assert_eq!(s, 303);
     let (s, h, _) = send(port, "GET", "/ui/", Some(&amy), "127.0.0.1", None);
     assert!(s == 303 && h.contains("/ui/login"), "{h}");
+
+    // The live stream needs a session too; one left open does not hold the daemon's shutdown.
+    let (s, _, _) = send(port, "GET", "/ui/live", None, "127.0.0.1", None);
+    assert_eq!(s, 303);
+    let vic_live = {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            c,
+            "GET /ui/live HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: pxl_session={vic}\r\n\r\n"
+        )
+        .unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut head = [0u8; 512];
+        let n = c.read(&mut head).unwrap();
+        let head = String::from_utf8_lossy(&head[..n]).to_string();
+        assert!(
+            head.starts_with("HTTP/1.1 200") && head.contains("text/event-stream"),
+            "{head}"
+        );
+        c
+    };
+    let st = daemon.terminate(Duration::from_secs(10));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "the daemon did not stop cleanly with a live stream open: {st:?}"
+    );
+    drop(vic_live);
 }

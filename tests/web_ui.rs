@@ -270,6 +270,34 @@ async fn the_web_ui_in_chromium() {
         "TFTP and HTTP seen just now: {row}"
     );
     shot(&c, "overview").await;
+    // Live: kiosk2 fetches a file while the overview is open; its row follows without a reload.
+    let row2 = || async {
+        c.find(Locator::XPath("//tr[td/a[text()='kiosk2']]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert!(row2().await.contains("never seen"));
+    let page = c.find(Locator::Css("html")).await.unwrap();
+    curl_from("127.0.0.3", &format!("tftp://127.0.0.1:{tftp}/hello.bin"));
+    let mut live = String::new();
+    for _ in 0..100 {
+        live = row2().await;
+        if live.contains("booting: TFTP") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        live.contains("booting: TFTP"),
+        "kiosk2's row did not follow live: {live}"
+    );
+    assert!(
+        page.tag_name().await.is_ok(),
+        "the page was reloaded instead of updated"
+    );
     // Filter.
     c.find(Locator::Id("q"))
         .await

@@ -77,7 +77,7 @@ pub fn required_role(method: &str, path: &str, history_path: Option<&str>) -> Ac
         ("POST", "/api/login") | ("POST", "/api/logout") => Access::Login,
         ("GET" | "POST", "/ui/login") | ("GET", "/ui") => Access::Login,
         ("POST", "/ui/logout") => Access::Role(Role::Viewer),
-        ("GET", "/ui/" | "/ui/audit" | "/ui/audit.csv" | "/ui/health") => {
+        ("GET", "/ui/" | "/ui/audit" | "/ui/audit.csv" | "/ui/health" | "/ui/live") => {
             Access::Role(Role::Viewer)
         }
         ("GET", p) if p.starts_with("/ui/machines/") => Access::Role(Role::Viewer),

@@ -65,25 +65,32 @@ fn v4(ip: IpAddr) -> Option<Ipv4Addr> {
     }
 }
 
+/// What an event says about a machine being seen: the protocol, its MAC and/or IP. Only what
+/// a machine itself did counts: DHCP replies to it, files it fetched, syslog it sent (not the
+/// pages a logged-in user asked for).
+pub fn sighting(e: &Event) -> Option<(Proto, Option<Mac>, Option<Ipv4Addr>)> {
+    Some(match e {
+        Event::DhcpReply { mac, ip, .. } => (Proto::Dhcp, Some(*mac), *ip),
+        Event::TftpStarted { peer, .. }
+        | Event::TftpFinished { peer, .. }
+        | Event::TftpFailed { peer, .. } => (Proto::Tftp, None, v4(peer.ip())),
+        Event::HttpServed {
+            peer,
+            mac,
+            user: None,
+            ..
+        } => (Proto::Http, *mac, v4(peer.ip())),
+        Event::Syslog { peer, .. } => (Proto::Syslog, None, v4(peer.ip())),
+        _ => return None,
+    })
+}
+
 impl LastSeen {
-    /// Takes one event into account. Only what a machine itself did counts: DHCP replies to
-    /// it, files it fetched, syslog it sent.
+    /// Takes one event into account (see [`sighting`]).
     pub fn observe(&mut self, e: &Event, time_ms: i64) {
-        let (proto, mac, ip) = match e {
-            Event::DhcpReply { mac, ip, .. } => (Proto::Dhcp, Some(*mac), *ip),
-            Event::TftpStarted { peer, .. }
-            | Event::TftpFinished { peer, .. }
-            | Event::TftpFailed { peer, .. } => (Proto::Tftp, None, v4(peer.ip())),
-            Event::HttpServed {
-                peer,
-                mac,
-                user: None,
-                ..
-            } => (Proto::Http, *mac, v4(peer.ip())),
-            Event::Syslog { peer, .. } => (Proto::Syslog, None, v4(peer.ip())),
-            _ => return,
-        };
-        self.record(proto, mac, ip, time_ms);
+        if let Some((proto, mac, ip)) = sighting(e) {
+            self.record(proto, mac, ip, time_ms);
+        }
     }
 
     /// Records a sighting (also how the table is seeded from the audit store).

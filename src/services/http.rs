@@ -44,6 +44,9 @@ pub struct HttpState {
     pub seen: crate::web::SharedSeen,
     /// The daemon's own health summary (the web UI's health page).
     pub health: crate::web::SharedHealth,
+    /// Cancelled when the daemon stops: long-lived responses (the web UI's live stream) end
+    /// then, so the graceful shutdown does not wait on them.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 pub fn router(state: HttpState) -> Router {

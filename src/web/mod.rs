@@ -37,6 +37,7 @@ pub fn routes() -> Router<HttpState> {
         .route("/ui/machines/{who}", get(machine_page).post(machine_edit))
         .route("/ui/audit", get(audit_page))
         .route("/ui/health", get(health_page))
+        .route("/ui/live", get(live))
         // Pages are text that compresses ~10:1 (the overview of 1 000 machines: see BENCHMARKS.md).
         .layer(tower_http::compression::CompressionLayer::new())
         .route("/ui/audit.csv", get(audit_csv))
@@ -561,6 +562,64 @@ async fn health_page(
         StatusCode::OK,
         pages::health(&f, &v, crate::clock::unix_now_ms()),
     )
+}
+
+/// Live overviews open at once (each holds a bus subscription and a task).
+static LIVE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
+
+/// `GET /ui/live`: server-sent events for the overview: `seen` whenever machines were seen,
+/// at most once a second (a burst ends with one more, so the last change is never missed).
+/// The page's script then fetches its table again; without JavaScript nothing changes.
+async fn live(State(st): State<HttpState>) -> Response {
+    use axum::response::sse::{Event as Sse, KeepAlive};
+    use std::time::Duration;
+    use tokio::sync::broadcast::error::RecvError;
+    let Ok(permit) = LIVE.try_acquire() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many live pages open\n",
+        )
+            .into_response();
+    };
+    let mut rx = st.bus.subscribe();
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<Sse, std::convert::Infallible>>(2);
+    let shutdown = st.shutdown.clone();
+    // A stream lasts 10 minutes at most; the browser's EventSource opens the next by itself.
+    let end = tokio::time::Instant::now() + Duration::from_secs(600);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let gap = Duration::from_secs(1);
+        let mut last = tokio::time::Instant::now() - gap;
+        let mut pending = false;
+        loop {
+            let wake = last + gap;
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(e) if seen::sighting(&e.event).is_some() => pending = true,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                },
+                _ = tokio::time::sleep_until(wake), if pending => {}
+                _ = tx.closed() => return,
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(end) => return,
+            }
+            if pending && tokio::time::Instant::now() >= last + gap {
+                if tx
+                    .send(Ok(Sse::default().event("seen").data("1")))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                last = tokio::time::Instant::now();
+                pending = false;
+            }
+        }
+    });
+    axum::response::sse::Sse::new(tokio_stream::wrappers::ReceiverStream::new(out))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// Seeds the last-seen table from the audit store: per protocol, the newest time of each MAC

@@ -107,6 +107,14 @@ pub fn login(error: Option<&str>, user: &str) -> Markup {
     )
 }
 
+/// Refetches the overview's table when the daemon says machines were seen (`/ui/live`).
+const LIVE_JS: &str = "(function(){if(!window.EventSource||!window.fetch)return;\
+var es=new EventSource('/ui/live');es.addEventListener('seen',function(){\
+fetch(location.href,{credentials:'same-origin'}).then(function(r){return r.ok?r.text():null}).then(function(t){\
+if(!t)return;var d=new DOMParser().parseFromString(t,'text/html');\
+var n=d.querySelector('#machines tbody'),o=document.querySelector('#machines tbody');if(n&&o)o.replaceWith(n);});});\
+window.addEventListener('pagehide',function(){es.close();});})();";
+
 /// "3 min ago" and the like; "never" for None.
 pub fn ago(ms: Option<i64>, now_ms: i64) -> String {
     let Some(ms) = ms else { return "never".into() };
@@ -159,7 +167,7 @@ pub fn overview(f: &Frame, rows: &[Row], q: &str, total: usize, now_ms: i64) -> 
                 @if !q.is_empty() { " " a href="/ui/" { "show all" } }
             }
             p.muted { (rows.len()) " of " (total) " machines" }
-            table {
+            table #machines {
                 thead { tr {
                     th scope="col" { "Hostname" } th scope="col" { "MAC" } th scope="col" { "IP" }
                     th scope="col" { "Group" } th scope="col" { "Profile" } th scope="col" { "State" }
@@ -179,6 +187,8 @@ pub fn overview(f: &Frame, rows: &[Row], q: &str, total: usize, now_ms: i64) -> 
                     }
                 }
             }
+            // Progressive enhancement: the table follows what the daemon sees, live.
+            script { (PreEscaped(LIVE_JS)) }
             @if !registered.is_empty() {
                 h2 { "Registered by themselves" }
                 p.muted { "Machines that booted unknown and were given an address from the pool." }

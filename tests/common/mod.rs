@@ -155,6 +155,22 @@ impl Daemon {
     pub fn pid(&self) -> u32 {
         self.0.id()
     }
+
+    /// SIGTERM, then waits up to `limit` for the daemon to exit; its status, or None.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(st)) = self.0.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
 }
 
 impl Drop for Daemon {
