@@ -4,7 +4,7 @@
   serial-answer.py SOCKET TIMEOUT PROMPT ANSWER [PROMPT ANSWER ...]
 
 Waits (at most TIMEOUT seconds in all) for each PROMPT to appear in what the console printed
-since the previous answer, then types ANSWER and Enter. Exits 1 naming the prompt it did not see.
+since the previous answer, then types ANSWER and Enter, eight characters at a time. Exits 1 naming the prompt it did not see.
 """
 import socket
 import sys
@@ -37,5 +37,11 @@ for prompt, answer in pairs:
         seen += chunk
     seen = seen[seen.index(prompt.encode()) + len(prompt):]
     time.sleep(0.3)
-    s.sendall(answer.encode() + b"\r")
+    # Typed in small pieces, as a person (or a paste through a slow console) would: a long line
+    # sent at once did not arrive whole on a loaded TCG guest (a 95-character key line; its echo
+    # stopped at 92 and the answer never completed).
+    data = answer.encode() + b"\r"
+    for i in range(0, len(data), 8):
+        s.sendall(data[i:i + 8])
+        time.sleep(0.02)
 print("serial-answer: all answered")
