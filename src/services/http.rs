@@ -218,7 +218,32 @@ where
 }
 
 /// The audit config and a turn to query (at most AUDIT_QUERIES at once; a request that waits
-/// AUDIT_QUEUE_WAIT for its turn gets 503), or the response saying why not.
+/// AUDIT_QUEUE_WAIT for its turn is refused), or the status and why not. The API and the web
+/// UI both take their turns here.
+pub(crate) async fn audit_slot(
+    st: &HttpState,
+) -> Result<
+    (
+        crate::config::AuditConfig,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
+    (StatusCode, &'static str),
+> {
+    let Some(cfg) = st.audit.clone() else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "auditing is off in this config ([audit] enabled = false)\n",
+        ));
+    };
+    match tokio::time::timeout(AUDIT_QUEUE_WAIT, st.audit_slots.clone().acquire_owned()).await {
+        Ok(Ok(turn)) => Ok((cfg, turn)),
+        _ => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit queries are all busy; try again shortly\n",
+        )),
+    }
+}
+
 async fn audit_turn(
     st: &HttpState,
 ) -> Result<
@@ -228,21 +253,7 @@ async fn audit_turn(
     ),
     Response,
 > {
-    let Some(cfg) = st.audit.clone() else {
-        return Err((
-            StatusCode::NOT_FOUND,
-            "auditing is off in this config ([audit] enabled = false)\n",
-        )
-            .into_response());
-    };
-    match tokio::time::timeout(AUDIT_QUEUE_WAIT, st.audit_slots.clone().acquire_owned()).await {
-        Ok(Ok(turn)) => Ok((cfg, turn)),
-        _ => Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            "audit queries are all busy; try again shortly\n",
-        )
-            .into_response()),
-    }
+    audit_slot(st).await.map_err(|e| e.into_response())
 }
 
 fn audit_error(e: crate::audit::AuditError) -> Response {

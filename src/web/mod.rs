@@ -181,37 +181,42 @@ struct MachineQuery {
     done: Option<String>,
 }
 
-/// The newest `limit` events of a machine (by MAC or IP) from the audit store.
-async fn machine_events(
+/// The newest `limit` events matching `filter`, with the API's turn-taking (a bounded wait),
+/// deadline and limits; none when auditing is off.
+async fn newest_events(
     st: &HttpState,
-    m: &MachineRow,
+    filter: serde_json::Value,
     limit: u64,
 ) -> Result<Vec<serde_json::Value>, String> {
-    let Some(cfg) = st.audit.clone() else {
+    if st.audit.is_none() {
         return Ok(Vec::new());
-    };
-    let mut who = vec![serde_json::json!({"mac": m.mac.to_string()})];
-    if let Some(ip) = m.ip {
-        who.push(serde_json::json!({"ip": ip.to_string()}));
     }
-    let filter = serde_json::json!({"$or": who});
-    let sort = serde_json::json!({"time": -1});
-    let turn = st
-        .audit_slots
-        .clone()
-        .acquire_owned()
+    let (cfg, turn) = crate::services::http::audit_slot(st)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|(_, why)| why.trim().to_string())?;
     tokio::task::spawn_blocking(move || {
         let _turn = turn;
         let deadline = std::time::Instant::now() + crate::services::http::AUDIT_QUERY_TIME;
         let stop = Box::new(move || std::time::Instant::now() > deadline);
         crate::audit::open_bounded_reader(&cfg, Some(stop))
-            .and_then(|s| s.find(&filter, Some(&sort), Some(limit)))
+            .and_then(|s| s.find(&filter, Some(&serde_json::json!({"time": -1})), Some(limit)))
             .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())?
+}
+
+/// The newest `limit` events of a machine (by MAC or IP).
+async fn machine_events(
+    st: &HttpState,
+    m: &MachineRow,
+    limit: u64,
+) -> Result<Vec<serde_json::Value>, String> {
+    let mut who = vec![serde_json::json!({"mac": m.mac.to_string()})];
+    if let Some(ip) = m.ip {
+        who.push(serde_json::json!({"ip": ip.to_string()}));
+    }
+    newest_events(st, serde_json::json!({"$or": who}), limit).await
 }
 
 async fn machine_view(
@@ -420,26 +425,7 @@ async fn audit_rows(
         crate::audit::query::api_limit(Some(q.limit.unwrap_or(100))).map_err(|e| e.to_string())?;
     let filter: serde_json::Value =
         serde_json::from_str(&q.filter).map_err(|e| format!("filter: not JSON ({e})"))?;
-    let Some(cfg) = st.audit.clone() else {
-        return Ok((Vec::new(), limit));
-    };
-    let turn = st
-        .audit_slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| e.to_string())?;
-    let rows = tokio::task::spawn_blocking(move || {
-        let _turn = turn;
-        let deadline = std::time::Instant::now() + crate::services::http::AUDIT_QUERY_TIME;
-        let stop = Box::new(move || std::time::Instant::now() > deadline);
-        crate::audit::open_bounded_reader(&cfg, Some(stop))
-            .and_then(|s| s.find(&filter, Some(&serde_json::json!({"time": -1})), Some(limit)))
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    Ok((rows, limit))
+    Ok((newest_events(st, filter, limit).await?, limit))
 }
 
 async fn audit_page(
