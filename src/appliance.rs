@@ -250,11 +250,20 @@ pub fn update(
         .max()
         .unwrap_or(0)
         + (1 << 20);
-    std::io::copy(
-        &mut (&mut src).take(sys.offset() - gpt::HEAD_BYTES as u64),
-        &mut std::io::sink(),
-    )
-    .map_err(ctx)?;
+    // A partition inside the table's own sectors is not one this tool writes (and would make
+    // the skip below negative).
+    let skip = sys
+        .offset()
+        .checked_sub(gpt::HEAD_BYTES as u64)
+        .ok_or_else(|| {
+            format!(
+                "{}: its {:?} partition starts at byte {}, inside the partition table",
+                image.display(),
+                Slot::A.partition(),
+                sys.offset()
+            )
+        })?;
+    std::io::copy(&mut (&mut src).take(skip), &mut std::io::sink()).map_err(ctx)?;
     let mut slot_hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut left = sys.size();

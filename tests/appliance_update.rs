@@ -210,6 +210,33 @@ fn a_damaged_or_foreign_image_leaves_the_other_slot_unbootable_and_the_running_o
     let err = appliance::update(&l, &junk, &good, &mut |_, _| {}).unwrap_err();
     assert!(err.contains("not a GPT disk image"), "{err}");
 
+    // A table whose sys-a claims to start inside the table's own sectors (LBA 2): refused, not a
+    // negative skip. Made with sgdisk, then that entry's first LBA rewritten and both CRC32s
+    // recomputed (python3's zlib), so only the start is wrong.
+    let inside = d.path().join("inside.img");
+    sh("truncate", &["-s", "4M", inside.to_str().unwrap()]);
+    sh(
+        "sgdisk",
+        &[
+            "-a",
+            "1",
+            "-n",
+            "1:34:+1M",
+            "-c",
+            "1:sys-a",
+            inside.to_str().unwrap(),
+        ],
+    );
+    let patch = "import sys,struct,zlib\n\
+f=open(sys.argv[1],'r+b');d=bytearray(f.read(34*512))\n\
+struct.pack_into('<Q',d,1024+32,2)\n\
+struct.pack_into('<I',d,512+88,zlib.crc32(bytes(d[1024:1024+128*128])))\n\
+struct.pack_into('<I',d,512+16,0);struct.pack_into('<I',d,512+16,zlib.crc32(bytes(d[512:512+92])))\n\
+f.seek(0);f.write(d)\n";
+    sh("python3", &["-c", patch, inside.to_str().unwrap()]);
+    let err = appliance::update(&l, &inside, &good, &mut |_, _| {}).unwrap_err();
+    assert!(err.contains("inside the partition table"), "{err}");
+
     // A system partition bigger than the slot.
     let small = l.slot_device(Slot::B);
     std::fs::File::options()
