@@ -268,17 +268,18 @@ pub fn history_cat(cfg: &Config, spec: &str) -> anyhow::Result<Vec<u8>> {
     Ok(repo(cfg)?.cat(&confrepo::repo_path(path)?, rev.unwrap_or("HEAD"))?)
 }
 
-pub fn history_revert(cfg: &Config, spec: &str, author: &Author) -> anyhow::Result<String> {
+/// Restores `spec` (PATH@REV or PATH@DATE) with a new commit; `commit` is None when the file
+/// already has that content.
+pub fn history_revert(cfg: &Config, spec: &str, author: &Author) -> anyhow::Result<Committed> {
     let (path, rev) = confrepo::split_at_rev(spec);
     let Some(rev) = rev else {
         bail!("{spec}: say which version to restore, e.g. {spec}@HEAD~1 or {spec}@2026-11-26");
     };
     let path = confrepo::repo_path(path)?;
-    Ok(match repo(cfg)?.revert(&path, rev, author)? {
-        Some(id) => format!(
-            "restored {path} as of {rev}: commit {}",
-            confrepo::short(id)
-        ),
-        None => format!("{path} already has its content of {rev}: no commit"),
+    let id = repo(cfg)?.revert(&path, rev, author)?;
+    Ok(Committed {
+        message: format!("restored {path} as of {rev}"),
+        commit: id.map(|id| id.to_string()),
+        author: format!("{} <{}>", author.name, author.email),
     })
 }

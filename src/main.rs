@@ -425,7 +425,9 @@ fn history(config: &std::path::Path, who: Option<&str>, cmd: HistoryCmd) -> anyh
             std::io::stdout().write_all(&c::history_cat(&cfg, &spec)?)?;
             return Ok(());
         }
-        HistoryCmd::Revert { spec } => c::history_revert(&cfg, &spec, &author(who))? + "\n",
+        HistoryCmd::Revert { spec } => {
+            format!("{}\n", c::history_revert(&cfg, &spec, &author(who))?)
+        }
     };
     print!("{out}");
     Ok(())

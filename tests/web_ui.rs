@@ -424,6 +424,90 @@ async fn the_web_ui_in_chromium() {
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
 
+    // Its history: the diff between the two versions, the file as of a date and as of the
+    // first commit, and restoring the first version (a commit by amy).
+    click_and_load(&c, Locator::Css("a[href$=\"/history\"]")).await;
+    click_and_load(&c, Locator::Id("compare")).await;
+    let diff = c
+        .find(Locator::Css("pre.diff"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        diff.contains("+homepage = \"http://opac.library.example/?k=1&x=<y>\""),
+        "{diff}"
+    );
+    let added = c.find_all(Locator::Css("pre.diff span.add")).await.unwrap();
+    assert_eq!(added.len(), 1, "one line added: {diff}");
+    shot(&c, "history-diff").await;
+    let first = git(
+        &repo,
+        &[
+            "log",
+            "--format=%h",
+            "-1",
+            "--abbrev=12",
+            "HEAD~1",
+            "--",
+            "machines/kiosk1.toml",
+        ],
+    );
+    let at = c.find(Locator::Id("at")).await.unwrap();
+    at.send_keys("2999-01-01").await.unwrap();
+    click_and_load(&c, Locator::Css("input#at ~ button")).await;
+    let text = body(&c).await;
+    assert!(
+        text.contains("As of 2999-01-01") && text.contains("homepage = "),
+        "{text}"
+    );
+    let at = c.find(Locator::Id("at")).await.unwrap();
+    at.clear().await.unwrap();
+    at.send_keys(first.trim()).await.unwrap();
+    click_and_load(&c, Locator::Css("input#at ~ button")).await;
+    let shown = c
+        .find(Locator::Css("h2 + pre"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        shown.contains("52:54:00:aa:00:01") && !shown.contains("homepage"),
+        "{shown}"
+    );
+    click_and_load(
+        &c,
+        Locator::Css(&format!("button[form=revert-{}]", first.trim())),
+    )
+    .await;
+    assert!(body(&c).await.contains("Committed"));
+    let log = git(&repo, &["log", "-1", "--format=%an|%s"]);
+    assert!(
+        log.starts_with("amy|Restore machines/kiosk1.toml as of"),
+        "{log}"
+    );
+    let file = git(&repo, &["show", "HEAD:machines/kiosk1.toml"]);
+    assert!(!file.contains("homepage"), "{file}");
+    // And back to the edited version, for the rest of the test.
+    c.goto(&format!("{base}/ui/machines/kiosk1/history"))
+        .await
+        .unwrap();
+    let edited = git(
+        &repo,
+        &["log", "--format=%h", "-1", "--abbrev=12", "HEAD~1"],
+    );
+    click_and_load(
+        &c,
+        Locator::Css(&format!("button[form=revert-{}]", edited.trim())),
+    )
+    .await;
+    let file = git(&repo, &["show", "HEAD:machines/kiosk1.toml"]);
+    assert!(file.contains("homepage"), "{file}");
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
     // The audit explorer: the same rows as the CLI's `audit find` with the same filter (kiosk1's
     // own traffic: the browser's page loads are events too, and would race the comparison).
     click_and_load(&c, Locator::LinkText("Audit")).await;

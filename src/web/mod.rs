@@ -4,6 +4,7 @@
 //! last-seen table, the audit store, the conf repo — and [`pages`] renders it. Changes go
 //! through the same operations as the CLI ([`crate::commands`]), committed as the logged-in
 //! user.
+pub mod history;
 pub mod pages;
 
 use crate::auth::Who;
@@ -35,6 +36,8 @@ pub fn routes() -> Router<HttpState> {
         .route("/ui/login", get(login_form).post(login_post))
         .route("/ui/logout", post(logout))
         .route("/ui/machines/{who}", get(machine_page).post(machine_edit))
+        .route("/ui/machines/{who}/history", get(history::page))
+        .route("/ui/machines/{who}/revert", post(history::revert))
         .route("/ui/audit", get(audit_page))
         .route("/ui/health", get(health_page))
         .route("/ui/live", get(live))
@@ -219,6 +222,17 @@ async fn machine_events(
     newest_events(st, serde_json::json!({"$or": who}), limit).await
 }
 
+/// The machine a hostname, MAC or IP names in the served inventory; 404 with its name if none.
+fn find_machine(st: &HttpState, key: &str) -> Result<MachineRow, (StatusCode, String)> {
+    let inv = st.inventory.borrow();
+    edit::find(&inv, key)
+        .map(|m| MachineRow::new(m, &st.conf_repo))
+        .ok_or((
+            StatusCode::NOT_FOUND,
+            format!("no machine {key:?} in the inventory"),
+        ))
+}
+
 async fn machine_view(
     st: &HttpState,
     who: &Who,
@@ -226,15 +240,7 @@ async fn machine_view(
     notice: Option<String>,
     error: Option<String>,
 ) -> Result<pages::MachineView, (StatusCode, String)> {
-    let machine = {
-        let inv = st.inventory.borrow();
-        edit::find(&inv, key)
-            .map(|m| MachineRow::new(m, &st.conf_repo))
-            .ok_or((
-                StatusCode::NOT_FOUND,
-                format!("no machine {key:?} in the inventory"),
-            ))?
-    };
+    let machine = find_machine(st, key)?;
     let now = crate::clock::unix_now_ms();
     let times = st
         .seen
@@ -362,6 +368,24 @@ fn spec_of(f: &EditForm) -> Result<HostSpec, String> {
     Ok(spec)
 }
 
+/// Runs a conf-repo change (blocking) and, when it committed, waits briefly for the daemon to
+/// serve the new inventory, so the page after the change shows it. Errors as text for the page.
+async fn wait_for_commit(
+    st: &HttpState,
+    change: impl FnOnce() -> anyhow::Result<commands::Committed> + Send + 'static,
+) -> Result<commands::Committed, String> {
+    let mut served = st.inventory.clone();
+    served.borrow_and_update();
+    let r = tokio::task::spawn_blocking(change)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| format!("{e:#}")));
+    if matches!(&r, Ok(c) if c.commit.is_some()) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), served.changed()).await;
+    }
+    r
+}
+
 /// The guard has checked the role (operator) and the form's CSRF token.
 async fn machine_edit(
     State(st): State<HttpState>,
@@ -373,20 +397,7 @@ async fn machine_edit(
     let result = match spec_of(&form) {
         Ok(spec) => {
             let (cfg, author, k) = (st.config.clone(), who.author(), key.clone());
-            let mut served = st.inventory.clone();
-            served.borrow_and_update();
-            let r =
-                tokio::task::spawn_blocking(move || commands::host_edit(&cfg, &k, &spec, &author))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| format!("{e:#}")));
-            // The page after the change shows what the daemon serves: wait (briefly) for it
-            // to take the commit in.
-            if matches!(&r, Ok(c) if c.commit.is_some()) {
-                let _ =
-                    tokio::time::timeout(std::time::Duration::from_secs(5), served.changed()).await;
-            }
-            r
+            wait_for_commit(&st, move || commands::host_edit(&cfg, &k, &spec, &author)).await
         }
         Err(e) => Err(e),
     };

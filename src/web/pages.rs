@@ -45,6 +45,7 @@ button.primary{background:#1d3557;color:#fff;border:0;border-radius:4px;padding:
 .bar-dhcp{fill:#457b9d}.bar-tftp{fill:#e9c46a}.bar-http{fill:#2a9d8f}.bar-kernel{fill:#adb5bd}.bar-syslog{fill:#8e7dbe}
 svg.story{background:#fff;border:1px solid #e1e4e8;display:block;margin:.4rem 0}
 .grid{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;background:#fff;padding:.8rem;border:1px solid #e1e4e8}
+pre.diff .add{background:#e6ffec;color:#1a7f37}pre.diff .del{background:#ffebe9;color:#b42318}pre.diff .hunk{color:#6f42c1}
 pre{background:#fff;border:1px solid #e1e4e8;padding:.6rem;overflow:auto}
 .muted{color:#6a737d}
 .login{max-width:22rem;margin:4rem auto;background:#fff;padding:1.5rem;border:1px solid #e1e4e8;border-radius:6px}
@@ -312,6 +313,7 @@ pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
                 }
             }
             h2 { "History of " code { (m.file) } }
+            p { a href=(format!("/ui/machines/{name}/history")) { "Compare versions, see the file as of a date, restore a version" } }
             @if v.history.is_empty() { p.muted { "no commits yet" } } @else {
                 table {
                     thead { tr { th scope="col" { "Commit" } th scope="col" { "When" } th scope="col" { "Author" } th scope="col" { "Message" } } }
