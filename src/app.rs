@@ -312,7 +312,7 @@ async fn power_scheduler(
                         missed: d.missed.clone(),
                     });
                 }
-                match power::act(&c, &inv, &d.target, d.action, &power::Methods::from(Some(&s), 9)) {
+                match power::act(&c, &inv, &d.target, d.action, &power::Methods::from(Some(&s), None)) {
                     Ok(ev) => events.extend(ev),
                     Err(e) => events.push(Event::PowerFailed {
                         host: d.target.clone(),

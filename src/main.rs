@@ -541,9 +541,9 @@ enum PowerCmd {
     On {
         #[arg(required = true)]
         who: Vec<String>,
-        /// Wake-on-LAN UDP port (9, discard; some cards listen on 7).
-        #[arg(long, default_value_t = 9)]
-        port: u16,
+        /// Wake-on-LAN UDP port (default: power.toml's wol_port, else 9; some cards listen on 7).
+        #[arg(long)]
+        port: Option<u16>,
     },
     /// Switch machines off: by Intel AMT, else with the [ssh] command of power.toml.
     Off {
@@ -564,24 +564,16 @@ enum PowerCmd {
 
 fn power(config: &std::path::Path, cmd: PowerCmd) -> anyhow::Result<bool> {
     use pxelator::core::event::Event;
-    use pxelator::power::{self, schedule::Action, Methods};
+    use pxelator::power::{self, schedule::Action};
     let cfg = Config::load(config)?;
     let inv = pxelator::confrepo::current_inventory(&cfg).0;
-    let sched = power::load_schedules(&cfg).map_err(anyhow::Error::msg)?;
     let (who, action, port) = match cmd {
         PowerCmd::On { who, port } => (who, Some(Action::On), port),
-        PowerCmd::Off { who } => (who, Some(Action::Off), 9),
-        PowerCmd::Reset { who } => (who, Some(Action::Reset), 9),
-        PowerCmd::Status { who } => (who, None, 9),
+        PowerCmd::Off { who } => (who, Some(Action::Off), None),
+        PowerCmd::Reset { who } => (who, Some(Action::Reset), None),
+        PowerCmd::Status { who } => (who, None, None),
     };
-    let how = Methods::from(sched.as_ref(), port);
-    let mut events = Vec::new();
-    for w in &who {
-        events.extend(match action {
-            Some(a) => power::act(&cfg, &inv, w, a, &how)?,
-            None => power::status(&inv, w, &how)?,
-        });
-    }
+    let events = power::request(&cfg, &inv, &who, action, port)?;
     let mut ok = true;
     for e in &events {
         match e {

@@ -153,11 +153,13 @@ pub struct Methods<'a> {
 }
 
 impl<'a> Methods<'a> {
-    pub fn from(s: Option<&'a schedule::Schedules>, wol_port: u16) -> Methods<'a> {
+    /// The methods power.toml sets; the Wake-on-LAN port is `port`, else power.toml's
+    /// `wol_port`, else 9.
+    pub fn from(s: Option<&'a schedule::Schedules>, port: Option<u16>) -> Methods<'a> {
         Methods {
             ssh: s.and_then(|s| s.ssh.as_ref()),
             amt: s.and_then(|s| s.amt.as_ref()),
-            wol_port,
+            wol_port: port.or(s.and_then(|s| s.wol_port)).unwrap_or(9),
         }
     }
 }
@@ -251,6 +253,37 @@ pub fn act(
                 action: action.as_str().into(),
                 reason,
             },
+        });
+    }
+    Ok(events)
+}
+
+/// Why a power request could not start (before any machine was tried).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0}")]
+    Target(#[from] PowerError),
+    #[error("{0}")]
+    PowerToml(String),
+}
+
+/// The operation the CLI's `power on|off|reset|status` and the web UI share: `action` (None:
+/// read the state) on every machine each name in `who` names, with the methods power.toml
+/// sets; one event per machine, in order. `port` overrides the Wake-on-LAN port.
+pub fn request(
+    cfg: &crate::config::Config,
+    inv: &Inventory,
+    who: &[String],
+    action: Option<schedule::Action>,
+    port: Option<u16>,
+) -> Result<Vec<crate::core::event::Event>, RequestError> {
+    let sched = load_schedules(cfg).map_err(RequestError::PowerToml)?;
+    let how = Methods::from(sched.as_ref(), port);
+    let mut events = Vec::new();
+    for w in who {
+        events.extend(match action {
+            Some(a) => act(cfg, inv, w, a, &how)?,
+            None => status(inv, w, &how)?,
         });
     }
     Ok(events)

@@ -159,7 +159,7 @@ async fn the_web_ui_in_chromium() {
     let cfg = loopback_config_with(
         d.path(),
         http,
-        &format!("[tftp]\nlisten = \"127.0.0.1:{tftp}\"\n"),
+        &format!("[tftp]\nlisten = \"127.0.0.1:{tftp}\"\n[[subnet]]\nnetwork = \"127.0.0.0/8\"\n"),
     );
     std::fs::write(d.path().join("boot/hello.bin"), vec![7u8; 40_000]).unwrap();
     add_user(&cfg, "amy", "operator");
@@ -202,7 +202,35 @@ async fn the_web_ui_in_chromium() {
         "mac = \"52:54:00:aa:00:0a\"\nip = \"not-an-ip\"\n",
     )
     .unwrap();
-    git(&repo, &["add", "machines"]);
+    // Power: Wake-on-LAN to a port this test listens on (the magic packets go to the loopback
+    // subnet's broadcast, 127.255.255.255), a weekday schedule and today as a holiday.
+    let wol = std::net::UdpSocket::bind(("0.0.0.0", 0)).unwrap();
+    wol.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let wol_port = wol.local_addr().unwrap().port();
+    let today = String::from_utf8(
+        Command::new("date")
+            .args(["-u", "+%F"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("power.toml"),
+        format!(
+            "timezone = \"UTC\"\nwol_port = {wol_port}\n[group.reading-room]\non = \"30 7 * * 1-5\"\noff = \"30 20 * * 1-5\"\n\
+             [[exception]]\ndate = \"{}\"\n",
+            today.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(repo.join("groups")).unwrap();
+    std::fs::write(
+        repo.join("groups/reading-room.toml"),
+        "[params]\nnoblank = \"true\"\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "machines", "power.toml", "groups"]);
     git(
         &repo,
         &[
@@ -542,6 +570,116 @@ async fn the_web_ui_in_chromium() {
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
 
+    // Power a group: one magic packet per machine of reading-room (kiosk1 and kiosk3) reaches
+    // the loopback segment, and the page shows one result per machine.
+    click_and_load(&c, Locator::LinkText("Groups")).await;
+    let text = body(&c).await;
+    assert!(
+        text.contains("reading-room (2 machines)")
+            && text.contains("children (1 machine)")
+            && text.contains("noblank = true"),
+        "{text}"
+    );
+    let cal = c
+        .find(Locator::Id("calendar"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        cal.contains("07:30 on reading-room"),
+        "the week's schedule: {cal}"
+    );
+    let holidays = c
+        .find_all(Locator::Css("#calendar .slot.holiday"))
+        .await
+        .unwrap();
+    let workday = !matches!(
+        Command::new("date")
+            .args(["-u", "+%u"])
+            .output()
+            .unwrap()
+            .stdout
+            .as_slice(),
+        b"6\n" | b"7\n"
+    );
+    assert_eq!(
+        holidays.len(),
+        if workday { 2 } else { 0 },
+        "today is a holiday: {cal}"
+    );
+    shot(&c, "groups").await;
+    click_and_load(
+        &c,
+        Locator::Css("form[action='/ui/groups/reading-room/power'] button#power-on"),
+    )
+    .await;
+    let mut woken = Vec::new();
+    let mut buf = [0u8; 200];
+    while let Ok((n, _)) = wol.recv_from(&mut buf) {
+        assert_eq!(n, 102, "a magic packet is 102 bytes");
+        assert_eq!(&buf[..6], &[0xff; 6]);
+        woken.push(
+            buf[6..12]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+        );
+        if woken.len() == 2 {
+            break;
+        }
+    }
+    woken.sort();
+    assert_eq!(woken, ["52:54:00:aa:00:01", "52:54:00:aa:00:09"]);
+    let rows = c
+        .find(Locator::Id("power-results"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        rows.contains("kiosk1")
+            && rows.contains("kiosk3")
+            && rows
+                .matches(&format!("via 127.255.255.255:{wol_port}"))
+                .count()
+                == 2,
+        "{rows}"
+    );
+    assert!(body(&c).await.contains("2 of 2 machines done"));
+    shot(&c, "group-power").await;
+    // A machine's own button: reset needs AMT, which kiosk2 has not — the reason is shown.
+    c.goto(&format!("{base}/ui/machines/kiosk2")).await.unwrap();
+    click_and_load(&c, Locator::Id("power-reset")).await;
+    let text = body(&c).await;
+    assert!(
+        text.contains("reset failed") && text.contains("reset needs Intel AMT"),
+        "{text}"
+    );
+    // The power events reach the audit store (written in batches: wait a little).
+    let mut stored = 0;
+    for _ in 0..50 {
+        let o = px(
+            &cfg,
+            &[
+                "audit",
+                "find",
+                r#"{"kind": "power_requested", "method": "wol"}"#,
+            ],
+        );
+        stored = String::from_utf8_lossy(&o.stdout).lines().count();
+        if stored == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored, 2, "the power events are in the audit store");
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
     // Logout ends the session on the server: the old cookie no longer works.
     let cookie = c
         .get_named_cookie("pxl_session")
@@ -570,6 +708,44 @@ async fn the_web_ui_in_chromium() {
         "{text}"
     );
     shot(&c, "machine-viewer").await;
+    assert!(
+        c.find(Locator::Id("power-on")).await.is_err(),
+        "no power buttons for a viewer"
+    );
+    // A viewer's POST to a power endpoint, with a valid session and CSRF token: refused, and no
+    // packet goes out.
+    let viewer_cookie = c
+        .get_named_cookie("pxl_session")
+        .await
+        .unwrap()
+        .value()
+        .to_string();
+    let viewer_csrf = c
+        .find(Locator::Css("header form input[name=csrf]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let r = request(
+        http,
+        "POST",
+        "/ui/groups/reading-room/power",
+        &[
+            ("Cookie", &format!("pxl_session={viewer_cookie}")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &format!("csrf={viewer_csrf}&action=on"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "a viewer pressed power");
+    wol.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(
+        wol.recv_from(&mut buf).is_err(),
+        "a packet went out for the viewer"
+    );
     // The viewer reads the daemon's health: the broken file, with path and line.
     click_and_load(&c, Locator::LinkText("Health")).await;
     let text = body(&c).await;

@@ -77,11 +77,14 @@ pub fn required_role(method: &str, path: &str, history_path: Option<&str>) -> Ac
         ("POST", "/api/login") | ("POST", "/api/logout") => Access::Login,
         ("GET" | "POST", "/ui/login") | ("GET", "/ui") => Access::Login,
         ("POST", "/ui/logout") => Access::Role(Role::Viewer),
-        ("GET", "/ui/" | "/ui/audit" | "/ui/audit.csv" | "/ui/health" | "/ui/live") => {
-            Access::Role(Role::Viewer)
-        }
+        (
+            "GET",
+            "/ui/" | "/ui/audit" | "/ui/audit.csv" | "/ui/health" | "/ui/live" | "/ui/groups",
+        ) => Access::Role(Role::Viewer),
         ("GET", p) if p.starts_with("/ui/machines/") => Access::Role(Role::Viewer),
-        ("POST", p) if p.starts_with("/ui/machines/") => Access::Role(Role::Operator),
+        ("POST", p) if p.starts_with("/ui/machines/") || p.starts_with("/ui/groups/") => {
+            Access::Role(Role::Operator)
+        }
         ("GET", "/api/whoami") => Access::Role(Role::Viewer),
         ("GET", p) if p.starts_with("/api/audit/") => Access::Role(Role::Viewer),
         ("GET", "/api/history/log") => Access::Role(Role::Viewer),
@@ -129,6 +132,18 @@ mod tests {
         assert_eq!(
             required_role("GET", "/api/new-thing", None),
             Role(super::Role::Admin)
+        );
+        assert_eq!(
+            required_role("GET", "/ui/groups", None),
+            Role(super::Role::Viewer)
+        );
+        assert_eq!(
+            required_role("POST", "/ui/groups/reading-room/power", None),
+            Role(super::Role::Operator)
+        );
+        assert_eq!(
+            required_role("POST", "/ui/machines/kiosk1/power", None),
+            Role(super::Role::Operator)
         );
         assert_eq!(required_role("POST", "/api/login", None), Login);
         assert_eq!(required_role("GET", "/ui/login", None), Login);

@@ -100,6 +100,8 @@ struct Inner {
     by_mac: HashMap<Mac, usize>,
     by_ip: HashMap<Ipv4Addr, usize>,
     profiles: BTreeMap<String, Profile>,
+    /// Group defaults (`groups/<name>.toml` `[params]`), by group name.
+    groups: BTreeMap<String, BTreeMap<String, String>>,
     /// Files that had a problem when this was loaded: never reused unread by the next load.
     problem_paths: std::collections::HashSet<PathBuf>,
 }
@@ -119,6 +121,11 @@ impl Inventory {
     }
     pub fn profiles(&self) -> impl Iterator<Item = &Profile> {
         self.inner.profiles.values()
+    }
+    /// Group defaults (`groups/<name>.toml`), by group name; already merged into the params of
+    /// the group's machines.
+    pub fn group_defaults(&self) -> &BTreeMap<String, BTreeMap<String, String>> {
+        &self.inner.groups
     }
     /// The profile that applies to a machine (or to an unknown MAC when `machine` is None).
     pub fn profile_for(&self, machine: Option<&Machine>) -> Option<&Profile> {
@@ -516,7 +523,10 @@ pub fn load_reusing(
     for p in &mut problems {
         p.path = rename(&p.path);
     }
-    let inv = Inventory::build(machines, profiles, &mut problems);
+    let mut inv = Inventory::build(machines, profiles, &mut problems);
+    if let Some(inner) = Arc::get_mut(&mut inv.inner) {
+        inner.groups = groups;
+    }
     (inv, problems)
 }
 

@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! timezone = "Europe/Zagreb"          # default: the appliance's
+//! wol_port = 9                        # Wake-on-LAN UDP port (default 9; some cards use 7)
 //! [group.reading-room]                # machines with param group = "reading-room"
 //! on = "30 7 * * 1-5"
 //! off = "30 20 * * 1-5"
@@ -35,6 +36,8 @@ pub struct PowerFile {
     pub ssh: Option<SshOff>,
     /// Credentials for machines with an `amt` param (Intel AMT over WS-Management).
     pub amt: Option<super::amt::AmtConfig>,
+    /// The UDP port magic packets go to (default 9, discard; some cards listen on 7).
+    pub wol_port: Option<u16>,
 }
 
 /// `[ssh]` in power.toml: the command that powers a machine off, run over ssh.
@@ -101,8 +104,23 @@ pub struct Schedules {
     pub tz: jiff::tz::TimeZone,
     pub ssh: Option<SshOff>,
     pub amt: Option<super::amt::AmtConfig>,
-    rules: Vec<(String, bool, Action, croner::Cron)>,
+    pub wol_port: Option<u16>,
+    /// (target, is a group, action, cron text, cron).
+    rules: Vec<(String, bool, Action, String, croner::Cron)>,
     exceptions: Vec<(jiff::civil::Date, Vec<String>)>,
+}
+
+impl Schedules {
+    /// The rules as written: (target, is a group, action, cron text).
+    pub fn rules(&self) -> impl Iterator<Item = (&str, bool, Action, &str)> {
+        self.rules
+            .iter()
+            .map(|(t, g, a, spec, _)| (t.as_str(), *g, *a, spec.as_str()))
+    }
+    /// The `[[exception]]` dates and the targets each applies to (empty: all).
+    pub fn exceptions(&self) -> &[(jiff::civil::Date, Vec<String>)] {
+        &self.exceptions
+    }
 }
 
 /// Parses power.toml text; errors name the key and say what is expected.
@@ -132,7 +150,7 @@ pub fn parse(text: &str, default_tz: jiff::tz::TimeZone) -> Result<Schedules, St
                             action.as_str()
                         )
                     })?;
-                    rules.push((name.clone(), is_group, action, cron));
+                    rules.push((name.clone(), is_group, action, spec.clone(), cron));
                 }
             }
         }
@@ -149,6 +167,7 @@ pub fn parse(text: &str, default_tz: jiff::tz::TimeZone) -> Result<Schedules, St
         tz,
         ssh: f.ssh.clone(),
         amt: f.amt.clone(),
+        wol_port: f.wol_port,
         rules,
         exceptions,
     })
@@ -163,28 +182,13 @@ pub fn due(s: &Schedules, last_check: jiff::Timestamp, now: jiff::Timestamp) -> 
     let floor = now
         .checked_sub(jiff::SignedDuration::from_hours(24 * 400))
         .unwrap_or(last_check);
-    let from = last_check.max(floor).to_zoned(s.tz.clone());
     let mut per_target: BTreeMap<(String, bool), Vec<(jiff::Zoned, Action)>> = BTreeMap::new();
-    for (name, is_group, action, cron) in &s.rules {
-        let mut t = from.clone();
-        // Bounded: one occurrence per minute at most over 400 days.
-        for _ in 0..600_000 {
-            let Ok(next) = cron.find_next_occurrence(&t, false) else {
-                break;
-            };
-            if next.timestamp() > now {
-                break;
-            }
-            let holiday = s.exceptions.iter().any(|(d, targets)| {
-                *d == next.date() && (targets.is_empty() || targets.contains(name))
-            });
-            if !holiday {
-                per_target
-                    .entry((name.clone(), *is_group))
-                    .or_default()
-                    .push((next.clone(), *action));
-            }
-            t = next;
+    for o in occurrences(s, last_check.max(floor), now) {
+        if !o.holiday {
+            per_target
+                .entry((o.target, o.is_group))
+                .or_default()
+                .push((o.at, o.action));
         }
     }
     let mut out = Vec::new();
@@ -202,6 +206,50 @@ pub fn due(s: &Schedules, last_check: jiff::Timestamp, now: jiff::Timestamp) -> 
                 .collect(),
         });
     }
+    out
+}
+
+/// One scheduled action at one time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Occurrence {
+    /// A group name or a hostname, as in power.toml.
+    pub target: String,
+    pub is_group: bool,
+    pub action: Action,
+    /// Local time in the schedule's time zone.
+    pub at: jiff::Zoned,
+    /// On an `[[exception]]` date for this target: nothing is switched.
+    pub holiday: bool,
+}
+
+/// Every rule's occurrences in (from, to], holidays included and marked, by time then target.
+/// Bounded: at most 600 000 per rule (one a minute over 400 days).
+pub fn occurrences(s: &Schedules, from: jiff::Timestamp, to: jiff::Timestamp) -> Vec<Occurrence> {
+    let start = from.to_zoned(s.tz.clone());
+    let mut out = Vec::new();
+    for (name, is_group, action, _, cron) in &s.rules {
+        let mut t = start.clone();
+        for _ in 0..600_000 {
+            let Ok(next) = cron.find_next_occurrence(&t, false) else {
+                break;
+            };
+            if next.timestamp() > to {
+                break;
+            }
+            let holiday = s.exceptions.iter().any(|(d, targets)| {
+                *d == next.date() && (targets.is_empty() || targets.contains(name))
+            });
+            out.push(Occurrence {
+                target: name.clone(),
+                is_group: *is_group,
+                action: *action,
+                at: next.clone(),
+                holiday,
+            });
+            t = next;
+        }
+    }
+    out.sort_by(|a, b| (a.at.timestamp(), &a.target).cmp(&(b.at.timestamp(), &b.target)));
     out
 }
 
@@ -225,6 +273,25 @@ mod tests {
             }
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn a_week_of_occurrences_marks_the_holiday() {
+        let Some(s) = sched(KIOSKS) else { return };
+        // Monday 2026-12-21 00:00 to Sunday 2026-12-27 24:00, CET.
+        let week = occurrences(&s, at("2026-12-20T23:00:00Z"), at("2026-12-27T23:00:00Z"));
+        assert_eq!(week.len(), 10, "on and off, Monday to Friday: {week:?}");
+        let holidays: Vec<String> = week
+            .iter()
+            .filter(|o| o.holiday)
+            .map(|o| format!("{} {}", o.action.as_str(), o.at.strftime("%a %H:%M")))
+            .collect();
+        assert_eq!(holidays, ["on Fri 07:30", "off Fri 20:30"]);
+        assert!(week.windows(2).all(|w| w[0].at <= w[1].at), "in time order");
+        assert_eq!(
+            week[0].at.strftime("%Y-%m-%d %H:%M %Z").to_string(),
+            "2026-12-21 07:30 CET"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! user.
 pub mod history;
 pub mod pages;
+pub mod power;
 
 use crate::auth::Who;
 use crate::commands::{self, MachineRow};
@@ -38,6 +39,9 @@ pub fn routes() -> Router<HttpState> {
         .route("/ui/machines/{who}", get(machine_page).post(machine_edit))
         .route("/ui/machines/{who}/history", get(history::page))
         .route("/ui/machines/{who}/revert", post(history::revert))
+        .route("/ui/machines/{who}/power", post(power::machine))
+        .route("/ui/groups", get(power::page))
+        .route("/ui/groups/{name}/power", post(power::group))
         .route("/ui/audit", get(audit_page))
         .route("/ui/health", get(health_page))
         .route("/ui/live", get(live))

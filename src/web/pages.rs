@@ -48,6 +48,10 @@ svg.story{background:#fff;border:1px solid #e1e4e8;display:block;margin:.4rem 0}
 pre.diff .add{background:#e6ffec;color:#1a7f37}pre.diff .del{background:#ffebe9;color:#b42318}pre.diff .hunk{color:#6f42c1}
 pre{background:#fff;border:1px solid #e1e4e8;padding:.6rem;overflow:auto}
 .muted{color:#6a737d}
+td.ok{color:#1a7f37;font-weight:600}td.failed{color:#b42318;font-weight:600}
+div.power{margin:.6rem 0}div.power button{padding:.3rem .7rem;margin:.1rem 0}
+table.calendar td{width:14%;min-height:3rem}.slot{padding:.1rem .3rem;margin:.1rem 0;border-left:3px solid #457b9d;background:#f1f6fa}
+.slot.holiday{border-color:#adb5bd;background:#f1f3f5;color:#868e96;text-decoration:line-through}
 .login{max-width:22rem;margin:4rem auto;background:#fff;padding:1.5rem;border:1px solid #e1e4e8;border-radius:6px}
 .login input{width:100%}
 ";
@@ -68,7 +72,7 @@ pub fn layout(f: &Frame, body: Markup) -> Markup {
                 header {
                     a href="/ui/" { "pxelator" }
                     @if let Some(w) = f.who {
-                        nav { a href="/ui/" { "Machines" } " " a href="/ui/audit" style="margin-left:1rem" { "Audit" } " " a href="/ui/health" style="margin-left:1rem" { "Health" } }
+                        nav { a href="/ui/" { "Machines" } " " a href="/ui/groups" style="margin-left:1rem" { "Groups" } " " a href="/ui/audit" style="margin-left:1rem" { "Audit" } " " a href="/ui/health" style="margin-left:1rem" { "Health" } }
                         div.who {
                             span { (w.user) " (" (w.role.name()) ")" }
                             form.inline method="post" action="/ui/logout" {
@@ -260,6 +264,11 @@ pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
             @if m.params.is_empty() { p.muted { "none" } } @else {
                 table { thead { tr { th scope="col" { "Name" } th scope="col" { "Value" } } }
                     tbody { @for (k, val) in &m.params { tr { td { code { (k) } } td { (val) } } } } }
+            }
+            @if v.can_edit {
+                h2 { "Power" }
+                p.muted { "Intel AMT when it has an amt param; otherwise Wake-on-LAN to switch on and power.toml's [ssh] command to switch off." }
+                (super::power::buttons(f, &format!("/ui/machines/{name}/power"), &name))
             }
             @if v.can_edit && m.registered.is_some() {
                 h2 { "Approve" }
