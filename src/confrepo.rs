@@ -452,6 +452,19 @@ impl ConfRepo {
     }
 
     fn blob_id_at(&self, commit: ObjectId, path: &str) -> Result<Option<ObjectId>, RepoError> {
+        Ok(self
+            .entry_at(commit, path)?
+            .filter(|(blob, _)| *blob)
+            .map(|(_, id)| id))
+    }
+
+    /// The object at `path` in `commit`: (is a blob, its id); a directory is a tree, whose id
+    /// changes whenever anything under it does.
+    fn entry_at(
+        &self,
+        commit: ObjectId,
+        path: &str,
+    ) -> Result<Option<(bool, ObjectId)>, RepoError> {
         let repo = self.repo.to_thread_local();
         let tree = repo
             .find_commit(commit)
@@ -460,7 +473,7 @@ impl ConfRepo {
         let entry = tree
             .lookup_entry_by_path(path)
             .map_err(|e| self.git_err(e))?;
-        Ok(entry.filter(|e| e.mode().is_blob()).map(|e| e.object_id()))
+        Ok(entry.map(|e| (e.mode().is_blob(), e.object_id())))
     }
 
     fn blob_at(&self, commit: ObjectId, path: &str) -> Result<Option<Vec<u8>>, RepoError> {
@@ -472,7 +485,8 @@ impl ConfRepo {
         Ok(Some(obj.data.clone()))
     }
 
-    /// Commits that changed `path` (or every commit, for None), newest first, at most `limit`.
+    /// Commits that changed `path` — a file, or anything under a directory — (or every commit,
+    /// for None), newest first, at most `limit`.
     pub fn log(&self, path: Option<&str>, limit: usize) -> Result<Vec<LogEntry>, RepoError> {
         let path = path.map(clean_path).transpose()?;
         let Some(head) = self.head()? else {
@@ -488,10 +502,10 @@ impl ConfRepo {
             let info = info.map_err(|e| self.git_err(e))?;
             let c = repo.find_commit(info.id).map_err(|e| self.git_err(e))?;
             if let Some(p) = &path {
-                let mine = self.blob_id_at(info.id, p)?;
+                let mine = self.entry_at(info.id, p)?;
                 let parent = c.parent_ids().next().map(|id| id.detach());
                 let theirs = match parent {
-                    Some(pid) => self.blob_id_at(pid, p)?,
+                    Some(pid) => self.entry_at(pid, p)?,
                     None => None,
                 };
                 if mine == theirs {
@@ -585,6 +599,31 @@ impl ConfRepo {
             .into_iter()
             .filter(|(p, _)| p.starts_with(prefix))
             .collect())
+    }
+
+    /// The files under `prefix` that `rev` changed from its first parent (added, modified or
+    /// removed), sorted.
+    pub fn changed(&self, rev: &str, prefix: &str) -> Result<Vec<String>, RepoError> {
+        let id = self.resolve(rev)?;
+        let parent = {
+            let repo = self.repo.to_thread_local();
+            let c = repo.find_commit(id).map_err(|e| self.git_err(e))?;
+            let p = c.parent_ids().next().map(|p| p.detach());
+            p
+        };
+        let now: HashMap<String, ObjectId> = self.files(id, prefix)?.into_iter().collect();
+        let before: HashMap<String, ObjectId> = match parent {
+            Some(p) => self.files(p, prefix)?.into_iter().collect(),
+            None => HashMap::new(),
+        };
+        let mut out: Vec<String> = now
+            .iter()
+            .filter(|(p, id)| before.get(*p) != Some(id))
+            .map(|(p, _)| p.clone())
+            .chain(before.keys().filter(|p| !now.contains_key(*p)).cloned())
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     /// Files under each of the top-level `dirs` at `rev` (path relative to the root → blob).

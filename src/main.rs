@@ -455,6 +455,7 @@ fn backup(config: &std::path::Path, who: Option<&str>, cmd: BackupCmd) -> anyhow
     let inv = pxelator::confrepo::current_inventory(&cfg).0;
     let events = std::sync::Mutex::new(Vec::new());
     let emit = |e: pxelator::core::event::Event| events.lock().expect("events").push(e);
+    let mut failure = None;
     let ok = match cmd {
         BackupCmd::Run { hosts } => {
             let plans = b::load_plans(&cfg, &inv)?;
@@ -492,43 +493,32 @@ fn backup(config: &std::path::Path, who: Option<&str>, cmd: BackupCmd) -> anyhow
             let (host, path) = target
                 .split_once(':')
                 .context("expected HOST:/path[@REV|@DATE], e.g. kiosk1:/etc/hosts@2026-11-20")?;
-            let plans = b::load_plans(&cfg, &inv)?;
-            let plan = plans
-                .hosts
-                .iter()
-                .find(|p| p.name == host)
-                .ok_or_else(|| b::BackupError::UnknownHost(host.to_owned()))?;
-            let rev = rev.unwrap_or("HEAD");
-            let out = match b::restore(&cfg, plan, path, rev, dry_run) {
-                Ok(out) => out,
-                Err(e) => {
-                    // A restore that did not happen is part of the host's history too.
-                    if !dry_run {
-                        emit(pxelator::core::event::Event::BackupFailed {
-                            host: host.to_owned(),
-                            attempts: 1,
-                            reason: format!("restore of {path}@{rev}: {e}"),
-                        });
-                    }
-                    if let Some(a) = &cfg.audit {
-                        pxelator::audit::record_events(a, &events.into_inner().expect("events"))?;
-                    }
-                    return Err(e.into());
+            let out = b::restore_host_file(
+                &cfg,
+                &inv,
+                host,
+                path,
+                rev.unwrap_or("HEAD"),
+                dry_run,
+                &emit,
+            );
+            match out {
+                Ok(out) => {
+                    print!("{out}");
+                    true
                 }
-            };
-            if !dry_run {
-                emit(pxelator::core::event::Event::BackupRestored {
-                    host: host.to_owned(),
-                    path: path.to_owned(),
-                    rev: rev.to_owned(),
-                });
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
             }
-            print!("{out}");
-            true
         }
     };
     if let Some(a) = &cfg.audit {
         pxelator::audit::record_events(a, &events.into_inner().expect("events"))?;
+    }
+    if let Some(e) = failure {
+        return Err(e.into());
     }
     Ok(ok)
 }

@@ -763,6 +763,214 @@ async fn the_web_ui_in_chromium() {
     c.close().await.unwrap();
 }
 
+/// Host-file backups in the browser: an admin sees the pulls of a host (a real sshd), the
+/// files each changed, a file's last change, previews a restore (the diff from what the host
+/// has now) and writes it; a viewer gets neither the link nor the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_in_chromium() {
+    use common::sshd::*;
+    let (Ok(_), Ok(_)) = (which("chromium"), which("chromedriver")) else {
+        println!(
+            "SKIPPED: chromium and chromium-driver are not installed (scripts/setup installs them)"
+        );
+        return;
+    };
+    if !sshd_available() {
+        println!(
+            "SKIPPED: web backups test: {SSHD} not installed (apt-get install openssh-server)"
+        );
+        return;
+    }
+    let (keys, key, authorized) = client_key();
+    let host = start_sshd(&keys.path().join("h1"), &authorized);
+    let etc = host.root.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let motd = etc.join("motd");
+    std::fs::write(&motd, "Welcome, version 1\n").unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let (http, wd) = (free_port(), free_port());
+    let cfg = loopback_config_with(d.path(), http, "");
+    add_user(&cfg, "ada", "admin");
+    add_user(&cfg, "vic", "viewer");
+    let o = px(
+        &cfg,
+        &[
+            "host",
+            "add",
+            "kiosk1",
+            "--mac",
+            "52:54:00:bb:00:01",
+            "--ip",
+            "127.0.0.2",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let repo = d.path().join("conf-repo");
+    std::fs::write(
+        repo.join("backup.toml"),
+        format!(
+            "[host.kiosk1]\naddress = \"127.0.0.1\"\nport = {}\nuser = \"root\"\nkey = \"{}\"\npaths = [\"{}\"]\n",
+            host.port,
+            key.display(),
+            etc.display()
+        ),
+    )
+    .unwrap();
+    git(&repo, &["add", "backup.toml"]);
+    git(&repo, &["commit", "-q", "-m", "Back up kiosk1's /etc"]);
+    // Two pulls: the second records a change of motd; then the host's file changes again.
+    for v in ["1", "2"] {
+        std::fs::write(&motd, format!("Welcome, version {v}\n")).unwrap();
+        let o = px(&cfg, &["backup", "run"]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    std::fs::write(&motd, "Hacked by the kiosk user\n").unwrap();
+    let rel = format!("{}/motd", etc.display())
+        .trim_start_matches('/')
+        .to_string();
+    let first_pull = git(
+        &repo,
+        &[
+            "log",
+            "--format=%h",
+            "--abbrev=12",
+            "--reverse",
+            "--",
+            "hosts/kiosk1",
+        ],
+    );
+    let first_pull = first_pull.lines().next().unwrap().to_string();
+
+    let _daemon = Daemon::start(&cfg, &d.path().join("daemon.log"));
+    wait_listening(http, Duration::from_secs(20), || {
+        std::fs::read_to_string(d.path().join("daemon.log")).unwrap_or_default()
+    });
+    let _driver = Driver(
+        Command::new("chromedriver")
+            .arg(format!("--port={wd}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver"),
+    );
+    wait_listening(wd, Duration::from_secs(20), || {
+        "chromedriver did not listen".into()
+    });
+    let c = browser(wd).await;
+    let base = format!("http://127.0.0.1:{http}");
+    login(&c, &base, "ada", "ada-password-1").await;
+    c.goto(&format!("{base}/ui/machines/kiosk1")).await.unwrap();
+    click_and_load(&c, Locator::Id("backups")).await;
+    if c.find(Locator::Id("pulls")).await.is_err() {
+        panic!("no pulls listed: {}", body(&c).await);
+    }
+    let pulls = c
+        .find(Locator::Id("pulls"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.find_all(Locator::Css("#pulls tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "{pulls}"
+    );
+    assert!(pulls.contains(&rel), "the files each pull changed: {pulls}");
+    let text = body(&c).await;
+    assert!(text.contains("Last pull") && text.contains("ok"), "{text}");
+    shot(&c, "backups").await;
+    // The newest pull changed motd: its link shows the file's last change.
+    click_and_load(&c, Locator::Css("#pulls tbody tr:first-child td a")).await;
+    let diff = c
+        .find(Locator::Css("pre.diff"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        diff.contains("-Welcome, version 1") && diff.contains("+Welcome, version 2"),
+        "{diff}"
+    );
+    // Preview restoring the first pull's version: the diff from what the host has now.
+    c.find(Locator::Id("rev"))
+        .await
+        .unwrap()
+        .send_keys(&first_pull)
+        .await
+        .unwrap();
+    click_and_load(&c, Locator::Id("preview")).await;
+    let preview = c
+        .find(Locator::Css("pre.diff"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        preview.contains("-Hacked by the kiosk user") && preview.contains("+Welcome, version 1"),
+        "{preview}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&motd).unwrap(),
+        "Hacked by the kiosk user\n",
+        "a preview writes nothing"
+    );
+    shot(&c, "restore-preview").await;
+    click_and_load(&c, Locator::Id("restore-now")).await;
+    assert!(body(&c).await.contains("Restored /"), "{}", body(&c).await);
+    assert_eq!(
+        std::fs::read_to_string(&motd).unwrap(),
+        "Welcome, version 1\n"
+    );
+    let mut stored = 0;
+    for _ in 0..50 {
+        let o = px(
+            &cfg,
+            &[
+                "audit",
+                "find",
+                r#"{"kind": "backup_restored", "host": "kiosk1"}"#,
+            ],
+        );
+        stored = String::from_utf8_lossy(&o.stdout).lines().count();
+        if stored == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored, 1, "the restore is an audit event");
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
+    // A viewer: no link, and the page itself is refused.
+    c.delete_all_cookies().await.unwrap();
+    login(&c, &base, "vic", "vic-password-1").await;
+    c.goto(&format!("{base}/ui/machines/kiosk1")).await.unwrap();
+    assert!(c.find(Locator::Id("backups")).await.is_err());
+    let cookie = c
+        .get_named_cookie("pxl_session")
+        .await
+        .unwrap()
+        .value()
+        .to_string();
+    let r = request(
+        http,
+        "GET",
+        "/ui/machines/kiosk1/backups",
+        &[("Cookie", &format!("pxl_session={cookie}"))],
+        "",
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "a viewer read host-file backups");
+    assert!(!r.body.contains("Welcome"), "{}", r.body);
+    c.close().await.unwrap();
+}
+
 fn which(cmd: &str) -> Result<PathBuf, ()> {
     std::env::var_os("PATH")
         .and_then(|p| {

@@ -73,6 +73,43 @@ pub fn restore(
     ))
 }
 
+/// The operation `pxelator backup restore` and the web UI share: finds `host` in backup.toml
+/// and runs [`restore`]; a write (not a dry run) is recorded through `emit` as
+/// `backup_restored`, or `backup_failed` when it did not happen.
+pub fn restore_host_file(
+    cfg: &Config,
+    inv: &crate::inventory::Inventory,
+    host: &str,
+    path: &str,
+    rev: &str,
+    dry_run: bool,
+    emit: &dyn Fn(Event),
+) -> Result<String, BackupError> {
+    let plans = load_plans(cfg, inv)?;
+    let plan = plans
+        .hosts
+        .iter()
+        .find(|p| p.name == host)
+        .ok_or_else(|| BackupError::UnknownHost(host.to_owned()))?;
+    let r = restore(cfg, plan, path, rev, dry_run);
+    if !dry_run {
+        emit(match &r {
+            Ok(_) => Event::BackupRestored {
+                host: host.to_owned(),
+                path: path.to_owned(),
+                rev: rev.to_owned(),
+            },
+            // A restore that did not happen is part of the host's history too.
+            Err(e) => Event::BackupFailed {
+                host: host.to_owned(),
+                attempts: 1,
+                reason: format!("restore of {path}@{rev}: {e}"),
+            },
+        });
+    }
+    r
+}
+
 /// The mode and owner recorded for `path` in a `.meta` text: the line for that path whose
 /// mode is octal (at most 7777) and whose owner is `uid:gid` in digits. A line in any other
 /// shape (hand-edited, or forged) gives nothing, so restore keeps the umask's mode and owner.

@@ -81,6 +81,13 @@ pub fn required_role(method: &str, path: &str, history_path: Option<&str>) -> Ac
             "GET",
             "/ui/" | "/ui/audit" | "/ui/audit.csv" | "/ui/health" | "/ui/live" | "/ui/groups",
         ) => Access::Role(Role::Viewer),
+        // A machine's host-file backups: their contents and writing them back.
+        ("GET", p) if p.starts_with("/ui/machines/") && p.ends_with("/backups") => {
+            Access::Role(Role::Admin)
+        }
+        ("POST", p) if p.starts_with("/ui/machines/") && p.ends_with("/restore") => {
+            Access::Role(Role::Admin)
+        }
         ("GET", p) if p.starts_with("/ui/machines/") => Access::Role(Role::Viewer),
         ("POST", p) if p.starts_with("/ui/machines/") || p.starts_with("/ui/groups/") => {
             Access::Role(Role::Operator)
@@ -144,6 +151,15 @@ mod tests {
         assert_eq!(
             required_role("POST", "/ui/machines/kiosk1/power", None),
             Role(super::Role::Operator)
+        );
+        assert_eq!(
+            required_role("GET", "/ui/machines/kiosk1/backups", None),
+            Role(super::Role::Admin),
+            "host-file contents"
+        );
+        assert_eq!(
+            required_role("POST", "/ui/machines/kiosk1/restore", None),
+            Role(super::Role::Admin)
         );
         assert_eq!(required_role("POST", "/api/login", None), Login);
         assert_eq!(required_role("GET", "/ui/login", None), Login);

@@ -4,6 +4,7 @@
 //! last-seen table, the audit store, the conf repo — and [`pages`] renders it. Changes go
 //! through the same operations as the CLI ([`crate::commands`]), committed as the logged-in
 //! user.
+pub mod backups;
 pub mod history;
 pub mod pages;
 pub mod power;
@@ -40,6 +41,8 @@ pub fn routes() -> Router<HttpState> {
         .route("/ui/machines/{who}/history", get(history::page))
         .route("/ui/machines/{who}/revert", post(history::revert))
         .route("/ui/machines/{who}/power", post(power::machine))
+        .route("/ui/machines/{who}/backups", get(backups::page))
+        .route("/ui/machines/{who}/restore", post(backups::restore))
         .route("/ui/groups", get(power::page))
         .route("/ui/groups/{name}/power", post(power::group))
         .route("/ui/audit", get(audit_page))
@@ -276,6 +279,7 @@ async fn machine_view(
         history,
         boots,
         can_edit: who.role >= Role::Operator,
+        is_admin: who.role >= Role::Admin,
         notice,
         error: error.or(ev_err),
         machine,

@@ -217,6 +217,8 @@ pub struct MachineView {
     /// Its recent boots, newest first.
     pub boots: Vec<Boot>,
     pub can_edit: bool,
+    /// Sees the host-file backups.
+    pub is_admin: bool,
     pub notice: Option<String>,
     pub error: Option<String>,
 }
@@ -306,6 +308,10 @@ pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
                     br;
                     button.primary type="submit" { "Commit change" }
                 }
+            }
+            @if v.is_admin {
+                h2 { "Host files" }
+                p { a #backups href=(format!("/ui/machines/{name}/backups")) { "Backups of its files: pulls, changes, restore" } }
             }
             h2 { "Boot story" }
             @if v.boots.is_empty() { p.muted { "no boot recorded" } }
@@ -608,6 +614,7 @@ mod tests {
             history: vec![],
             boots: vec![],
             can_edit: true,
+            is_admin: false,
             notice: None,
             error: Some("bad <b>".into()),
         };
@@ -676,6 +683,7 @@ mod tests {
             history: vec![],
             boots: vec![],
             can_edit: false,
+            is_admin: false,
             notice: None,
             error: None,
         };

@@ -2,6 +2,7 @@
 //! starts (and kills by PID on drop), the stock git CLI acting as a human ("Carol Hand"), and
 //! running the pxelator CLI against a small config.
 #![allow(dead_code)]
+pub mod sshd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
