@@ -283,3 +283,60 @@ pub fn history_revert(cfg: &Config, spec: &str, author: &Author) -> anyhow::Resu
         author: format!("{} <{}>", author.name, author.email),
     })
 }
+
+/// Makes `profile` boot `image` (`name` follows its current version, `name-vN` pins one), as
+/// a commit by `author`. The web UI's images page and `pxelator image use` call this.
+pub fn profile_use_image(
+    cfg: &Config,
+    profile: &str,
+    image: &str,
+    author: &Author,
+) -> anyhow::Result<Committed> {
+    let change = edit::profile_image(&load(cfg), &cfg.conf_repo, profile, image)?;
+    commit(
+        cfg,
+        author,
+        &[change],
+        &format!("Profile {profile} boots image {image}"),
+    )
+}
+
+/// Every stored image version with whether it is current and the profiles that boot it.
+pub fn image_list(cfg: &Config) -> Vec<(crate::image::ImageInfo, bool, Vec<String>)> {
+    let inv = load(cfg);
+    let stored = crate::image::list(&cfg.boot_dir);
+    let mut usage = crate::image::usage(
+        &stored,
+        inv.profiles()
+            .filter_map(|p| p.image.as_deref().map(|i| (p.name.as_str(), i))),
+    );
+    stored
+        .into_iter()
+        .map(|(i, current)| {
+            let users = usage.remove(&i.dir_name()).unwrap_or_default();
+            (i, current, users)
+        })
+        .collect()
+}
+
+/// Removes `what` (`name-vN`, or every version of `name`) unless a profile boots one of those
+/// versions (`force` removes anyway). Returns the removed directory names.
+pub fn image_remove(cfg: &Config, what: &str, force: bool) -> anyhow::Result<Vec<String>> {
+    let (name, version) = crate::image::split_version(what);
+    if !force {
+        let used: Vec<String> = image_list(cfg)
+            .into_iter()
+            .filter(|(i, _, users)| {
+                i.name == name && version.is_none_or(|v| v == i.version) && !users.is_empty()
+            })
+            .map(|(i, _, users)| format!("{} (profile {})", i.dir_name(), users.join(", ")))
+            .collect();
+        if !used.is_empty() {
+            bail!(
+                "{what} is in use: {}; point those profiles at another version first (`pxelator image use PROFILE IMAGE`), or remove with --force",
+                used.join("; ")
+            );
+        }
+    }
+    Ok(crate::image::remove(&cfg.boot_dir, what)?)
+}

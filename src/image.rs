@@ -212,13 +212,39 @@ pub fn check_content(name: &str, head: &[u8], size: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Copies `len` bytes to `dest`, hashing them; progress goes to `bar`. Fewer bytes than
+/// An import's progress: bytes copied so far and the total, reported to a callback (the CLI
+/// draws a bar, the web UI shows a percentage).
+pub struct Progress<'a> {
+    done: std::cell::Cell<u64>,
+    total: std::cell::Cell<u64>,
+    report: &'a dyn Fn(u64, u64),
+}
+
+impl<'a> Progress<'a> {
+    pub fn new(report: &'a dyn Fn(u64, u64)) -> Progress<'a> {
+        Progress {
+            done: 0.into(),
+            total: 0.into(),
+            report,
+        }
+    }
+    fn set_total(&self, total: u64) {
+        self.total.set(total);
+        (self.report)(self.done.get(), total);
+    }
+    fn add(&self, n: u64) {
+        self.done.set(self.done.get() + n);
+        (self.report)(self.done.get(), self.total.get());
+    }
+}
+
+/// Copies `len` bytes to `dest`, hashing them; progress goes to `progress`. Fewer bytes than
 /// `len` is an error (a truncated source).
 fn copy_hashed(
     mut from: impl Read,
     len: u64,
     dest: &Path,
-    bar: &indicatif::ProgressBar,
+    progress: &Progress,
 ) -> Result<(String, Vec<u8>), String> {
     let mut out = std::fs::File::create(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
     let mut hash = Sha256::new();
@@ -237,7 +263,7 @@ fn copy_hashed(
         out.write_all(&buf[..n])
             .map_err(|e| format!("{}: {e}", dest.display()))?;
         done += n as u64;
-        bar.inc(n as u64);
+        progress.add(n as u64);
     }
     out.sync_all()
         .map_err(|e| format!("{}: {e}", dest.display()))?;
@@ -292,12 +318,15 @@ fn set_current(boot_dir: &Path, name: &str, version: Option<u32>) -> Result<(), 
 }
 
 /// Imports an ISO or a directory as the next version of `name` and makes it current.
+/// `progress` is told the bytes copied and the total as the files are copied.
 pub fn import(
     boot_dir: &Path,
     src: &Path,
     name: &str,
-    bar: &indicatif::ProgressBar,
+    progress: &dyn Fn(u64, u64),
 ) -> Result<ImageInfo, ImageError> {
+    let bar = Progress::new(progress);
+    let bar = &bar;
     if !valid_name(name) {
         return Err(ImageError::BadName(name.to_owned()));
     }
@@ -348,7 +377,7 @@ pub fn import(
         names.sort();
         let idx = pick(&names).map_err(not_live)?;
         let paths: Vec<PathBuf> = idx.iter().map(|&i| live.join(&names[i])).collect();
-        bar.set_length(
+        bar.set_total(
             paths
                 .iter()
                 .map(|p| p.metadata().map(|m| m.len()).unwrap_or(0))
@@ -371,7 +400,7 @@ pub fn import(
             .collect();
         let names: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
         let idx = pick(&names).map_err(not_live)?;
-        bar.set_length(idx.iter().map(|&i| entries[i].size).sum());
+        bar.set_total(idx.iter().map(|&i| entries[i].size).sum());
         for (i, &j) in idx.iter().enumerate() {
             let e = &entries[j];
             let mut r = image.open_file(e)?;
@@ -425,6 +454,31 @@ pub fn list(boot_dir: &Path) -> Vec<(ImageInfo, bool)> {
     out
 }
 
+/// Which profiles boot each stored version (by directory name, `name-vN`): a profile with
+/// `image = "name"` boots the current version of `name`, one with `"name-vN"` that version.
+pub fn usage<'a>(
+    stored: &[(ImageInfo, bool)],
+    profiles: impl Iterator<Item = (&'a str, &'a str)>,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = stored
+        .iter()
+        .map(|(i, _)| (i.dir_name(), Vec::new()))
+        .collect();
+    for (profile, image) in profiles {
+        let dir = match split_version(image) {
+            (_, Some(_)) => Some(image.to_string()),
+            (name, None) => stored
+                .iter()
+                .find(|(i, current)| *current && i.name == name)
+                .map(|(i, _)| i.dir_name()),
+        };
+        if let Some(users) = dir.and_then(|d| out.get_mut(&d)) {
+            users.push(profile.to_string());
+        }
+    }
+    out
+}
+
 /// Removes `name-vN` (then the newest remaining version becomes current) or every version of
 /// `name`. Returns the removed directory names.
 pub fn remove(boot_dir: &Path, what: &str) -> Result<Vec<String>, ImageError> {
@@ -450,6 +504,26 @@ pub fn remove(boot_dir: &Path, what: &str) -> Result<Vec<String>, ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_follows_current_and_pinned_versions() {
+        let info = |v| ImageInfo {
+            name: "kiosk".into(),
+            version: v,
+            source: String::new(),
+            imported: String::new(),
+            files: vec![],
+        };
+        let stored = vec![(info(1), false), (info(2), true), (info(3), false)];
+        let u = usage(
+            &stored,
+            [("live", "kiosk"), ("old", "kiosk-v1"), ("gone", "other")].into_iter(),
+        );
+        assert_eq!(u["kiosk-v1"], ["old"]);
+        assert_eq!(u["kiosk-v2"], ["live"]);
+        assert!(u["kiosk-v3"].is_empty());
+        assert_eq!(u.len(), 3);
+    }
 
     #[test]
     fn picks_debian_and_webconverger_layouts() {

@@ -86,6 +86,9 @@ enum Cmd {
     Image {
         #[command(flatten)]
         config: ConfigArg,
+        /// Commit author for `image use`, "Name <email>" (default: the invoking user).
+        #[arg(long, global = true)]
+        author: Option<String>,
         #[command(subcommand)]
         cmd: ImageCmd,
     },
@@ -606,11 +609,18 @@ enum ImageCmd {
     },
     /// Stored images and versions; "*" marks the current one of each name.
     List,
-    /// Remove NAME-vN, or every version of NAME.
-    Rm { image: String },
+    /// Remove NAME-vN, or every version of NAME (refused while a profile boots it).
+    Rm {
+        image: String,
+        /// Remove even when a profile boots it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make PROFILE boot IMAGE: NAME follows its current version, NAME-vN pins one (a commit).
+    Use { profile: String, image: String },
 }
 
-fn image(config: &std::path::Path, cmd: ImageCmd) -> anyhow::Result<bool> {
+fn image(config: &std::path::Path, who: Option<&str>, cmd: ImageCmd) -> anyhow::Result<bool> {
     use pxelator::image;
     let cfg = Config::load(config)?;
     match cmd {
@@ -624,7 +634,10 @@ fn image(config: &std::path::Path, cmd: ImageCmd) -> anyhow::Result<bool> {
                 .progress_chars("=> "),
             );
             bar.set_message(format!("importing {name}"));
-            let res = image::import(&cfg.boot_dir, &source, &name, &bar);
+            let res = image::import(&cfg.boot_dir, &source, &name, &|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            });
             bar.finish_and_clear();
             let info = res?;
             let dir = image::images_dir(&cfg.boot_dir).join(info.dir_name());
@@ -658,25 +671,36 @@ fn image(config: &std::path::Path, cmd: ImageCmd) -> anyhow::Result<bool> {
             }
         }
         ImageCmd::List => {
-            for (i, current) in image::list(&cfg.boot_dir) {
+            for (i, current, users) in pxelator::commands::image_list(&cfg) {
                 let size: u64 = i.files.iter().map(|f| f.size).sum();
                 let sha = i.squashfs_sha256();
                 let sha = &sha[..16.min(sha.len())];
                 println!(
-                    "{} {:<32} {:>6} MB  {}  squashfs sha256 {}…  from {}",
+                    "{} {:<32} {:>6} MB  {}  squashfs sha256 {}…  from {}{}",
                     if current { "*" } else { " " },
                     i.dir_name(),
                     size.div_ceil(1 << 20),
                     i.imported,
                     sha,
-                    i.source
+                    i.source,
+                    if users.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  (profiles: {})", users.join(", "))
+                    }
                 );
             }
         }
-        ImageCmd::Rm { image: what } => {
-            for d in image::remove(&cfg.boot_dir, &what)? {
+        ImageCmd::Rm { image: what, force } => {
+            for d in pxelator::commands::image_remove(&cfg, &what, force)? {
                 println!("removed {d}");
             }
+        }
+        ImageCmd::Use { profile, image } => {
+            println!(
+                "{}",
+                pxelator::commands::profile_use_image(&cfg, &profile, &image, &author(who))?
+            );
         }
     }
     Ok(true)
@@ -1100,8 +1124,9 @@ fn main() -> ExitCode {
         } => exit_code(power(&config, cmd)),
         Cmd::Image {
             config: ConfigArg { path: config },
+            author,
             cmd,
-        } => exit_code(image(&config, cmd)),
+        } => exit_code(image(&config, author.as_deref(), cmd)),
         Cmd::Audit {
             config: ConfigArg { path: config },
             cmd,

@@ -3,43 +3,11 @@
 //! squashfs from mksquashfs. Imports must store byte-identical files with their SHA-256 as
 //! new versions; an ISO that is not a live image, a truncated one and one with a damaged
 //! squashfs must be refused with a clear error and leave nothing behind.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{minimal_config, px, text};
-
-fn run(cmd: &mut Command) {
-    let o = cmd.output().expect("run tool");
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// A live tree: live/vmlinuz (an x86 boot header), live/initrd.img (cpio), and a real
-/// live/filesystem.squashfs.
-fn live_tree(dir: &Path, tag: &str) -> PathBuf {
-    let live = dir.join("live");
-    std::fs::create_dir_all(&live).unwrap();
-    let mut kernel = vec![0u8; 300_000];
-    kernel[0x202..0x206].copy_from_slice(b"HdrS");
-    kernel[1000..1000 + tag.len()].copy_from_slice(tag.as_bytes());
-    std::fs::write(live.join("vmlinuz"), &kernel).unwrap();
-    let mut initrd = b"070701".to_vec();
-    initrd.resize(70_001, b'i');
-    std::fs::write(live.join("initrd.img"), &initrd).unwrap();
-    let root = dir.join("rootfs");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/hostname"), format!("live-{tag}\n")).unwrap();
-    run(Command::new("mksquashfs")
-        .arg(&root)
-        .arg(live.join("filesystem.squashfs"))
-        .args(["-noappend", "-quiet", "-no-progress"]));
-    std::fs::remove_dir_all(&root).unwrap();
-    dir.to_owned()
-}
+use common::{live_tree, minimal_config, px, run, text};
 
 fn iso(tree: &Path, out: &Path, joliet: bool) {
     let mut c = Command::new("xorriso");
@@ -206,6 +174,51 @@ fn import_list_rm_and_refusals() {
         images_before,
         "nothing added by the refused imports"
     );
+
+    // A version a profile boots is not removed (unless --force); `image use` pins the profile
+    // to another version with a commit, after which it can go.
+    let repo = base.join("conf-repo");
+    std::fs::create_dir_all(repo.join("profiles")).unwrap();
+    std::fs::write(
+        repo.join("profiles/live.toml"),
+        "boot = \"ipxe\"\nkiosk = true\nimage = \"kiosk-live\"\n",
+    )
+    .unwrap();
+    common::git(&repo, &["init", "-q"]);
+    common::git(&repo, &["add", "profiles"]);
+    common::git(&repo, &["commit", "-q", "-m", "live profile"]);
+    let o = px(&cfg, &["image", "rm", "kiosk-live-v2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("kiosk-live-v2 (profile live)") && text(&o).contains("--force"),
+        "{}",
+        text(&o)
+    );
+    let list = text(&px(&cfg, &["image", "list"]));
+    assert!(list.contains("(profiles: live)"), "{list}");
+    let o = px(
+        &cfg,
+        &[
+            "image",
+            "use",
+            "live",
+            "kiosk-live-v1",
+            "--author",
+            "Ann <ann@lib.example>",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(common::git(&repo, &["show", "HEAD:profiles/live.toml"])
+        .contains("image = \"kiosk-live-v1\""));
+    assert!(common::git(&repo, &["log", "-1", "--format=%an|%s"])
+        .starts_with("Ann|Profile live boots image kiosk-live-v1"));
+    let o = px(&cfg, &["image", "rm", "kiosk-live"]);
+    assert_eq!(o.status.code(), Some(1), "v1 is pinned: {}", text(&o));
+    let o = px(&cfg, &["image", "use", "live", "../etc"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("not an image name"), "{}", text(&o));
+    common::git(&repo, &["rm", "-q", "profiles/live.toml"]);
+    common::git(&repo, &["commit", "-q", "-m", "no live profile"]);
 
     // rm one version: the newest remaining becomes current; rm a name: all gone.
     let o = px(&cfg, &["image", "rm", "kiosk-live-v2"]);

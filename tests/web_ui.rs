@@ -789,7 +789,11 @@ async fn backups_in_chromium() {
     std::fs::write(&motd, "Welcome, version 1\n").unwrap();
     let d = tempfile::tempdir().unwrap();
     let (http, wd) = (free_port(), free_port());
-    let cfg = loopback_config_with(d.path(), http, "");
+    let cfg = loopback_config_with(
+        d.path(),
+        http,
+        &format!("[tftp]\nlisten = \"127.0.0.1:{}\"\n", free_port()),
+    );
     add_user(&cfg, "ada", "admin");
     add_user(&cfg, "vic", "viewer");
     let o = px(
@@ -968,6 +972,231 @@ async fn backups_in_chromium() {
     .unwrap();
     assert_eq!(r.status, 403, "a viewer read host-file backups");
     assert!(!r.body.contains("Welcome"), "{}", r.body);
+    c.close().await.unwrap();
+}
+
+/// Live images in the browser: the stored versions with checksums and the profiles that boot
+/// each, an import from a path on the server with its progress, switching a profile to a
+/// pinned version (a commit by the user, comments kept; the boot script follows), removing an
+/// unused version while the used one cannot be removed; a viewer gets no import form and its
+/// POST is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_in_chromium() {
+    let (Ok(_), Ok(_)) = (which("chromium"), which("chromedriver")) else {
+        println!(
+            "SKIPPED: chromium and chromium-driver are not installed (scripts/setup installs them)"
+        );
+        return;
+    };
+    if which("mksquashfs").is_err() {
+        println!(
+            "SKIPPED: web images test: mksquashfs not installed (apt-get install squashfs-tools)"
+        );
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let (http, wd) = (free_port(), free_port());
+    let cfg = loopback_config_with(
+        d.path(),
+        http,
+        &format!("[tftp]\nlisten = \"127.0.0.1:{}\"\n", free_port()),
+    );
+    add_user(&cfg, "ada", "admin");
+    add_user(&cfg, "vic", "viewer");
+    let repo = d.path().join("conf-repo");
+    std::fs::create_dir_all(repo.join("profiles")).unwrap();
+    std::fs::write(
+        repo.join("profiles/live-kiosk.toml"),
+        "# The reading room's kiosks.\nboot = \"ipxe\"\nimage = \"kiosk\"\nkiosk = true\n",
+    )
+    .unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "profiles"]);
+    git(&repo, &["commit", "-q", "-m", "Live kiosk profile"]);
+    let o = px(
+        &cfg,
+        &[
+            "host",
+            "add",
+            "kiosk1",
+            "--mac",
+            "52:54:00:cc:00:01",
+            "--ip",
+            "127.0.0.2",
+            "--profile",
+            "live-kiosk",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let v1 = live_tree(&d.path().join("t1"), "one");
+    let o = px(
+        &cfg,
+        &["image", "import", v1.to_str().unwrap(), "--name", "kiosk"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let v2 = live_tree(&d.path().join("t2"), "two");
+
+    let _daemon = Daemon::start(&cfg, &d.path().join("daemon.log"));
+    wait_listening(http, Duration::from_secs(20), || {
+        std::fs::read_to_string(d.path().join("daemon.log")).unwrap_or_default()
+    });
+    let _driver = Driver(
+        Command::new("chromedriver")
+            .arg(format!("--port={wd}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver"),
+    );
+    wait_listening(wd, Duration::from_secs(20), || {
+        "chromedriver did not listen".into()
+    });
+    let c = browser(wd).await;
+    let base = format!("http://127.0.0.1:{http}");
+    login(&c, &base, "ada", "ada-password-1").await;
+    click_and_load(&c, Locator::LinkText("Images")).await;
+    let table = c
+        .find(Locator::Id("images"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        table.contains("kiosk-v1") && table.contains("live-kiosk"),
+        "{table}"
+    );
+    // Import the second version from a path on the server.
+    c.find(Locator::Id("source"))
+        .await
+        .unwrap()
+        .send_keys(v2.to_str().unwrap())
+        .await
+        .unwrap();
+    c.find(Locator::Id("name"))
+        .await
+        .unwrap()
+        .send_keys("kiosk")
+        .await
+        .unwrap();
+    click_and_load(&c, Locator::Id("import")).await;
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = c
+            .find(Locator::Id("import-status"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if !status.starts_with("Importing") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        c.goto(&format!("{base}/ui/images")).await.unwrap();
+    }
+    assert!(
+        status.contains("as kiosk-v2") && status.contains("by ada"),
+        "{status}"
+    );
+    let rows = c.find_all(Locator::Css("#images tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    let v2_row = rows[1].text().await.unwrap();
+    assert!(
+        v2_row.contains("kiosk-v2")
+            && v2_row.contains("current")
+            && v2_row.contains("live-kiosk")
+            && v2_row.contains("in use"),
+        "{v2_row}"
+    );
+    let sum = Command::new("sha256sum")
+        .arg(v2.join("live/filesystem.squashfs"))
+        .output()
+        .unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout)[..64].to_string();
+    let shown = rows[1]
+        .find(Locator::Css("code"))
+        .await
+        .unwrap()
+        .attr("title")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(shown, sum, "the page shows the squashfs's SHA-256");
+    shot(&c, "images").await;
+    // Pin the profile to version 1: a commit by ada that keeps the file's comment; the
+    // kiosk's boot script follows.
+    c.find(Locator::Css("#use-live-kiosk option[value='kiosk-v1']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click_and_load(
+        &c,
+        Locator::Css("form[action='/ui/profiles/live-kiosk/image'] button"),
+    )
+    .await;
+    assert!(body(&c).await.contains("Committed"));
+    let file = git(&repo, &["show", "HEAD:profiles/live-kiosk.toml"]);
+    assert!(
+        file.starts_with("# The reading room's kiosks.\n")
+            && file.contains("image = \"kiosk-v1\"\n"),
+        "{file}"
+    );
+    assert!(git(&repo, &["log", "-1", "--format=%an|%s"])
+        .starts_with("ada|Profile live-kiosk boots image kiosk-v1"));
+    let script = request(http, "GET", "/boot/52-54-00-cc-00-01.ipxe", &[], "").unwrap();
+    assert!(
+        script.body.contains("/files/images/kiosk-v1/vmlinuz"),
+        "{}",
+        script.body
+    );
+    // Now version 2 is unused and can go; version 1 cannot.
+    let rows = c.find_all(Locator::Css("#images tbody tr")).await.unwrap();
+    assert!(rows[0].text().await.unwrap().contains("in use"));
+    click_and_load(&c, Locator::Css("button[aria-label='remove kiosk-v2']")).await;
+    assert!(body(&c).await.contains("Removed kiosk-v2"));
+    assert!(!d.path().join("boot/images/kiosk-v2").exists());
+    assert!(d.path().join("boot/images/kiosk-v1/vmlinuz").exists());
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    // A viewer: the list, but no import form, and the import POST is refused.
+    c.delete_all_cookies().await.unwrap();
+    login(&c, &base, "vic", "vic-password-1").await;
+    c.goto(&format!("{base}/ui/images")).await.unwrap();
+    assert!(c.find(Locator::Id("source")).await.is_err());
+    let text = body(&c).await;
+    assert!(
+        text.contains("kiosk-v1"),
+        "a viewer reads the images page: {text}"
+    );
+    let cookie = c
+        .get_named_cookie("pxl_session")
+        .await
+        .unwrap()
+        .value()
+        .to_string();
+    let token = c
+        .find(Locator::Css("header form input[name=csrf]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let r = request(
+        http,
+        "POST",
+        "/ui/images/import",
+        &[
+            ("Cookie", &format!("pxl_session={cookie}")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &format!("csrf={token}&source=%2Fetc&name=etc"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "a viewer started an import");
     c.close().await.unwrap();
 }
 

@@ -79,7 +79,8 @@ pub fn required_role(method: &str, path: &str, history_path: Option<&str>) -> Ac
         ("POST", "/ui/logout") => Access::Role(Role::Viewer),
         (
             "GET",
-            "/ui/" | "/ui/audit" | "/ui/audit.csv" | "/ui/health" | "/ui/live" | "/ui/groups",
+            "/ui/" | "/ui/audit" | "/ui/audit.csv" | "/ui/health" | "/ui/live" | "/ui/groups"
+            | "/ui/images",
         ) => Access::Role(Role::Viewer),
         // A machine's host-file backups: their contents and writing them back.
         ("GET", p) if p.starts_with("/ui/machines/") && p.ends_with("/backups") => {
@@ -89,9 +90,15 @@ pub fn required_role(method: &str, path: &str, history_path: Option<&str>) -> Ac
             Access::Role(Role::Admin)
         }
         ("GET", p) if p.starts_with("/ui/machines/") => Access::Role(Role::Viewer),
-        ("POST", p) if p.starts_with("/ui/machines/") || p.starts_with("/ui/groups/") => {
+        ("POST", p)
+            if p.starts_with("/ui/machines/")
+                || p.starts_with("/ui/groups/")
+                || p.starts_with("/ui/profiles/") =>
+        {
             Access::Role(Role::Operator)
         }
+        // Importing reads a path on the server; removing deletes boot files.
+        ("POST", "/ui/images/import" | "/ui/images/remove") => Access::Role(Role::Admin),
         ("GET", "/api/whoami") => Access::Role(Role::Viewer),
         ("GET", p) if p.starts_with("/api/audit/") => Access::Role(Role::Viewer),
         ("GET", "/api/history/log") => Access::Role(Role::Viewer),
@@ -140,10 +147,13 @@ mod tests {
             required_role("GET", "/api/new-thing", None),
             Role(super::Role::Admin)
         );
-        assert_eq!(
-            required_role("GET", "/ui/groups", None),
-            Role(super::Role::Viewer)
-        );
+        for page in ["/ui/groups", "/ui/images", "/ui/audit", "/ui/health"] {
+            assert_eq!(
+                required_role("GET", page, None),
+                Role(super::Role::Viewer),
+                "{page}"
+            );
+        }
         assert_eq!(
             required_role("POST", "/ui/groups/reading-room/power", None),
             Role(super::Role::Operator)
@@ -160,6 +170,14 @@ mod tests {
         assert_eq!(
             required_role("POST", "/ui/machines/kiosk1/restore", None),
             Role(super::Role::Admin)
+        );
+        assert_eq!(
+            required_role("POST", "/ui/images/import", None),
+            Role(super::Role::Admin)
+        );
+        assert_eq!(
+            required_role("POST", "/ui/profiles/live-kiosk/image", None),
+            Role(super::Role::Operator)
         );
         assert_eq!(required_role("POST", "/api/login", None), Login);
         assert_eq!(required_role("GET", "/ui/login", None), Login);

@@ -113,16 +113,7 @@ fn check_free(
     }
     if let Some(p) = &spec.profile {
         if inv.profile(p).is_none() {
-            let mut known: Vec<&str> = inv.profiles().map(|p| p.name.as_str()).collect();
-            known.sort();
-            return Err(EditError::UnknownProfile {
-                name: p.clone(),
-                known: if known.is_empty() {
-                    "(none: add profiles/<name>.toml)".into()
-                } else {
-                    known.join(", ")
-                },
-            });
+            return Err(unknown_profile(inv, p));
         }
     }
     Ok(())
@@ -268,6 +259,63 @@ pub fn edit(
         }
     }
     Ok(vec![Change::Write(path, render(&t).into_bytes())])
+}
+
+fn unknown_profile(inv: &Inventory, name: &str) -> EditError {
+    let mut known: Vec<&str> = inv.profiles().map(|p| p.name.as_str()).collect();
+    known.sort();
+    EditError::UnknownProfile {
+        name: name.to_owned(),
+        known: if known.is_empty() {
+            "(none: add profiles/<name>.toml)".into()
+        } else {
+            known.join(", ")
+        },
+    }
+}
+
+/// The change that makes `profile` boot `image` ("name": its current version, "name-vN": that
+/// version). Only the top-level `image = …` line is written; comments and the rest of the
+/// file stay as they are.
+pub fn profile_image(
+    inv: &Inventory,
+    root: &Path,
+    profile: &str,
+    image: &str,
+) -> Result<Change, EditError> {
+    let p = inv
+        .profile(profile)
+        .ok_or_else(|| unknown_profile(inv, profile))?;
+    if !crate::image::valid_name(crate::image::split_version(image).0) {
+        return Err(EditError::Unsupported(format!(
+            "{image:?} is not an image name: lower-case letters, digits, '.', '_', '-', optionally -vN (`pxelator image list` shows them)"
+        )));
+    }
+    let path = rel(root, &p.source);
+    let text = std::fs::read_to_string(&p.source)
+        .map_err(|e| EditError::Unsupported(format!("{path}: {e}")))?;
+    let line = format!("image = \"{image}\"");
+    let mut out = Vec::new();
+    let mut done = false;
+    for l in text.lines() {
+        let t = l.trim_start();
+        if !done && t.starts_with('[') {
+            // Top-level keys end at the first table: put it before.
+            out.push(line.clone());
+            done = true;
+        }
+        let key = t.split('=').next().map(str::trim);
+        if !done && key == Some("image") {
+            out.push(line.clone());
+            done = true;
+            continue;
+        }
+        out.push(l.to_string());
+    }
+    if !done {
+        out.push(line);
+    }
+    Ok(Change::Write(path, (out.join("\n") + "\n").into_bytes()))
 }
 
 /// Changes that remove the machine `who` names.

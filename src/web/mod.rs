@@ -6,6 +6,7 @@
 //! user.
 pub mod backups;
 pub mod history;
+pub mod images;
 pub mod pages;
 pub mod power;
 
@@ -44,6 +45,10 @@ pub fn routes() -> Router<HttpState> {
         .route("/ui/machines/{who}/backups", get(backups::page))
         .route("/ui/machines/{who}/restore", post(backups::restore))
         .route("/ui/groups", get(power::page))
+        .route("/ui/images", get(images::page))
+        .route("/ui/images/import", post(images::import))
+        .route("/ui/images/remove", post(images::remove))
+        .route("/ui/profiles/{name}/image", post(images::use_image))
         .route("/ui/groups/{name}/power", post(power::group))
         .route("/ui/audit", get(audit_page))
         .route("/ui/health", get(health_page))

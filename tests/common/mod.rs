@@ -337,3 +337,35 @@ pub fn reset_vm_hwm(pid: u32) {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
         .expect("reset VmHWM (needs the same user or root)");
 }
+
+pub fn run(cmd: &mut Command) {
+    let o = cmd.output().expect("run tool");
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A live tree: live/vmlinuz (an x86 boot header), live/initrd.img (cpio), and a real
+/// live/filesystem.squashfs.
+pub fn live_tree(dir: &Path, tag: &str) -> PathBuf {
+    let live = dir.join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    let mut kernel = vec![0u8; 300_000];
+    kernel[0x202..0x206].copy_from_slice(b"HdrS");
+    kernel[1000..1000 + tag.len()].copy_from_slice(tag.as_bytes());
+    std::fs::write(live.join("vmlinuz"), &kernel).unwrap();
+    let mut initrd = b"070701".to_vec();
+    initrd.resize(70_001, b'i');
+    std::fs::write(live.join("initrd.img"), &initrd).unwrap();
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), format!("live-{tag}\n")).unwrap();
+    run(Command::new("mksquashfs")
+        .arg(&root)
+        .arg(live.join("filesystem.squashfs"))
+        .args(["-noappend", "-quiet", "-no-progress"]));
+    std::fs::remove_dir_all(&root).unwrap();
+    dir.to_owned()
+}
