@@ -43,8 +43,36 @@ pub fn rfc3339_ms(ms: i64) -> String {
     format!("{}.{:03}Z", base.trim_end_matches('Z'), ms.rem_euclid(1000))
 }
 
+/// Unix milliseconds of a time as people write it in a query: RFC 3339 (`2026-11-30T08:00:00Z`,
+/// with an offset or fractions), or UTC `2026-11-30` (midnight), `2026-11-30 08:00[:00]`.
+pub fn parse_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Some(t.as_millisecond());
+    }
+    let civil = s.replacen(' ', "T", 1);
+    if let Ok(d) = civil.parse::<jiff::civil::DateTime>() {
+        return d.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp().as_millisecond());
+    }
+    s.parse::<jiff::civil::Date>()
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp().as_millisecond())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn query_times_parse_to_milliseconds() {
+        use super::parse_ms;
+        assert_eq!(parse_ms("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(parse_ms("1970-01-02"), Some(86_400_000));
+        assert_eq!(parse_ms("1970-01-01 01:00"), Some(3_600_000));
+        assert_eq!(parse_ms("1970-01-01T02:00:00+01:00"), Some(3_600_000));
+        assert_eq!(parse_ms("yesterday"), None);
+    }
+
     #[test]
     fn rfc3339_ms_keeps_milliseconds() {
         assert_eq!(super::rfc3339_ms(1_500), "1970-01-01T00:00:01.500Z");

@@ -391,11 +391,25 @@ pub fn mongo_filter(filter: &Value) -> Value {
                                 .unwrap_or_default(),
                         ),
                     ),
+                    "time" | "time_ms" => (field(k), time_values(v)),
                     _ => (field(k), v.clone()),
                 })
                 .collect(),
         ),
         other => other.clone(),
+    }
+}
+
+/// A `time` condition with date strings as unix milliseconds (what `time_ms` holds), as the
+/// embedded store reads them. Strings that are not dates were refused by `filter_to_sql`,
+/// which every query runs first.
+fn time_values(v: &Value) -> Value {
+    let one = |x: &Value| super::query::time_operand(x, "").unwrap_or_else(|_| x.clone());
+    match v {
+        Value::Object(ops) if ops.keys().any(|k| k.starts_with('$')) => {
+            Value::Object(ops.iter().map(|(op, x)| (op.clone(), one(x))).collect())
+        }
+        other => one(other),
     }
 }
 
@@ -482,6 +496,11 @@ mod tests {
         assert_eq!(
             mongo_filter(&json!({"time": {"$gt": 5}, "$or": [{"time": 1}, {"mac": "x"}]})),
             json!({"time_ms": {"$gt": 5}, "$or": [{"time_ms": 1}, {"mac": "x"}]})
+        );
+        assert_eq!(
+            mongo_filter(&json!({"time": {"$gte": "1970-01-01T00:00:02Z", "$in": ["1970-01-01", 7]}})),
+            json!({"time_ms": {"$gte": 2000, "$in": [0, 7]}}),
+            "dates as the milliseconds time_ms holds"
         );
         assert_eq!(
             mongo_sort(Some(&json!({"time": -1}))),

@@ -167,9 +167,34 @@ fn operator(
     operand: &Value,
     params: &mut Vec<Param>,
 ) -> Result<String, QueryError> {
+    let is_time = col == "time_ms";
+    let operand = &if is_time {
+        time_operand(operand, op)?
+    } else {
+        operand.clone()
+    };
     let cmp = |sym: &str, params: &mut Vec<Param>| -> Result<String, QueryError> {
-        params.push(param(operand, op)?);
-        Ok(format!("{col} {sym} ?"))
+        let p = param(operand, op)?;
+        // Ids are (time_ms << 20) | sequence: a time bound is also a rowid range, which
+        // SQLite reads without scanning the table.
+        let id_bound = match (&p, sym) {
+            (Param::Int(t), ">=" | ">" | "<" | "<=") if is_time => {
+                let t = if matches!(sym, ">" | "<=") { t.checked_add(1) } else { Some(*t) };
+                t.and_then(|t| t.checked_mul(1 << 20)).map(|b| {
+                    let s = if matches!(sym, ">=" | ">") { ">=" } else { "<" };
+                    (s, b)
+                })
+            }
+            _ => None,
+        };
+        params.push(p);
+        Ok(match id_bound {
+            Some((s, b)) => {
+                params.push(Param::Int(b));
+                format!("({col} {sym} ? AND id {s} ?)")
+            }
+            None => format!("{col} {sym} ?"),
+        })
     };
     match op {
         "$eq" if operand.is_null() => Ok(format!("{col} IS NULL")),
@@ -220,11 +245,48 @@ fn operator(
     }
 }
 
+/// A `time` operand: unix milliseconds as given, or a date string (see
+/// [`crate::clock::parse_ms`]) turned into them; arrays (`$in`) element by element.
+pub fn time_operand(v: &Value, op: &str) -> Result<Value, QueryError> {
+    match v {
+        Value::String(s) => crate::clock::parse_ms(s).map(Value::from).ok_or_else(|| {
+            QueryError::BadOperand {
+                op: format!("time {op}"),
+                what: "a time like \"2026-11-30\", \"2026-11-30 08:00\" or \"2026-11-30T08:00:00Z\" (UTC), or unix milliseconds",
+                got: v.to_string(),
+            }
+        }),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| time_operand(i, op))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        other => Ok(other.clone()),
+    }
+}
+
 /// `1` → ASC, `-1` → DESC (MongoDB sort directions).
 fn direction(v: &Value) -> Option<&'static str> {
     match v.as_i64() {
         Some(1) => Some("ASC"),
         Some(-1) => Some("DESC"),
+        _ => None,
+    }
+}
+
+/// The same order as [`sort_to_sql`] as rowid order, for a sort by time alone (or none): ids
+/// are (time_ms << 20) | sequence, so id order is time order, read straight off the table —
+/// newest first with a limit stops after that many matching rows instead of sorting them all.
+pub fn sort_by_id(sort: Option<&Value>) -> Option<&'static str> {
+    let Some(sort) = sort else {
+        return Some("id ASC");
+    };
+    let map = sort.as_object()?;
+    match (map.len(), map.iter().next()) {
+        (1, Some((k, dir))) if k == "time" || k == "time_ms" => match direction(dir)? {
+            "ASC" => Some("id ASC"),
+            _ => Some("id DESC"),
+        },
         _ => None,
     }
 }
@@ -266,8 +328,23 @@ mod tests {
             ),
             (
                 json!({"time": {"$gte": 5, "$lt": 9}}),
-                "time_ms >= ? AND time_ms < ?",
-                vec![Param::Int(5), Param::Int(9)],
+                "(time_ms >= ? AND id >= ?) AND (time_ms < ? AND id < ?)",
+                vec![
+                    Param::Int(5),
+                    Param::Int(5 << 20),
+                    Param::Int(9),
+                    Param::Int(9 << 20),
+                ],
+            ),
+            (
+                json!({"time": {"$gt": "1970-01-01T00:00:01Z", "$lte": 2000}}),
+                "(time_ms > ? AND id >= ?) AND (time_ms <= ? AND id < ?)",
+                vec![
+                    Param::Int(1000),
+                    Param::Int(1001 << 20),
+                    Param::Int(2000),
+                    Param::Int(2001 << 20),
+                ],
             ),
             (
                 json!({"bytes": {"$gt": 1.5}}),
@@ -326,6 +403,11 @@ mod tests {
             sort_to_sql(Some(&json!({"time": -1}))).unwrap(),
             "time_ms DESC, id DESC"
         );
+        assert_eq!(sort_by_id(Some(&json!({"time": -1}))), Some("id DESC"));
+        assert_eq!(sort_by_id(None), Some("id ASC"));
+        assert_eq!(sort_by_id(Some(&json!({"host": 1, "time": -1}))), None);
+        let e = filter_to_sql(&json!({"time": {"$gte": "last tuesday"}})).unwrap_err();
+        assert!(e.to_string().contains("a time like"), "{e}");
     }
 }
 

@@ -2,7 +2,9 @@
 //! stock `sqlite3` CLI can read it (ARCHITECTURE.md "The audit store"). mac, ip, host and kind
 //! are indexed by postings — per written batch, each value's ids — instead of B-tree indexes,
 //! which cost ~3 µs per entry and would cap ingest near 60 000 events/s.
-use super::query::{column_expr, filter_to_sql, pipeline_to_sql, sort_to_sql, IdShape, Param};
+use super::query::{
+    column_expr, filter_to_sql, pipeline_to_sql, sort_to_sql, IdShape, Param, Sql,
+};
 use super::{AuditError, AuditStore, Record};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
@@ -102,14 +104,37 @@ fn write_postings(tx: &rusqlite::Transaction, postings: Postings) -> rusqlite::R
     Ok(())
 }
 
-/// The posted values a filter pins at its top level (or in a top-level `$and`): field →
-/// values (`"v"`, `{"$eq": "v"}`, `{"$in": [...]}`), for narrowing by postings.
-fn pinned(filter: &Value, out: &mut Vec<(usize, Vec<String>)>) {
+/// One way to narrow a filter by postings: every match has one of these (field, values) —
+/// a single field for `{"mac": …}`, several for an `$or` whose every branch pins one.
+type Pin = Vec<(usize, Vec<String>)>;
+
+/// The pins of a filter: its posted fields at the top level or in a top-level `$and` (`"v"`,
+/// `{"$eq": "v"}`, `{"$in": [...]}`), and an `$or` whose branches all pin a field.
+fn pinned(filter: &Value, out: &mut Vec<Pin>) {
     let Value::Object(m) = filter else { return };
     for (k, v) in m {
         if k == "$and" {
             for f in v.as_array().into_iter().flatten() {
                 pinned(f, out);
+            }
+            continue;
+        }
+        if k == "$or" {
+            let mut union = Pin::new();
+            let branches = v.as_array().map(Vec::as_slice).unwrap_or_default();
+            for b in branches {
+                let mut inner = Vec::new();
+                pinned(b, &mut inner);
+                match inner.into_iter().next() {
+                    Some(p) => union.extend(p),
+                    None => {
+                        union.clear();
+                        break;
+                    }
+                }
+            }
+            if !union.is_empty() {
+                out.push(union);
             }
             continue;
         }
@@ -128,7 +153,7 @@ fn pinned(filter: &Value, out: &mut Vec<(usize, Vec<String>)>) {
             _ => None,
         };
         if let Some(v) = values {
-            out.push((f, v));
+            out.push(vec![(f, v)]);
         }
     }
 }
@@ -299,17 +324,19 @@ impl SqliteStore {
                 )
                 .ok()
         };
-        let mut best: Option<(usize, &Vec<String>, i64)> = None;
-        for (f, values) in &pins {
+        let mut best: Option<(&Pin, i64)> = None;
+        for pin in &pins {
             let mut n = 0;
-            for v in values {
-                n += sum(POSTED[*f], v)?;
+            for (f, values) in pin {
+                for v in values {
+                    n += sum(POSTED[*f], v)?;
+                }
             }
-            if best.is_none_or(|b| n < b.2) {
-                best = Some((*f, values, n));
+            if best.is_none_or(|b| n < b.1) {
+                best = Some((pin, n));
             }
         }
-        let (f, values, n) = best?;
+        let (pin, n) = best?;
         let total: i64 = self
             .conn
             .query_row(
@@ -326,25 +353,43 @@ impl SqliteStore {
             .conn
             .prepare_cached("SELECT first_id, ids FROM postings WHERE field = ?1 AND key = ?2")
             .ok()?;
-        for v in values {
-            let mut rows = st.query([POSTED[f], v.as_str()]).ok()?;
-            while let Ok(Some(r)) = rows.next() {
-                let first: i64 = r.get(0).ok()?;
-                let blob = r.get_ref(1).ok()?.as_blob().ok()?;
-                decode_ids(first, blob, &mut ids);
+        for (f, values) in pin {
+            for v in values {
+                let mut rows = st.query([POSTED[*f], v.as_str()]).ok()?;
+                while let Ok(Some(r)) = rows.next() {
+                    let first: i64 = r.get(0).ok()?;
+                    let blob = r.get_ref(1).ok()?.as_blob().ok()?;
+                    decode_ids(first, blob, &mut ids);
+                }
             }
         }
         ids.sort_unstable();
         ids.dedup();
+        let what: Vec<String> = pin
+            .iter()
+            .map(|(f, values)| format!("{} = {}", POSTED[*f], values.join(" | ")))
+            .collect();
         Some((
             format!(
-                "POSTINGS {} = {} ({} ids, looked up by rowid)",
-                POSTED[f],
-                values.join(" | "),
+                "POSTINGS {} ({} ids, looked up by rowid)",
+                what.join(" OR "),
                 ids.len()
             ),
             ids,
         ))
+    }
+}
+
+/// The ORDER BY of a find: rowid order for a time sort when the filter reads only columns
+/// (a document field may have a user-defined index, which SQLite should be free to use and
+/// then sort), else the general translation.
+fn find_order(w: &Sql, sort: Option<&Value>) -> Result<String, AuditError> {
+    match super::query::sort_by_id(sort) {
+        Some(o) if !w.where_clause.contains("json_extract") => {
+            sort_to_sql(sort)?; // still checked
+            Ok(o.to_string())
+        }
+        _ => Ok(sort_to_sql(sort)?),
     }
 }
 
@@ -482,7 +527,7 @@ impl AuditStore for SqliteStore {
         f: &mut dyn FnMut(Value) -> Result<(), AuditError>,
     ) -> Result<(), AuditError> {
         let w = filter_to_sql(filter)?;
-        let order = sort_to_sql(sort)?;
+        let order = find_order(&w, sort)?;
         let ids = self.narrow(filter).map(|(_, ids)| id_array(ids));
         let mut sql = narrowed_sql(
             &format!(
@@ -579,7 +624,7 @@ impl AuditStore for SqliteStore {
         let sql = format!(
             "SELECT doc FROM events WHERE {} ORDER BY {}",
             w.where_clause,
-            sort_to_sql(sort)?
+            find_order(&w, sort)?
         );
         self.plan(&sql, &w.params, self.narrow(filter))
     }
@@ -808,6 +853,45 @@ mod tests {
             .find(&json!({"mac": {"$regex": "52"}}), None, None)
             .unwrap_err();
         assert!(e.to_string().contains("$regex"), "{e}");
+    }
+
+    /// Ids are (time_ms << 20) | sequence: a time sort is rowid order (no sort step; newest
+    /// first with a limit reads only that many rows), a time range is a rowid range, dates
+    /// are accepted as strings, and an `$or` of posted fields is narrowed by their postings.
+    #[test]
+    fn time_sorts_and_ranges_read_rowids() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(&d.path().join("audit.db"), &[]).unwrap();
+        sample(&mut s);
+        let times = |docs: Vec<Value>| -> Vec<i64> {
+            docs.iter().map(|d| d["time_ms"].as_i64().unwrap()).collect()
+        };
+        let newest = s.find(&json!({}), Some(&json!({"time": -1})), Some(2)).unwrap();
+        assert_eq!(times(newest), [1004, 1003]);
+        let plan = s.explain(&json!({}), Some(&json!({"time": -1}))).unwrap().join(" ");
+        assert!(!plan.contains("TEMP B-TREE"), "no sort step: {plan}");
+        let range = json!({"time": {"$gte": 1002, "$lt": 1004}});
+        assert_eq!(times(s.find(&range, None, None).unwrap()), [1002, 1003]);
+        let plan = s.explain(&range, None).unwrap().join(" ");
+        assert!(plan.contains("rowid>? AND rowid<?"), "a rowid range: {plan}");
+        let since = json!({"time": {"$gt": "1970-01-01T00:00:01.002Z"}});
+        assert_eq!(times(s.find(&since, None, None).unwrap()), [1003, 1004]);
+        let either = json!({"$or": [{"mac": "52:54:00:00:00:01"}, {"ip": "10.0.0.9"}]});
+        assert_eq!(
+            times(s.find(&either, Some(&json!({"time": -1})), None).unwrap()),
+            [1004, 1003, 1002, 1001, 1000]
+        );
+        let plan = s.explain(&either, None).unwrap().join(" ");
+        assert!(
+            plan.contains("POSTINGS mac = 52:54:00:00:00:01 OR ip = 10.0.0.9 (5 ids"),
+            "{plan}"
+        );
+        // An $or with a branch no posting covers reads the table.
+        let plan = s
+            .explain(&json!({"$or": [{"mac": "52:54:00:00:00:01"}, {"bytes": 5}]}), None)
+            .unwrap()
+            .join(" ");
+        assert!(!plan.contains("POSTINGS"), "{plan}");
     }
 
     #[test]
