@@ -52,7 +52,10 @@ pub fn parse_ms(s: &str) -> Option<i64> {
     }
     let civil = s.replacen(' ', "T", 1);
     if let Ok(d) = civil.parse::<jiff::civil::DateTime>() {
-        return d.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp().as_millisecond());
+        return d
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp().as_millisecond());
     }
     s.parse::<jiff::civil::Date>()
         .ok()?

@@ -498,7 +498,9 @@ mod tests {
             json!({"time_ms": {"$gt": 5}, "$or": [{"time_ms": 1}, {"mac": "x"}]})
         );
         assert_eq!(
-            mongo_filter(&json!({"time": {"$gte": "1970-01-01T00:00:02Z", "$in": ["1970-01-01", 7]}})),
+            mongo_filter(
+                &json!({"time": {"$gte": "1970-01-01T00:00:02Z", "$in": ["1970-01-01", 7]}})
+            ),
             json!({"time_ms": {"$gte": 2000, "$in": [0, 7]}}),
             "dates as the milliseconds time_ms holds"
         );

@@ -179,7 +179,11 @@ fn operator(
         // SQLite reads without scanning the table.
         let id_bound = match (&p, sym) {
             (Param::Int(t), ">=" | ">" | "<" | "<=") if is_time => {
-                let t = if matches!(sym, ">" | "<=") { t.checked_add(1) } else { Some(*t) };
+                let t = if matches!(sym, ">" | "<=") {
+                    t.checked_add(1)
+                } else {
+                    Some(*t)
+                };
                 t.and_then(|t| t.checked_mul(1 << 20)).map(|b| {
                     let s = if matches!(sym, ">=" | ">") { ">=" } else { "<" };
                     (s, b)

@@ -2,9 +2,7 @@
 //! stock `sqlite3` CLI can read it (ARCHITECTURE.md "The audit store"). mac, ip, host and kind
 //! are indexed by postings — per written batch, each value's ids — instead of B-tree indexes,
 //! which cost ~3 µs per entry and would cap ingest near 60 000 events/s.
-use super::query::{
-    column_expr, filter_to_sql, pipeline_to_sql, sort_to_sql, IdShape, Param, Sql,
-};
+use super::query::{column_expr, filter_to_sql, pipeline_to_sql, sort_to_sql, IdShape, Param, Sql};
 use super::{AuditError, AuditStore, Record};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
@@ -864,16 +862,26 @@ mod tests {
         let mut s = SqliteStore::open(&d.path().join("audit.db"), &[]).unwrap();
         sample(&mut s);
         let times = |docs: Vec<Value>| -> Vec<i64> {
-            docs.iter().map(|d| d["time_ms"].as_i64().unwrap()).collect()
+            docs.iter()
+                .map(|d| d["time_ms"].as_i64().unwrap())
+                .collect()
         };
-        let newest = s.find(&json!({}), Some(&json!({"time": -1})), Some(2)).unwrap();
+        let newest = s
+            .find(&json!({}), Some(&json!({"time": -1})), Some(2))
+            .unwrap();
         assert_eq!(times(newest), [1004, 1003]);
-        let plan = s.explain(&json!({}), Some(&json!({"time": -1}))).unwrap().join(" ");
+        let plan = s
+            .explain(&json!({}), Some(&json!({"time": -1})))
+            .unwrap()
+            .join(" ");
         assert!(!plan.contains("TEMP B-TREE"), "no sort step: {plan}");
         let range = json!({"time": {"$gte": 1002, "$lt": 1004}});
         assert_eq!(times(s.find(&range, None, None).unwrap()), [1002, 1003]);
         let plan = s.explain(&range, None).unwrap().join(" ");
-        assert!(plan.contains("rowid>? AND rowid<?"), "a rowid range: {plan}");
+        assert!(
+            plan.contains("rowid>? AND rowid<?"),
+            "a rowid range: {plan}"
+        );
         let since = json!({"time": {"$gt": "1970-01-01T00:00:01.002Z"}});
         assert_eq!(times(s.find(&since, None, None).unwrap()), [1003, 1004]);
         let either = json!({"$or": [{"mac": "52:54:00:00:00:01"}, {"ip": "10.0.0.9"}]});
@@ -888,7 +896,10 @@ mod tests {
         );
         // An $or with a branch no posting covers reads the table.
         let plan = s
-            .explain(&json!({"$or": [{"mac": "52:54:00:00:00:01"}, {"bytes": 5}]}), None)
+            .explain(
+                &json!({"$or": [{"mac": "52:54:00:00:00:01"}, {"bytes": 5}]}),
+                None,
+            )
             .unwrap()
             .join(" ");
         assert!(!plan.contains("POSTINGS"), "{plan}");
