@@ -185,7 +185,11 @@ fn main() {
         ("overview", "/ui/".to_string()),
         ("overview, filtered", "/ui/?q=room3".to_string()),
         ("machine page", "/ui/machines/m0500".to_string()),
+        ("machine history", "/ui/machines/m0500/history".to_string()),
+        ("groups and power", "/ui/groups".to_string()),
+        ("images", "/ui/images".to_string()),
         ("health", "/ui/health".to_string()),
+        ("audit explorer, everything (100 rows)", "/ui/audit".to_string()),
         (
             "audit explorer (100 rows)",
             "/ui/audit?filter=%7B%22kind%22%3A%22tftp_finished%22%7D".to_string(),

@@ -211,6 +211,30 @@ fn queries() -> Vec<Q> {
             None,
         ),
         Q::Find(json!({"time": {"$gte": T0 + 20_000}}), None, Some(7)),
+        // Dates as strings, and newest first: the same rows on every backend.
+        Q::Find(
+            json!({"time": {"$gte": pxelator::clock::rfc3339_ms(T0 + 20_000), "$lt": T0 + 30_000}}),
+            Some(json!({"time": -1})),
+            Some(9),
+        ),
+        // Counts per 10-second bucket, alone and with the source (the graphs' queries).
+        Q::Agg(json!([
+            {"$match": {"source": "tftp"}},
+            {"$group": {
+                "_id": {"$subtract": ["$time", {"$mod": ["$time", 10_000]}]},
+                "n": {"$count": {}}
+            }},
+            {"$sort": {"_id": 1}}
+        ])),
+        Q::Agg(json!([
+            {"$match": {"source": {"$in": ["dhcp", "tftp", "http"]}}},
+            {"$group": {
+                "_id": {"t": {"$subtract": ["$time", {"$mod": ["$time", 10_000]}]}, "s": "$source"},
+                "n": {"$count": {}},
+                "bytes": {"$sum": "$bytes"}
+            }},
+            {"$sort": {"_id": 1}}
+        ])),
         Q::Find(
             json!({"kind": {"$nin": ["ping", "dhcp_reply"]}, "mac": m4}),
             None,
@@ -484,6 +508,11 @@ fn battery_mongodb_wire_nx27017() {
                 r#""_id":{"k":"$kind","s":"$source"}"#,
                 "nx-27017 returns a compound $group _id literally ({k: \"$kind\"}) instead of \
              evaluating its field paths; MongoDB evaluates them (checked by battery_real_mongodb)",
+            ),
+            (
+                r#""_id":{"t":{"$subtract""#,
+                "the same compound _id limitation of nx-27017 (its _id comes back literally); \
+             MongoDB evaluates $subtract/$mod per document (checked by battery_real_mongodb)",
             ),
             (
                 "explain",

@@ -431,9 +431,19 @@ pub fn mongo_sort(sort: Option<&Value>) -> Value {
 
 /// `"$time"` → `"$time_ms"` in a field reference.
 fn field_ref(v: &Value) -> Value {
-    match v.as_str().and_then(|s| s.strip_prefix('$')) {
-        Some(f) => Value::String(format!("${}", field(f))),
-        None => v.clone(),
+    match v {
+        Value::String(s) => match s.strip_prefix('$') {
+            Some(f) => Value::String(format!("${}", field(f))),
+            None => v.clone(),
+        },
+        // Expressions (a time bucket in `_id`): their field references too.
+        Value::Array(a) => Value::Array(a.iter().map(field_ref).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), field_ref(x)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 

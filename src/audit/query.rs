@@ -447,6 +447,43 @@ fn field_ref(v: &Value, op: &str) -> Result<String, QueryError> {
     }
 }
 
+/// A `$group._id` part: `"$field"`, or the field rounded down to a multiple of N — written
+/// as MongoDB runs it, `{"$subtract": ["$time", {"$mod": ["$time", 3600000]}]}` (hours), so
+/// both backends give the same buckets.
+fn group_key(v: &Value) -> Result<String, QueryError> {
+    if v.is_string() {
+        return field_ref(v, "$group._id");
+    }
+    let bad = || QueryError::BadOperand {
+        op: "$group._id".into(),
+        what: "\"$field\" or {\"$subtract\": [\"$field\", {\"$mod\": [\"$field\", N]}]} (N a whole number above 0)",
+        got: v.to_string(),
+    };
+    let sub = v
+        .as_object()
+        .filter(|m| m.len() == 1)
+        .and_then(|m| m.get("$subtract"))
+        .and_then(Value::as_array)
+        .filter(|a| a.len() == 2)
+        .ok_or_else(bad)?;
+    let m = sub[1]
+        .as_object()
+        .filter(|m| m.len() == 1)
+        .and_then(|m| m.get("$mod"))
+        .and_then(Value::as_array)
+        .filter(|a| a.len() == 2)
+        .ok_or_else(bad)?;
+    let n = m[1]
+        .as_i64()
+        .filter(|n| (1..=1_000_000_000_000_000).contains(n))
+        .ok_or_else(bad)?;
+    if sub[0] != m[0] {
+        return Err(bad());
+    }
+    let e = field_ref(&sub[0], "$group._id")?;
+    Ok(format!("({e} - ({e} % {n}))"))
+}
+
 /// Translates `[{$match}, {$group}, {$sort}, {$limit}, {$project}]` (each optional, in this
 /// order) to SQL. `$first`/`$last` follow time order.
 pub fn pipeline_to_sql(pipeline: &Value) -> Result<Aggregate, QueryError> {
@@ -557,10 +594,15 @@ pub fn pipeline_to_sql(pipeline: &Value) -> Result<Aggregate, QueryError> {
             group_by.push("g0".to_string());
             IdShape::Single
         }
+        Value::Object(parts) if parts.contains_key("$subtract") => {
+            select.push(format!("{} AS g0", group_key(id)?));
+            group_by.push("g0".to_string());
+            IdShape::Single
+        }
         Value::Object(parts) => {
             let mut keys = Vec::new();
             for (i, (k, v)) in parts.iter().enumerate() {
-                select.push(format!("{} AS g{i}", field_ref(v, "$group._id")?));
+                select.push(format!("{} AS g{i}", group_key(v)?));
                 group_by.push(format!("g{i}"));
                 keys.push(k.clone());
             }
@@ -713,6 +755,27 @@ mod pipeline_tests {
                 vec!["avg_rtt".to_string(), "n".to_string()]
             )
         );
+    }
+
+    #[test]
+    fn group_by_time_bucket() {
+        let hour = json!({"$subtract": ["$time", {"$mod": ["$time", 3600000]}]});
+        let a = pipeline_to_sql(&json!([{"$group": {"_id": {"h": hour, "s": "$source"}, "n": {"$count": {}}}}]))
+            .unwrap();
+        assert!(
+            a.sql.contains("(time_ms - (time_ms % 3600000)) AS g0"),
+            "{}",
+            a.sql
+        );
+        for bad in [
+            json!({"$subtract": ["$time", {"$mod": ["$ip", 60]}]}),
+            json!({"$subtract": ["$time", {"$mod": ["$time", 0]}]}),
+            json!({"$subtract": ["$time", {"$mod": ["$time", "1; DROP TABLE events"]}]}),
+            json!({"$add": ["$time", 1]}),
+        ] {
+            let e = pipeline_to_sql(&json!([{"$group": {"_id": {"h": bad}}}])).unwrap_err();
+            assert!(e.to_string().contains("$mod"), "{e}");
+        }
     }
 
     #[test]

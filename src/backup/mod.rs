@@ -217,7 +217,8 @@ pub fn run(
     let repo = ConfRepo::open_or_init(&cfg.conf_repo, author)?;
     let known = known_hosts(cfg);
     let queue = Arc::new(Mutex::new(todo));
-    let (tx, rx) = std::sync::mpsc::channel::<(HostPlan, u32, Result<Pulled, BackupError>)>();
+    type Done = (HostPlan, u32, Result<Pulled, BackupError>, Duration);
+    let (tx, rx) = std::sync::mpsc::channel::<Done>();
     let workers: Vec<_> = (0..plans.concurrency)
         .map(|_| {
             let (queue, tx, known, attempts, timeout, max_file_bytes) = (
@@ -234,6 +235,7 @@ pub fn run(
                     return;
                 };
                 let mut tries = 0;
+                let started = std::time::Instant::now();
                 let res = loop {
                     tries += 1;
                     match pull(&plan, &known, timeout, max_file_bytes, &spill_root) {
@@ -246,7 +248,7 @@ pub fn run(
                         other => break other,
                     }
                 };
-                if tx.send((plan, tries, res)).is_err() {
+                if tx.send((plan, tries, res, started.elapsed())).is_err() {
                     return;
                 }
             })
@@ -254,7 +256,7 @@ pub fn run(
         .collect();
     drop(tx);
     let mut results = Vec::new();
-    for (plan, attempts, res) in rx {
+    for (plan, attempts, res, took) in rx {
         let now = crate::clock::unix_now();
         let r = match res.and_then(|p| record(&repo, &plan.name, &p, author).map(|r| (p, r))) {
             Ok((p, (commit, changed, added, removed))) => {
@@ -276,6 +278,7 @@ pub fn run(
                     removed,
                     commit: commit.clone(),
                     oversize: oversize.clone(),
+                    duration_ms: took.as_millis() as u64,
                 });
                 let skipped = if oversize.is_empty() {
                     String::new()

@@ -81,6 +81,8 @@ pub enum Event {
         commit: Option<String>,
         /// Files over the per-file cap, not read: "path (N bytes)".
         oversize: Vec<String>,
+        /// From the first connection attempt to the pull's end (retries included).
+        duration_ms: u64,
     },
     /// A pull or restore that failed (after `attempts` tries).
     BackupFailed {
