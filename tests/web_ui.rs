@@ -570,6 +570,69 @@ async fn the_web_ui_in_chromium() {
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
 
+    // Graphs: this run's TFTP and HTTP traffic per hour, in requests and bytes.
+    click_and_load(&c, Locator::LinkText("Graphs")).await;
+    let label = |title: &'static str| {
+        let c = c.clone();
+        async move {
+            c.find(Locator::Css(&format!("svg[aria-label^='{title}:']")))
+                .await
+                .unwrap()
+                .attr("aria-label")
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let requests = label("Requests").await;
+    let total: f64 = requests
+        .trim_start_matches("Requests: ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(total >= 4.0, "2 TFTP + 2 HTTP at least: {requests}");
+    let text = body(&c).await;
+    assert!(
+        text.contains("TFTP transfers (2)") && text.contains("HTTP responses"),
+        "{text}"
+    );
+    let bytes = c
+        .find(Locator::XPath(
+            "//figure[.//*[starts-with(@aria-label, 'Bytes served:')]]",
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        bytes.contains("TFTP transfers (0.08)"),
+        "2 × 40 000 bytes over TFTP, in MB: {bytes}"
+    );
+    assert!(
+        label("Boots").await.starts_with("Boots: 0 "),
+        "no DHCP here"
+    );
+    assert_eq!(
+        c.find_all(Locator::Css("figure.chart"))
+            .await
+            .unwrap()
+            .len(),
+        6
+    );
+    shot(&c, "graphs").await;
+    c.execute(
+        "document.querySelectorAll('figure.chart')[2].scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    shot(&c, "graphs-traffic").await;
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
     // Power a group: one magic packet per machine of reading-room (kiosk1 and kiosk3) reaches
     // the loopback segment, and the page shows one result per machine.
     click_and_load(&c, Locator::LinkText("Groups")).await;

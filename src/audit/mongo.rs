@@ -438,11 +438,9 @@ fn field_ref(v: &Value) -> Value {
         },
         // Expressions (a time bucket in `_id`): their field references too.
         Value::Array(a) => Value::Array(a.iter().map(field_ref).collect()),
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, x)| (k.clone(), field_ref(x)))
-                .collect(),
-        ),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, x)| (k.clone(), field_ref(x))).collect())
+        }
         other => other.clone(),
     }
 }

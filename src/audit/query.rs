@@ -454,10 +454,12 @@ fn group_key(v: &Value) -> Result<String, QueryError> {
     if v.is_string() {
         return field_ref(v, "$group._id");
     }
-    let bad = || QueryError::BadOperand {
+    let bad = || {
+        QueryError::BadOperand {
         op: "$group._id".into(),
         what: "\"$field\" or {\"$subtract\": [\"$field\", {\"$mod\": [\"$field\", N]}]} (N a whole number above 0)",
         got: v.to_string(),
+    }
     };
     let sub = v
         .as_object()
@@ -760,8 +762,10 @@ mod pipeline_tests {
     #[test]
     fn group_by_time_bucket() {
         let hour = json!({"$subtract": ["$time", {"$mod": ["$time", 3600000]}]});
-        let a = pipeline_to_sql(&json!([{"$group": {"_id": {"h": hour, "s": "$source"}, "n": {"$count": {}}}}]))
-            .unwrap();
+        let a = pipeline_to_sql(
+            &json!([{"$group": {"_id": {"h": hour, "s": "$source"}, "n": {"$count": {}}}}]),
+        )
+        .unwrap();
         assert!(
             a.sql.contains("(time_ms - (time_ms % 3600000)) AS g0"),
             "{}",

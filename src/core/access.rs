@@ -80,7 +80,7 @@ pub fn required_role(method: &str, path: &str, history_path: Option<&str>) -> Ac
         (
             "GET",
             "/ui/" | "/ui/audit" | "/ui/audit.csv" | "/ui/health" | "/ui/live" | "/ui/groups"
-            | "/ui/images",
+            | "/ui/images" | "/ui/graphs",
         ) => Access::Role(Role::Viewer),
         // A machine's host-file backups: their contents and writing them back.
         ("GET", p) if p.starts_with("/ui/machines/") && p.ends_with("/backups") => {
@@ -147,7 +147,13 @@ mod tests {
             required_role("GET", "/api/new-thing", None),
             Role(super::Role::Admin)
         );
-        for page in ["/ui/groups", "/ui/images", "/ui/audit", "/ui/health"] {
+        for page in [
+            "/ui/groups",
+            "/ui/images",
+            "/ui/graphs",
+            "/ui/audit",
+            "/ui/health",
+        ] {
             assert_eq!(
                 required_role("GET", page, None),
                 Role(super::Role::Viewer),

@@ -70,6 +70,16 @@ impl Boot {
     pub fn duration_ms(&self) -> i64 {
         self.end_ms - self.start_ms
     }
+
+    /// Boot time: from its first DHCP reply to the booted system's first syslog message, or
+    /// to the end of the boot when the system sends none.
+    pub fn boot_time_ms(&self) -> i64 {
+        self.phases
+            .iter()
+            .find(|p| p.kind == PhaseKind::Syslog)
+            .map_or(self.end_ms, |p| p.start_ms)
+            - self.start_ms
+    }
 }
 
 struct Ev<'a> {

@@ -5,6 +5,7 @@
 //! through the same operations as the CLI ([`crate::commands`]), committed as the logged-in
 //! user.
 pub mod backups;
+pub mod graphs;
 pub mod history;
 pub mod images;
 pub mod pages;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<HttpState> {
         .route("/ui/machines/{who}/restore", post(backups::restore))
         .route("/ui/groups", get(power::page))
         .route("/ui/images", get(images::page))
+        .route("/ui/graphs", get(graphs::page))
         .route("/ui/images/import", post(images::import))
         .route("/ui/images/remove", post(images::remove))
         .route("/ui/profiles/{name}/image", post(images::use_image))

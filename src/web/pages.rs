@@ -48,6 +48,8 @@ svg.story{background:#fff;border:1px solid #e1e4e8;display:block;margin:.4rem 0}
 pre.diff .add{background:#e6ffec;color:#1a7f37}pre.diff .del{background:#ffebe9;color:#b42318}pre.diff .hunk{color:#6f42c1}
 pre{background:#fff;border:1px solid #e1e4e8;padding:.6rem;overflow:auto}
 .muted{color:#6a737d}
+figure.chart{margin:1rem 0;background:#fff;border:1px solid #e1e4e8;padding:.6rem}figure.chart svg{display:block;max-width:100%;height:auto}
+.legend .swatch{display:inline-block;width:.9rem;height:.9rem;border-radius:2px;vertical-align:middle}
 td.ok{color:#1a7f37;font-weight:600}td.failed{color:#b42318;font-weight:600}
 div.power{margin:.6rem 0}div.power button{padding:.3rem .7rem;margin:.1rem 0}
 table.calendar td{width:14%;min-height:3rem}.slot{padding:.1rem .3rem;margin:.1rem 0;border-left:3px solid #457b9d;background:#f1f6fa}
@@ -72,7 +74,7 @@ pub fn layout(f: &Frame, body: Markup) -> Markup {
                 header {
                     a href="/ui/" { "pxelator" }
                     @if let Some(w) = f.who {
-                        nav { a href="/ui/" { "Machines" } " " a href="/ui/groups" style="margin-left:1rem" { "Groups" } " " a href="/ui/images" style="margin-left:1rem" { "Images" } " " a href="/ui/audit" style="margin-left:1rem" { "Audit" } " " a href="/ui/health" style="margin-left:1rem" { "Health" } }
+                        nav { a href="/ui/" { "Machines" } " " a href="/ui/groups" style="margin-left:1rem" { "Groups" } " " a href="/ui/images" style="margin-left:1rem" { "Images" } " " a href="/ui/graphs" style="margin-left:1rem" { "Graphs" } " " a href="/ui/audit" style="margin-left:1rem" { "Audit" } " " a href="/ui/health" style="margin-left:1rem" { "Health" } }
                         div.who {
                             span { (w.user) " (" (w.role.name()) ")" }
                             form.inline method="post" action="/ui/logout" {
