@@ -189,7 +189,10 @@ fn main() {
         ("groups and power", "/ui/groups".to_string()),
         ("images", "/ui/images".to_string()),
         ("health", "/ui/health".to_string()),
-        ("audit explorer, everything (100 rows)", "/ui/audit".to_string()),
+        (
+            "audit explorer, everything (100 rows)",
+            "/ui/audit".to_string(),
+        ),
         (
             "audit explorer (100 rows)",
             "/ui/audit?filter=%7B%22kind%22%3A%22tftp_finished%22%7D".to_string(),

@@ -301,10 +301,13 @@ pub fn profile_use_image(
     )
 }
 
-/// Every stored image version with whether it is current and the profiles that boot it.
-pub fn image_list(cfg: &Config) -> Vec<(crate::image::ImageInfo, bool, Vec<String>)> {
-    let inv = load(cfg);
-    let stored = crate::image::list(&cfg.boot_dir);
+/// Every stored image version with whether it is current and the profiles of `inv` that boot
+/// it (the CLI passes the committed inventory, the web UI the one the daemon serves).
+pub fn image_list(
+    boot_dir: &std::path::Path,
+    inv: &inventory::Inventory,
+) -> Vec<(crate::image::ImageInfo, bool, Vec<String>)> {
+    let stored = crate::image::list(boot_dir);
     let mut usage = crate::image::usage(
         &stored,
         inv.profiles()
@@ -324,7 +327,7 @@ pub fn image_list(cfg: &Config) -> Vec<(crate::image::ImageInfo, bool, Vec<Strin
 pub fn image_remove(cfg: &Config, what: &str, force: bool) -> anyhow::Result<Vec<String>> {
     let (name, version) = crate::image::split_version(what);
     if !force {
-        let used: Vec<String> = image_list(cfg)
+        let used: Vec<String> = image_list(&cfg.boot_dir, &load(cfg))
             .into_iter()
             .filter(|(i, _, users)| {
                 i.name == name && version.is_none_or(|v| v == i.version) && !users.is_empty()
@@ -339,4 +342,23 @@ pub fn image_remove(cfg: &Config, what: &str, force: bool) -> anyhow::Result<Vec
         }
     }
     Ok(crate::image::remove(&cfg.boot_dir, what)?)
+}
+
+/// Sets (with None clears) the one-time boot override of the machine `who` names; the event
+/// that records it. The web UI's "next boot" buttons and `pxelator host next-boot` call this.
+pub fn host_next_boot(
+    cfg: &Config,
+    who: &str,
+    next: Option<crate::core::boot::NextBoot>,
+    user: &str,
+) -> anyhow::Result<crate::core::event::Event> {
+    let inv = load(cfg);
+    let m = edit::find(&inv, who).ok_or_else(|| edit::EditError::NotFound(who.to_owned()))?;
+    crate::nextboot::set(&cfg.state_dir, m.mac, next)?;
+    Ok(crate::core::event::Event::NextBootSet {
+        mac: m.mac,
+        host: m.hostname.clone(),
+        next: next.map(|n| n.name().to_string()),
+        user: user.to_string(),
+    })
 }

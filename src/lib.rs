@@ -29,6 +29,8 @@
 //!   checksummed directories under the boot directory.
 //! - [`commands`]  — the `host` and `history` operations the CLI and the web UI share, with typed
 //!   results (inventory edit → commit; log/diff/cat/revert).
+//! - [`nextboot`]  — one-time boot overrides ("next boot: local disk / netboot"), machine state in
+//!   `state_dir/next-boot.json`, used up when the boot script is served.
 //! - [`setup`]     — the appliance's first setup: setup.toml → config, network file, conf repo,
 //!   admin user, ssh key, boot loaders under one root (the data partition).
 //! - [`appliance`] — `pxelator appliance status|update|rollback|confirm`: the image's A/B system
@@ -50,6 +52,7 @@ pub mod events;
 pub mod fsutil;
 pub mod image;
 pub mod inventory;
+pub mod nextboot;
 pub mod power;
 /// The wire formats, a crate of their own (`crates/proto`): nothing there can use the rest.
 pub use pxelator_proto as proto;

@@ -333,6 +333,13 @@ enum HostCmd {
     },
     /// Remove a machine (by hostname, MAC or IP).
     Rm { who: String },
+    /// What the machine boots next, once: its local disk, or the network (its profile, or the
+    /// default profile when its own boots the local disk); `clear` removes the override.
+    NextBoot {
+        who: String,
+        /// local, netboot or clear.
+        next: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -400,6 +407,28 @@ fn host(config: &std::path::Path, who: Option<&str>, cmd: HostCmd) -> anyhow::Re
             approve,
         } => c::host_edit(&cfg, &who, &spec(name, set, unset, approve), &a)?.to_string(),
         HostCmd::Rm { who } => c::host_rm(&cfg, &who, &a)?.to_string(),
+        HostCmd::NextBoot { who, next } => {
+            let next = match next.as_str() {
+                "clear" => None,
+                n => Some(n.parse().map_err(anyhow::Error::msg)?),
+            };
+            let e = c::host_next_boot(&cfg, &who, next, &a.name)?;
+            if let Some(audit) = &cfg.audit {
+                pxelator::audit::record_events(audit, std::slice::from_ref(&e))?;
+            }
+            match (&e, next) {
+                (pxelator::core::event::Event::NextBootSet { host, mac, .. }, Some(n)) => format!(
+                    "{} ({mac}) boots {} once, at its next boot",
+                    host.as_deref().unwrap_or("(no name)"),
+                    if n == pxelator::core::boot::NextBoot::Local {
+                        "its local disk"
+                    } else {
+                        "from the network"
+                    }
+                ),
+                _ => format!("{who}: no one-time boot override"),
+            }
+        }
     };
     print!("{out}");
     if !out.ends_with('\n') {
@@ -671,7 +700,8 @@ fn image(config: &std::path::Path, who: Option<&str>, cmd: ImageCmd) -> anyhow::
             }
         }
         ImageCmd::List => {
-            for (i, current, users) in pxelator::commands::image_list(&cfg) {
+            let inv = pxelator::confrepo::current_inventory(&cfg).0;
+            for (i, current, users) in pxelator::commands::image_list(&cfg.boot_dir, &inv) {
                 let size: u64 = i.files.iter().map(|f| f.size).sum();
                 let sha = i.squashfs_sha256();
                 let sha = &sha[..16.min(sha.len())];

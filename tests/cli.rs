@@ -36,6 +36,23 @@ fn config_goes_before_or_after_the_verb() {
         out.contains("(default)"),
         "a machine without a profile gets the default: {out}"
     );
+    // A one-time boot override: checked words, state outside the conf repo, cleared again.
+    let (ok, out) = run(&["host", "next-boot", "kiosk1", "disk", "-c", cfg]);
+    assert!(!ok && out.contains("local (its disk) or netboot"), "{out}");
+    let (ok, out) = run(&["host", "next-boot", "kiosk1", "local", "-c", cfg]);
+    assert!(
+        ok && out.contains("kiosk1 (52:54:00:00:00:01) boots its local disk once"),
+        "{out}"
+    );
+    let state = std::fs::read_to_string(d.path().join("state/next-boot.json")).unwrap();
+    assert!(
+        state.contains("\"52:54:00:00:00:01\": \"local\""),
+        "{state}"
+    );
+    let (ok, out) = run(&["host", "next-boot", "kiosk1", "clear", "-c", cfg]);
+    assert!(ok && out.contains("no one-time boot override"), "{out}");
+    let (ok, out) = run(&["host", "next-boot", "nobody", "local", "-c", cfg]);
+    assert!(!ok && out.contains("no machine named \"nobody\""), "{out}");
 }
 
 /// A fresh install (the daemon never ran, so no audit store file): "never seen", not a

@@ -415,6 +415,67 @@ async fn the_web_ui_in_chromium() {
     assert!(text.contains("Setup Script"), "its history: {text}");
     shot(&c, "machine").await;
 
+    // Next boot: the local disk once. The boot script kiosk1 fetches says exit, the one after
+    // is its usual one again, and both are in the audit store.
+    click_and_load(&c, Locator::Id("next-local")).await;
+    let shown = c
+        .find(Locator::Id("next-boot"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(shown.contains("Its local disk, once"), "{shown}");
+    let script = |n: u32| {
+        let o = Command::new("curl")
+            .args(["-s", "--max-time", "10", "--interface", "127.0.0.2"])
+            .arg(format!(
+                "http://127.0.0.1:{http}/boot/52-54-00-aa-00-01.ipxe"
+            ))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "script fetch {n}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let first = script(1);
+    assert!(
+        first.contains("next boot: local disk (once)") && first.ends_with("exit\n"),
+        "{first}"
+    );
+    let second = script(2);
+    assert!(!second.contains("next boot"), "used once: {second}");
+    c.refresh().await.unwrap();
+    let shown = c
+        .find(Locator::Id("next-boot"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(shown.contains("As its profile says"), "{shown}");
+    let mut kinds = String::new();
+    for _ in 0..50 {
+        let o = px(
+            &cfg,
+            &[
+                "audit",
+                "find",
+                r#"{"kind": {"$in": ["next_boot_set", "next_boot_used"]}}"#,
+            ],
+        );
+        kinds = String::from_utf8_lossy(&o.stdout).into_owned();
+        if kinds.lines().count() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        kinds.contains("\"kind\":\"next_boot_set\"")
+            && kinds.contains("\"user\":\"amy\"")
+            && kinds.contains("\"kind\":\"next_boot_used\""),
+        "{kinds}"
+    );
+
     // Edit a parameter: a commit authored by amy.
     c.find(Locator::Id("param_key"))
         .await

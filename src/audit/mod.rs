@@ -260,6 +260,7 @@ fn source_of(e: &Event) -> &'static str {
         Event::InventoryLoaded { .. } | Event::InventoryProblem { .. } => "inventory",
         Event::ConfigCommitted { .. } | Event::ConfigRefused { .. } => "config",
         Event::KioskBooted { .. } => "kiosk",
+        Event::NextBootSet { .. } | Event::NextBootUsed { .. } => "boot",
         Event::ImageImported { .. } => "image",
         Event::ApplianceSlotWritten { .. }
         | Event::ApplianceUpdated { .. }

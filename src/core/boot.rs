@@ -161,13 +161,79 @@ fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A one-time override of what a machine boots next ("next boot" in the web UI,
+/// `pxelator host next-boot`); used once, then the machine boots as its profile says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NextBoot {
+    /// Its local disk, whatever its profile says.
+    Local,
+    /// The network: its profile, or the `default` profile when its own boots the local disk.
+    Netboot,
+}
+
+impl NextBoot {
+    pub fn name(self) -> &'static str {
+        match self {
+            NextBoot::Local => "local",
+            NextBoot::Netboot => "netboot",
+        }
+    }
+}
+
+impl std::str::FromStr for NextBoot {
+    type Err = String;
+    fn from_str(s: &str) -> Result<NextBoot, String> {
+        match s {
+            "local" => Ok(NextBoot::Local),
+            "netboot" => Ok(NextBoot::Netboot),
+            other => Err(format!(
+                "{other:?} is not a next boot: local (its disk) or netboot"
+            )),
+        }
+    }
+}
+
+/// The profile a machine boots with a one-time override (None: its usual one).
+fn profile_with<'a>(
+    inv: &'a Inventory,
+    machine: Option<&Machine>,
+    next: Option<NextBoot>,
+) -> Option<&'a Profile> {
+    let own = inv.profile_for(machine);
+    match next {
+        Some(NextBoot::Netboot) if own.is_none_or(|p| p.boot == BootKind::Local) => {
+            inv.profile("default").filter(|p| p.boot != BootKind::Local)
+        }
+        _ => own,
+    }
+}
+
 /// The iPXE script for `mac`: loads the profile's kernel and initrd over HTTP.
 pub fn ipxe_script(inv: &Inventory, mac: &Mac, http_base: &str) -> String {
+    ipxe_script_next(inv, mac, http_base, None)
+}
+
+/// The iPXE script for `mac` with a one-time override of what it boots.
+pub fn ipxe_script_next(
+    inv: &Inventory,
+    mac: &Mac,
+    http_base: &str,
+    next: Option<NextBoot>,
+) -> String {
     let machine = inv.by_mac(mac);
     let who = machine
         .and_then(|m| m.hostname.as_deref())
         .map_or("unknown machine".into(), |h| one_line(h).into_owned());
-    let Some(profile) = inv.profile_for(machine) else {
+    if next == Some(NextBoot::Local) {
+        return format!("#!ipxe\n# pxelator: {who} ({mac}) next boot: local disk (once)\nexit\n");
+    }
+    let Some(profile) = profile_with(inv, machine, next) else {
+        if next == Some(NextBoot::Netboot) {
+            return format!(
+                "#!ipxe\necho pxelator: {who} ({mac}) was to netboot once, but its profile boots the local disk and there is no netboot profile named default\nsleep 10\nexit\n"
+            );
+        }
         let fix = match machine {
             Some(m) => format!("set profile = \"...\" in {}", m.source.display()),
             None => "create profiles/default.toml or add the machine to the inventory".into(),
@@ -386,6 +452,49 @@ mod tests {
             registered: None,
         };
         Inventory::build(vec![m], vec![profile(boot)], &mut problems)
+    }
+
+    #[test]
+    fn next_boot_overrides_the_profile_once() {
+        // Local: the disk, whatever the profile says.
+        let s = ipxe_script_next(
+            &inv_with(BootKind::Ipxe, None),
+            &MAC,
+            "http://s",
+            Some(NextBoot::Local),
+        );
+        assert!(s.ends_with("next boot: local disk (once)\nexit\n"), "{s}");
+        assert!(!s.contains("kernel"));
+        // Netboot for a machine whose profile boots its disk: the default profile's kernel.
+        let m = inv_with(BootKind::Local, None).machines()[0].clone();
+        let mut default = profile(BootKind::Ipxe);
+        default.name = "default".into();
+        default.kernel = Some("d/vmlinuz".into());
+        let inv = Inventory::build(
+            vec![m.clone()],
+            vec![profile(BootKind::Local), default],
+            &mut vec![],
+        );
+        assert!(ipxe_script(&inv, &MAC, "http://s").ends_with("exit\n"));
+        let s = ipxe_script_next(&inv, &MAC, "http://s", Some(NextBoot::Netboot));
+        assert!(s.contains("kernel http://s/files/d/vmlinuz"), "{s}");
+        // Without a netboot default profile: a message, then the disk.
+        let inv = Inventory::build(vec![m], vec![profile(BootKind::Local)], &mut vec![]);
+        let s = ipxe_script_next(&inv, &MAC, "http://s", Some(NextBoot::Netboot));
+        assert!(
+            s.contains("no netboot profile named default") && s.ends_with("exit\n"),
+            "{s}"
+        );
+        // Netboot for a machine that netboots anyway: its own profile.
+        let s = ipxe_script_next(
+            &inv_with(BootKind::Ipxe, None),
+            &MAC,
+            "http://s",
+            Some(NextBoot::Netboot),
+        );
+        assert!(s.contains("kernel http://s/files/k/vmlinuz"), "{s}");
+        assert_eq!("local".parse::<NextBoot>(), Ok(NextBoot::Local));
+        assert!("disk".parse::<NextBoot>().unwrap_err().contains("local"));
     }
 
     #[test]

@@ -105,6 +105,20 @@ pub enum Event {
         image: Option<String>,
         args: String,
     },
+    /// A one-time boot override set (`next`: "local" or "netboot"; None: cleared).
+    NextBootSet {
+        mac: Mac,
+        host: Option<String>,
+        next: Option<String>,
+        user: String,
+    },
+    /// A one-time boot override used: the machine got its boot script (or pxelinux config)
+    /// with it, and it is gone.
+    NextBootUsed {
+        mac: Mac,
+        host: Option<String>,
+        next: String,
+    },
     /// A power action sent to a machine (`method`: "wol", "amt" or "ssh"; `target`: where it
     /// went).
     PowerRequested {
@@ -270,6 +284,8 @@ impl Event {
             Event::BackupFailed { .. } => "backup_failed",
             Event::BackupRestored { .. } => "backup_restored",
             Event::KioskBooted { .. } => "kiosk_booted",
+            Event::NextBootSet { .. } => "next_boot_set",
+            Event::NextBootUsed { .. } => "next_boot_used",
             Event::PowerRequested { .. } => "power_requested",
             Event::PowerFailed { .. } => "power_failed",
             Event::PowerStateSeen { .. } => "power_state_seen",

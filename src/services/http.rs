@@ -101,15 +101,37 @@ async fn ipxe_script(
         });
         return (StatusCode::FORBIDDEN, format!("{reason}\n")).into_response();
     }
+    // A one-time override ("next boot") is used up by this script.
+    let state_dir = st.config.state_dir.clone();
+    let next =
+        match tokio::task::spawn_blocking(move || crate::nextboot::take(&state_dir, mac)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::warn!("{e}; {mac} boots as its profile says");
+                None
+            }
+            Err(_) => None,
+        };
     let (script, kiosk, host) = {
         let inv = st.inventory.borrow();
         let host = inv.by_mac(&mac).and_then(|m| m.hostname.clone());
+        let kiosk = match next {
+            Some(boot::NextBoot::Local) => None,
+            _ => boot::kiosk_boot(&inv, &mac, &st.public_url),
+        };
         (
-            boot::ipxe_script(&inv, &mac, &st.public_url),
-            boot::kiosk_boot(&inv, &mac, &st.public_url),
+            boot::ipxe_script_next(&inv, &mac, &st.public_url, next),
+            kiosk,
             host,
         )
     };
+    if let Some(n) = next {
+        st.bus.emit(Event::NextBootUsed {
+            mac,
+            host: host.clone(),
+            next: n.name().into(),
+        });
+    }
     if let Some(k) = kiosk {
         // "name" is whatever version images/name links to now: record which.
         let image = k.image.map(|i| {

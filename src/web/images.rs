@@ -91,8 +91,8 @@ async fn render_page(
     notice: Option<String>,
     error: Option<String>,
 ) -> Response {
-    let cfg = st.config.clone();
-    let images = tokio::task::spawn_blocking(move || commands::image_list(&cfg))
+    let (boot, inv) = (st.config.boot_dir.clone(), st.inventory.borrow().clone());
+    let images = tokio::task::spawn_blocking(move || commands::image_list(&boot, &inv))
         .await
         .unwrap_or_default();
     let profiles = {

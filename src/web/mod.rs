@@ -43,6 +43,7 @@ pub fn routes() -> Router<HttpState> {
         .route("/ui/machines/{who}/history", get(history::page))
         .route("/ui/machines/{who}/revert", post(history::revert))
         .route("/ui/machines/{who}/power", post(power::machine))
+        .route("/ui/machines/{who}/next-boot", post(next_boot))
         .route("/ui/machines/{who}/backups", get(backups::page))
         .route("/ui/machines/{who}/restore", post(backups::restore))
         .route("/ui/groups", get(power::page))
@@ -270,15 +271,20 @@ async fn machine_view(
     events.truncate(50);
     let repo = st.conf_repo.clone();
     let file = machine.file.clone();
-    let history = tokio::task::spawn_blocking(move || {
-        crate::confrepo::ConfRepo::open(&repo)
+    let (state_dir, mac) = (st.config.state_dir.clone(), machine.mac);
+    let (history, next_boot) = tokio::task::spawn_blocking(move || {
+        let log = crate::confrepo::ConfRepo::open(&repo)
             .ok()
             .flatten()
             .and_then(|r| r.log(Some(&file), 20).ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let next = crate::nextboot::load(&state_dir)
+            .map(|all| all.get(&mac).copied())
+            .map_err(|e| e.to_string());
+        (log, next)
     })
     .await
-    .unwrap_or_default();
+    .unwrap_or_else(|e| (Vec::new(), Err(e.to_string())));
     Ok(pages::MachineView {
         state: seen::state(&times, now),
         times,
@@ -287,8 +293,9 @@ async fn machine_view(
         boots,
         can_edit: who.role >= Role::Operator,
         is_admin: who.role >= Role::Admin,
+        next_boot: next_boot.clone().ok().flatten(),
         notice,
-        error: error.or(ev_err),
+        error: error.or(ev_err).or(next_boot.err()),
         machine,
     })
 }
@@ -399,6 +406,42 @@ async fn wait_for_commit(
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), served.changed()).await;
     }
     r
+}
+
+#[derive(serde::Deserialize)]
+struct NextBootForm {
+    next: String,
+}
+
+/// The guard has checked the role (operator) and the form's CSRF token.
+async fn next_boot(
+    State(st): State<HttpState>,
+    Extension(who): Extension<Who>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Form(form): Form<NextBootForm>,
+) -> Response {
+    let next = match form.next.as_str() {
+        "clear" => Ok(None),
+        n => n.parse::<crate::core::boot::NextBoot>().map(Some),
+    };
+    let r = match next {
+        Ok(next) => {
+            let (cfg, k, user) = (st.config.clone(), key.clone(), who.user.clone());
+            tokio::task::spawn_blocking(move || commands::host_next_boot(&cfg, &k, next, &user))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| format!("{e:#}")))
+        }
+        Err(e) => Err(e),
+    };
+    match r {
+        Ok(e) => {
+            st.bus.emit(e);
+            Redirect::to(&format!("/ui/machines/{key}")).into_response()
+        }
+        Err(e) => render_machine(&st, &who, &headers, &key, None, Some(e)).await,
+    }
 }
 
 /// The guard has checked the role (operator) and the form's CSRF token.

@@ -221,6 +221,8 @@ pub struct MachineView {
     pub can_edit: bool,
     /// Sees the host-file backups.
     pub is_admin: bool,
+    /// Its one-time boot override, if set.
+    pub next_boot: Option<crate::core::boot::NextBoot>,
     pub notice: Option<String>,
     pub error: Option<String>,
 }
@@ -273,6 +275,28 @@ pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
                 h2 { "Power" }
                 p.muted { "Intel AMT when it has an amt param; otherwise Wake-on-LAN to switch on and power.toml's [ssh] command to switch off." }
                 (super::power::buttons(f, &format!("/ui/machines/{name}/power"), &name))
+            }
+            h2 { "Next boot" }
+            p #next-boot {
+                @match v.next_boot {
+                    None => { "As its profile says (" (m.profile.as_deref().unwrap_or("default")) ")." }
+                    Some(crate::core::boot::NextBoot::Local) => { strong { "Its local disk, once" } " — then as its profile says." }
+                    Some(crate::core::boot::NextBoot::Netboot) => { strong { "From the network, once" } " — then as its profile says." }
+                }
+            }
+            @if v.can_edit {
+                div.power {
+                    @for (next, label) in [("local", "Next boot: local disk"), ("netboot", "Next boot: network"), ("clear", "Clear")] {
+                        @if next != "clear" || v.next_boot.is_some() {
+                            form.inline method="post" action=(format!("/ui/machines/{name}/next-boot")) {
+                                input type="hidden" name="csrf" value=(f.csrf.unwrap_or(""));
+                                input type="hidden" name="next" value=(next);
+                                button type="submit" id=(format!("next-{next}")) { (label) }
+                            }
+                            " "
+                        }
+                    }
+                }
             }
             @if v.can_edit && m.registered.is_some() {
                 h2 { "Approve" }
@@ -617,6 +641,7 @@ mod tests {
             boots: vec![],
             can_edit: true,
             is_admin: false,
+            next_boot: None,
             notice: None,
             error: Some("bad <b>".into()),
         };
@@ -686,6 +711,7 @@ mod tests {
             boots: vec![],
             can_edit: false,
             is_admin: false,
+            next_boot: None,
             notice: None,
             error: None,
         };
