@@ -376,6 +376,14 @@ async fn the_web_ui_in_chromium() {
     assert!(git(&repo, &["log", "-1", "--format=%an|%s"])
         .starts_with("amy|Edit host host-aa0009: hostname kiosk3"));
 
+    // Enough traffic from kiosk1 that its events take more than one page.
+    for _ in 0..55 {
+        curl_from(
+            "127.0.0.2",
+            &format!("http://127.0.0.1:{http}/files/hello.bin"),
+        );
+    }
+
     // Keyboard only: Tab to the kiosk1 link from the top of the overview, Enter opens it.
     c.goto(&format!("{base}/ui/")).await.unwrap();
     let mut reached = false;
@@ -408,12 +416,40 @@ async fn the_web_ui_in_chromium() {
         .path()
         .ends_with("/ui/machines/kiosk1"));
     let text = body(&c).await;
-    assert!(
-        text.contains("tftp_finished") && text.contains("http_served"),
-        "kiosk1's events: {text}"
-    );
+    assert!(text.contains("http_served"), "kiosk1's events: {text}");
     assert!(text.contains("Setup Script"), "its history: {text}");
     shot(&c, "machine").await;
+    // Its events, paged: 50 on the page, the older ones behind a link, in time order.
+    let times = || async {
+        let mut out = Vec::new();
+        for r in c
+            .find_all(Locator::XPath(
+                "//h2[@id='events']/following-sibling::table[1]/tbody/tr/td[1]",
+            ))
+            .await
+            .unwrap()
+        {
+            out.push(r.text().await.unwrap());
+        }
+        out
+    };
+    let page1 = times().await;
+    assert_eq!(page1.len(), 50, "{page1:?}");
+    click_and_load(&c, Locator::Id("older")).await;
+    assert!(body(&c).await.contains("Older events"));
+    let page2 = times().await;
+    assert!(!page2.is_empty(), "older events");
+    assert!(
+        body(&c).await.contains("tftp_finished"),
+        "its first TFTP transfer is on the older page"
+    );
+    assert!(
+        page2.first().unwrap() <= page1.last().unwrap(),
+        "page 2 is older: {} vs {}",
+        page2[0],
+        page1[49]
+    );
+    c.goto(&format!("{base}/ui/machines/kiosk1")).await.unwrap();
 
     // Next boot: the local disk once. The boot script kiosk1 fetches says exit, the one after
     // is its usual one again, and both are in the audit store.
@@ -606,7 +642,24 @@ async fn the_web_ui_in_chromium() {
         .send_keys(r#"{"ip": "127.0.0.2", "source": {"$in": ["tftp", "http"]}}"#)
         .await
         .unwrap();
+    c.find(Locator::Id("plan"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     click_and_load(&c, Locator::Css("form[role=search] button")).await;
+    let plan = c
+        .find(Locator::Id("query-plan"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        plan.contains("POSTINGS ip = 127.0.0.2"),
+        "the query's plan: {plan}"
+    );
     let rows = c
         .find_all(Locator::Css("main table tbody tr"))
         .await

@@ -40,26 +40,16 @@ fn bucketed(filter: Value, from_ms: i64, bucket_ms: i64, by: &str) -> Value {
     ])
 }
 
-/// Runs the graph queries with the API's turn-taking and deadline.
+/// Runs a graph query with the API's turn-taking and deadline (nothing when auditing is off).
 async fn query(
     st: &HttpState,
     run: impl FnOnce(&dyn crate::audit::AuditStore) -> Result<Vec<Value>, crate::audit::AuditError>
         + Send
         + 'static,
 ) -> Result<Vec<Value>, String> {
-    let (cfg, turn) = crate::services::http::audit_slot(st)
+    super::with_store(st, run)
         .await
-        .map_err(|(_, why)| why.trim().to_string())?;
-    tokio::task::spawn_blocking(move || {
-        let _turn = turn;
-        let deadline = std::time::Instant::now() + crate::services::http::AUDIT_QUERY_TIME;
-        let stop = Box::new(move || std::time::Instant::now() > deadline);
-        let store =
-            crate::audit::open_bounded_reader(&cfg, Some(stop)).map_err(|e| e.to_string())?;
-        run(store.as_ref()).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())?
+        .map(Option::unwrap_or_default)
 }
 
 pub async fn page(

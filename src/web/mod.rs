@@ -197,17 +197,20 @@ async fn overview(
 #[derive(serde::Deserialize, Default)]
 struct MachineQuery {
     done: Option<String>,
+    /// Page the events: those before this time (unix ms).
+    before: Option<i64>,
 }
 
-/// The newest `limit` events matching `filter`, with the API's turn-taking (a bounded wait),
-/// deadline and limits; none when auditing is off.
-async fn newest_events(
+/// Runs `run` on a reader of the audit store with the API's turn-taking (a bounded wait) and
+/// deadline; `None` when auditing is off.
+async fn with_store<T: Send + 'static>(
     st: &HttpState,
-    filter: serde_json::Value,
-    limit: u64,
-) -> Result<Vec<serde_json::Value>, String> {
+    run: impl FnOnce(&dyn crate::audit::AuditStore) -> Result<T, crate::audit::AuditError>
+        + Send
+        + 'static,
+) -> Result<Option<T>, String> {
     if st.audit.is_none() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let (cfg, turn) = crate::services::http::audit_slot(st)
         .await
@@ -216,25 +219,44 @@ async fn newest_events(
         let _turn = turn;
         let deadline = std::time::Instant::now() + crate::services::http::AUDIT_QUERY_TIME;
         let stop = Box::new(move || std::time::Instant::now() > deadline);
-        crate::audit::open_bounded_reader(&cfg, Some(stop))
-            .and_then(|s| s.find(&filter, Some(&serde_json::json!({"time": -1})), Some(limit)))
-            .map_err(|e| e.to_string())
+        let store =
+            crate::audit::open_bounded_reader(&cfg, Some(stop)).map_err(|e| e.to_string())?;
+        run(store.as_ref()).map(Some).map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())?
 }
 
-/// The newest `limit` events of a machine (by MAC or IP).
+/// The newest `limit` events matching `filter` (the store's limits and deadline apply); none
+/// when auditing is off.
+async fn newest_events(
+    st: &HttpState,
+    filter: serde_json::Value,
+    limit: u64,
+) -> Result<Vec<serde_json::Value>, String> {
+    with_store(st, move |s| {
+        s.find(&filter, Some(&serde_json::json!({"time": -1})), Some(limit))
+    })
+    .await
+    .map(Option::unwrap_or_default)
+}
+
+/// The newest `limit` events of a machine (by MAC or IP), before `before` (unix ms) if given.
 async fn machine_events(
     st: &HttpState,
     m: &MachineRow,
     limit: u64,
+    before: Option<i64>,
 ) -> Result<Vec<serde_json::Value>, String> {
     let mut who = vec![serde_json::json!({"mac": m.mac.to_string()})];
     if let Some(ip) = m.ip {
         who.push(serde_json::json!({"ip": ip.to_string()}));
     }
-    newest_events(st, serde_json::json!({"$or": who}), limit).await
+    let mut filter = serde_json::json!({"$or": who});
+    if let Some(b) = before {
+        filter["time"] = serde_json::json!({"$lt": b});
+    }
+    newest_events(st, filter, limit).await
 }
 
 /// The machine a hostname, MAC or IP names in the served inventory; 404 with its name if none.
@@ -248,10 +270,14 @@ fn find_machine(st: &HttpState, key: &str) -> Result<MachineRow, (StatusCode, St
         ))
 }
 
+/// Events listed per page on the machine page.
+const EVENTS_PAGE: usize = 50;
+
 async fn machine_view(
     st: &HttpState,
     who: &Who,
     key: &str,
+    before: Option<i64>,
     notice: Option<String>,
     error: Option<String>,
 ) -> Result<pages::MachineView, (StatusCode, String)> {
@@ -262,13 +288,21 @@ async fn machine_view(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .machine(machine.mac, machine.ip);
-    // The newest 500 events make the boot stories; the newest 50 are listed.
-    let (mut events, ev_err) = match machine_events(st, &machine, 500).await {
+    // The newest 500 events make the boot stories; the newest 50 are listed (or, paging, the
+    // 50 before `before`).
+    let (mut events, ev_err) = match machine_events(st, &machine, 500, None).await {
         Ok(e) => (e, None),
         Err(e) => (Vec::new(), Some(format!("audit store: {e}"))),
     };
     let boots = crate::core::story::boots(&events, 5);
-    events.truncate(50);
+    events.truncate(EVENTS_PAGE);
+    let (events, ev_err): (Vec<serde_json::Value>, _) = match before {
+        None => (events, ev_err),
+        Some(b) => match machine_events(st, &machine, EVENTS_PAGE as u64, Some(b)).await {
+            Ok(e) => (e, ev_err),
+            Err(e) => (Vec::new(), Some(format!("audit store: {e}"))),
+        },
+    };
     let repo = st.conf_repo.clone();
     let file = machine.file.clone();
     let (state_dir, mac) = (st.config.state_dir.clone(), machine.mac);
@@ -285,6 +319,7 @@ async fn machine_view(
     })
     .await
     .unwrap_or_else(|e| (Vec::new(), Err(e.to_string())));
+    let more = events.len() == EVENTS_PAGE;
     Ok(pages::MachineView {
         state: seen::state(&times, now),
         times,
@@ -294,6 +329,8 @@ async fn machine_view(
         can_edit: who.role >= Role::Operator,
         is_admin: who.role >= Role::Admin,
         next_boot: next_boot.clone().ok().flatten(),
+        before,
+        more,
         notice,
         error: error.or(ev_err).or(next_boot.err()),
         machine,
@@ -314,7 +351,7 @@ async fn machine_page(
             let a = who.author();
             format!("Committed {d} as {} <{}>", a.name, a.email)
         });
-    render_machine(&st, &who, &headers, &key, notice, None).await
+    render_machine(&st, &who, &headers, &key, q.before, notice, None).await
 }
 
 /// The machine page (200), with a notice, or with an error (400: the form's change was
@@ -324,6 +361,7 @@ async fn render_machine(
     who: &Who,
     headers: &HeaderMap,
     key: &str,
+    before: Option<i64>,
     notice: Option<String>,
     error: Option<String>,
 ) -> Response {
@@ -338,7 +376,7 @@ async fn render_machine(
     } else {
         StatusCode::OK
     };
-    match machine_view(st, who, key, notice, error).await {
+    match machine_view(st, who, key, before, notice, error).await {
         Ok(v) => html(status, pages::machine(&f, &v, crate::clock::unix_now_ms())),
         Err((status, msg)) => html(status, pages::error_page(&f, status.as_u16(), &msg)),
     }
@@ -440,7 +478,7 @@ async fn next_boot(
             st.bus.emit(e);
             Redirect::to(&format!("/ui/machines/{key}")).into_response()
         }
-        Err(e) => render_machine(&st, &who, &headers, &key, None, Some(e)).await,
+        Err(e) => render_machine(&st, &who, &headers, &key, None, None, Some(e)).await,
     }
 }
 
@@ -469,7 +507,7 @@ async fn machine_edit(
             let short: String = c.commit.unwrap_or_default().chars().take(12).collect();
             Redirect::to(&format!("/ui/machines/{name}?done={short}")).into_response()
         }
-        Err(e) => render_machine(&st, &who, &headers, &key, None, Some(e)).await,
+        Err(e) => render_machine(&st, &who, &headers, &key, None, None, Some(e)).await,
     }
 }
 
@@ -478,6 +516,9 @@ struct AuditQuery {
     #[serde(default = "default_filter")]
     filter: String,
     limit: Option<u64>,
+    /// "1": show how the store runs the query.
+    #[serde(default)]
+    plan: String,
 }
 
 fn default_filter() -> String {
@@ -508,11 +549,24 @@ async fn audit_page(
         Ok((r, l)) => (r, l, None),
         Err(e) => (Vec::new(), q.limit.unwrap_or(100), Some(e)),
     };
+    let plan = if q.plan == "1" && error.is_none() {
+        match serde_json::from_str::<serde_json::Value>(&q.filter) {
+            Ok(f) => with_store(&st, move |s| {
+                s.explain(&f, Some(&serde_json::json!({"time": -1})))
+            })
+            .await
+            .unwrap_or_else(|e| Some(vec![format!("no plan: {e}")])),
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
     let s = &st.audit_stats;
     let v = pages::AuditView {
         filter: q.filter.clone(),
         limit,
         rows,
+        plan,
         status: [
             ("emitted", st.bus.emitted()),
             ("stored", s.stored.load(Relaxed)),

@@ -223,6 +223,10 @@ pub struct MachineView {
     pub is_admin: bool,
     /// Its one-time boot override, if set.
     pub next_boot: Option<crate::core::boot::NextBoot>,
+    /// The events listed are those before this time (unix ms), not the newest.
+    pub before: Option<i64>,
+    /// There may be older events (the page is full).
+    pub more: bool,
     pub notice: Option<String>,
     pub error: Option<String>,
 }
@@ -342,7 +346,7 @@ pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
             h2 { "Boot story" }
             @if v.boots.is_empty() { p.muted { "no boot recorded" } }
             @for b in &v.boots { (boot_story(b)) }
-            h2 { "Recent events" }
+            h2 #events { @if v.before.is_some() { "Older events" } @else { "Recent events" } }
             @if v.events.is_empty() { p.muted { "none recorded" } } @else {
                 table {
                     thead { tr { th scope="col" { "Time" } th scope="col" { "Kind" } th scope="col" { "Details" } } }
@@ -352,6 +356,12 @@ pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
                         td { (event_summary(e)) }
                     } } }
                 }
+            }
+            p.pager {
+                @if v.before.is_some() { a href=(format!("/ui/machines/{name}#events")) { "← newest" } " " }
+                @if v.more { @if let Some(t) = v.events.last().and_then(|e| e.get("time_ms")).and_then(|t| t.as_i64()) {
+                    a #older href=(format!("/ui/machines/{name}?before={t}#events")) { "older events →" }
+                } }
             }
             h2 { "History of " code { (m.file) } }
             p { a href=(format!("/ui/machines/{name}/history")) { "Compare versions, see the file as of a date, restore a version" } }
@@ -427,6 +437,8 @@ pub struct AuditView {
     pub filter: String,
     pub limit: u64,
     pub rows: Vec<serde_json::Value>,
+    /// How the store runs the query (asked for with plan=1).
+    pub plan: Option<Vec<String>>,
     pub error: Option<String>,
     /// emitted, stored, spooled, spool_pending, dropped.
     pub status: [(&'static str, u64); 5],
@@ -474,6 +486,11 @@ pub fn audit(f: &Frame, v: &AuditView) -> Markup {
                 label for="limit" style="display:inline" { "Rows" }
                 " "
                 input #limit name="limit" value=(v.limit) size="6" inputmode="numeric";
+                " "
+                label for="plan" style="display:inline;font-weight:normal" {
+                    input #plan type="checkbox" name="plan" value="1" checked[v.plan.is_some()];
+                    " show the plan"
+                }
                 " " button.primary type="submit" { "Find" }
             }
             p.muted { "Examples: "
@@ -483,6 +500,10 @@ pub fn audit(f: &Frame, v: &AuditView) -> Markup {
                 }
             }
             @if let Some(e) = &v.error { p.error role="alert" { (e) } }
+            @if let Some(plan) = &v.plan {
+                h2 { "Plan" }
+                pre #query-plan { @for l in plan { (l) "\n" } }
+            }
             p.muted {
                 (v.rows.len()) " rows · download "
                 a href=(format!("/api/audit/find?{q}")) { "JSON lines" } " · "
@@ -642,6 +663,8 @@ mod tests {
             can_edit: true,
             is_admin: false,
             next_boot: None,
+            before: None,
+            more: false,
             notice: None,
             error: Some("bad <b>".into()),
         };
@@ -712,6 +735,8 @@ mod tests {
             can_edit: false,
             is_admin: false,
             next_boot: None,
+            before: None,
+            more: false,
             notice: None,
             error: None,
         };
