@@ -3,154 +3,14 @@
 //! the CLI and traffic from curl (TFTP and HTTP from 127.0.0.2, a machine's address).
 //! Screenshots of each page go to $PXELATOR_SCREENSHOTS (default target/web-ui-screenshots).
 //! Skipped, loudly, without chromium + chromium-driver (scripts/setup installs them).
+mod browser;
 mod common;
+use browser::*;
 use common::*;
-use fantoccini::{Client, ClientBuilder, Locator};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use fantoccini::Locator;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
-
-struct Driver(Child);
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn shots_dir() -> PathBuf {
-    let d = std::env::var_os("PXELATOR_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/web-ui-screenshots")
-        });
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-async fn browser(port: u16) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({"args": ["--headless=new", "--no-sandbox", "--window-size=1280,900", "--disable-gpu"]}),
-    );
-    caps.insert(
-        "goog:loggingPrefs".into(),
-        serde_json::json!({"browser": "ALL"}),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a chromedriver session")
-}
-
-async fn shot(c: &Client, name: &str) {
-    let png = c.screenshot().await.unwrap();
-    assert!(png.len() > 2000, "screenshot {name} is empty");
-    std::fs::write(shots_dir().join(format!("{name}.png")), png).unwrap();
-}
-
-/// Browser console messages at SEVERE level since the last call (chromedriver's log API).
-async fn console_errors(c: &Client) -> Vec<String> {
-    match c.issue_cmd(LogCmd).await {
-        Ok(v) => v
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| e["level"] == "SEVERE")
-            .map(|e| e["message"].as_str().unwrap_or("").to_string())
-            .collect(),
-        Err(e) => vec![format!("could not read the browser log: {e}")],
-    }
-}
-
-#[derive(Debug)]
-struct LogCmd;
-impl fantoccini::wd::WebDriverCompatibleCommand for LogCmd {
-    fn endpoint(
-        &self,
-        base: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/se/log", session_id.unwrap_or("")))
-    }
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
-    }
-}
-
-/// Clicks what `loc` finds and waits for the next page to replace this one.
-async fn click_and_load(c: &Client, loc: Locator<'_>) {
-    let old = c.find(Locator::Css("html")).await.unwrap();
-    c.find(loc).await.unwrap().click().await.unwrap();
-    for _ in 0..200 {
-        if old.tag_name().await.is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no new page within 10 s");
-}
-
-/// Keyboard only: presses Tab until the focused element reads `label` (its text or its
-/// aria-label), at most `tabs` times, then Enter, and waits for the next page.
-async fn keyboard_to(c: &Client, label: &str, tabs: usize) {
-    for _ in 0..tabs {
-        c.active_element()
-            .await
-            .unwrap()
-            .send_keys("\u{E004}") // Tab
-            .await
-            .unwrap();
-        let el = c.active_element().await.unwrap();
-        let aria = el
-            .attr("aria-label")
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        if el.text().await.unwrap_or_default() == label || aria == label {
-            let old = c.find(Locator::Css("html")).await.unwrap();
-            el.send_keys("\u{E007}").await.unwrap(); // Enter
-            for _ in 0..200 {
-                if old.tag_name().await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            panic!("Enter on {label:?} loaded no page within 10 s");
-        }
-    }
-    panic!("{tabs} Tabs never reached {label:?}");
-}
-
-async fn login(c: &Client, base: &str, user: &str, password: &str) {
-    c.goto(&format!("{base}/ui/login")).await.unwrap();
-    c.find(Locator::Id("user"))
-        .await
-        .unwrap()
-        .send_keys(user)
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(password)
-        .await
-        .unwrap();
-    click_and_load(c, Locator::Css("button[type=submit]")).await;
-}
-
-async fn body(c: &Client) -> String {
-    c.find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
 
 fn curl_from(ip: &str, url: &str) {
     let o = Command::new("curl")
@@ -180,14 +40,14 @@ fn add_user(cfg: &Path, name: &str, role: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_ui_in_chromium() {
-    let (Ok(_), Ok(_)) = (which("chromium"), which("chromedriver")) else {
+    if !have_chromium() {
         println!(
             "SKIPPED: chromium and chromium-driver are not installed (scripts/setup installs them)"
         );
         return;
-    };
+    }
     let d = tempfile::tempdir().unwrap();
-    let (http, tftp, wd) = (free_port(), free_port(), free_port());
+    let (http, tftp) = (free_port(), free_port());
     let cfg = loopback_config_with(
         d.path(),
         http,
@@ -287,18 +147,7 @@ async fn the_web_ui_in_chromium() {
         &format!("http://127.0.0.1:{http}/files/hello.bin"),
     );
 
-    let _driver = Driver(
-        Command::new("chromedriver")
-            .arg(format!("--port={wd}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver"),
-    );
-    wait_listening(wd, Duration::from_secs(20), || {
-        "chromedriver did not listen".into()
-    });
-    let c = browser(wd).await;
+    let (_driver, c) = start_browser().await;
     let base = format!("http://127.0.0.1:{http}");
 
     // Not logged in: the UI sends the browser to the login form.
@@ -957,12 +806,12 @@ async fn the_web_ui_in_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_in_chromium() {
     use common::sshd::*;
-    let (Ok(_), Ok(_)) = (which("chromium"), which("chromedriver")) else {
+    if !have_chromium() {
         println!(
             "SKIPPED: chromium and chromium-driver are not installed (scripts/setup installs them)"
         );
         return;
-    };
+    }
     if !sshd_available() {
         println!(
             "SKIPPED: web backups test: {SSHD} not installed (apt-get install openssh-server)"
@@ -976,7 +825,7 @@ async fn backups_in_chromium() {
     let motd = etc.join("motd");
     std::fs::write(&motd, "Welcome, version 1\n").unwrap();
     let d = tempfile::tempdir().unwrap();
-    let (http, wd) = (free_port(), free_port());
+    let http = free_port();
     let cfg = loopback_config_with(
         d.path(),
         http,
@@ -1037,18 +886,7 @@ async fn backups_in_chromium() {
     wait_listening(http, Duration::from_secs(20), || {
         std::fs::read_to_string(d.path().join("daemon.log")).unwrap_or_default()
     });
-    let _driver = Driver(
-        Command::new("chromedriver")
-            .arg(format!("--port={wd}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver"),
-    );
-    wait_listening(wd, Duration::from_secs(20), || {
-        "chromedriver did not listen".into()
-    });
-    let c = browser(wd).await;
+    let (_driver, c) = start_browser().await;
     let base = format!("http://127.0.0.1:{http}");
     login(&c, &base, "ada", "ada-password-1").await;
     c.goto(&format!("{base}/ui/machines/kiosk1")).await.unwrap();
@@ -1170,12 +1008,12 @@ async fn backups_in_chromium() {
 /// POST is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_in_chromium() {
-    let (Ok(_), Ok(_)) = (which("chromium"), which("chromedriver")) else {
+    if !have_chromium() {
         println!(
             "SKIPPED: chromium and chromium-driver are not installed (scripts/setup installs them)"
         );
         return;
-    };
+    }
     if which("mksquashfs").is_err() {
         println!(
             "SKIPPED: web images test: mksquashfs not installed (apt-get install squashfs-tools)"
@@ -1183,7 +1021,7 @@ async fn images_in_chromium() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    let (http, wd) = (free_port(), free_port());
+    let http = free_port();
     let cfg = loopback_config_with(
         d.path(),
         http,
@@ -1228,18 +1066,7 @@ async fn images_in_chromium() {
     wait_listening(http, Duration::from_secs(20), || {
         std::fs::read_to_string(d.path().join("daemon.log")).unwrap_or_default()
     });
-    let _driver = Driver(
-        Command::new("chromedriver")
-            .arg(format!("--port={wd}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver"),
-    );
-    wait_listening(wd, Duration::from_secs(20), || {
-        "chromedriver did not listen".into()
-    });
-    let c = browser(wd).await;
+    let (_driver, c) = start_browser().await;
     let base = format!("http://127.0.0.1:{http}");
     login(&c, &base, "ada", "ada-password-1").await;
     click_and_load(&c, Locator::LinkText("Images")).await;
@@ -1386,14 +1213,4 @@ async fn images_in_chromium() {
     .unwrap();
     assert_eq!(r.status, 403, "a viewer started an import");
     c.close().await.unwrap();
-}
-
-fn which(cmd: &str) -> Result<PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(cmd))
-                .find(|f| f.is_file())
-        })
-        .ok_or(())
 }
