@@ -143,6 +143,13 @@ pub struct MachineRow {
 }
 
 impl MachineRow {
+    /// How pages and links name it: its hostname, else its MAC.
+    pub fn name(&self) -> String {
+        self.hostname
+            .clone()
+            .unwrap_or_else(|| self.mac.to_string())
+    }
+
     pub fn new(m: &Machine, root: &std::path::Path) -> MachineRow {
         MachineRow {
             hostname: m.hostname.clone(),

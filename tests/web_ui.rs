@@ -12,6 +12,36 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+/// A form POST with the browser's own session cookie and CSRF token (what a page's form would
+/// send, whether or not the page shows that form).
+async fn post_as_browser(c: &fantoccini::Client, http: u16, path: &str, form: &str) -> Resp {
+    let cookie = c
+        .get_named_cookie("pxl_session")
+        .await
+        .unwrap()
+        .value()
+        .to_string();
+    let token = c
+        .find(Locator::Css("header form input[name=csrf]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    request(
+        http,
+        "POST",
+        path,
+        &[
+            ("Cookie", &format!("pxl_session={cookie}")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &format!("csrf={token}&{form}"),
+    )
+    .unwrap()
+}
+
 fn curl_from(ip: &str, url: &str) {
     let o = Command::new("curl")
         .args([
@@ -751,31 +781,7 @@ async fn the_web_ui_in_chromium() {
     );
     // A viewer's POST to a power endpoint, with a valid session and CSRF token: refused, and no
     // packet goes out.
-    let viewer_cookie = c
-        .get_named_cookie("pxl_session")
-        .await
-        .unwrap()
-        .value()
-        .to_string();
-    let viewer_csrf = c
-        .find(Locator::Css("header form input[name=csrf]"))
-        .await
-        .unwrap()
-        .attr("value")
-        .await
-        .unwrap()
-        .unwrap();
-    let r = request(
-        http,
-        "POST",
-        "/ui/groups/reading-room/power",
-        &[
-            ("Cookie", &format!("pxl_session={viewer_cookie}")),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-        ],
-        &format!("csrf={viewer_csrf}&action=on"),
-    )
-    .unwrap();
+    let r = post_as_browser(&c, http, "/ui/groups/reading-room/power", "action=on").await;
     assert_eq!(r.status, 403, "a viewer pressed power");
     wol.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
@@ -1186,31 +1192,7 @@ async fn images_in_chromium() {
         text.contains("kiosk-v1"),
         "a viewer reads the images page: {text}"
     );
-    let cookie = c
-        .get_named_cookie("pxl_session")
-        .await
-        .unwrap()
-        .value()
-        .to_string();
-    let token = c
-        .find(Locator::Css("header form input[name=csrf]"))
-        .await
-        .unwrap()
-        .attr("value")
-        .await
-        .unwrap()
-        .unwrap();
-    let r = request(
-        http,
-        "POST",
-        "/ui/images/import",
-        &[
-            ("Cookie", &format!("pxl_session={cookie}")),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-        ],
-        &format!("csrf={token}&source=%2Fetc&name=etc"),
-    )
-    .unwrap();
+    let r = post_as_browser(&c, http, "/ui/images/import", "source=%2Fetc&name=etc").await;
     assert_eq!(r.status, 403, "a viewer started an import");
     c.close().await.unwrap();
 }

@@ -5,13 +5,13 @@
 //! `pxelator history diff`.
 use super::history::diff_block;
 use super::pages::{self, Frame};
-use super::{csrf, find_machine, html};
+use super::{find_machine, ui_page};
 use crate::auth::Who;
 use crate::backup;
 use crate::confrepo::{ConfRepo, LogEntry};
 use crate::services::http::HttpState;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use maud::{html, Markup};
@@ -60,6 +60,21 @@ pub struct BackupsView {
     pub error: Option<String>,
 }
 
+impl BackupsView {
+    /// The page with nothing but what went wrong.
+    fn failed(host: &str, error: String) -> BackupsView {
+        BackupsView {
+            host: host.to_string(),
+            in_plan: false,
+            last: None,
+            pulls: Vec::new(),
+            files: Vec::new(),
+            file: None,
+            error: Some(error),
+        }
+    }
+}
+
 #[derive(serde::Deserialize, Default)]
 pub struct BackupsQuery {
     #[serde(default)]
@@ -77,7 +92,7 @@ pub async fn page(
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };
-    let host = m.hostname.clone().unwrap_or_else(|| m.mac.to_string());
+    let host = m.name();
     let (cfg, inv, h) = (
         st.config.clone(),
         st.inventory.borrow().clone(),
@@ -86,28 +101,11 @@ pub async fn page(
     let file = (!q.file.trim().is_empty()).then(|| file_ok(&q.file));
     let v = tokio::task::spawn_blocking(move || view(&cfg, &inv, &h, file))
         .await
-        .unwrap_or_else(|e| BackupsView {
-            host: host.clone(),
-            in_plan: false,
-            last: None,
-            pulls: Vec::new(),
-            files: Vec::new(),
-            file: None,
-            error: Some(e.to_string()),
-        });
-    let token = csrf(&st, &headers);
+        .unwrap_or_else(|e| BackupsView::failed(&host, e.to_string()));
     let title = format!("Backups of {}", v.host);
-    let f = Frame {
-        title: &title,
-        who: Some(&who),
-        csrf: token.as_deref(),
-    };
-    let status = if v.error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    html(status, render(&f, &v, None))
+    ui_page(&st, &headers, &who, &title, v.error.is_some(), |f| {
+        render(f, &v, None)
+    })
 }
 
 fn view(
@@ -215,7 +213,7 @@ pub async fn restore(
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };
-    let host = m.hostname.clone().unwrap_or_else(|| m.mac.to_string());
+    let host = m.name();
     let write = form.confirm == "1";
     let checked = file_ok(&form.file).and_then(|f| Ok((f, rev_ok(&form.rev)?)));
     let (file, rev) = match &checked {
@@ -255,28 +253,11 @@ pub async fn restore(
     let sel = Some(Ok(r.file.clone()));
     let v = tokio::task::spawn_blocking(move || view(&cfg, &inv, &h, sel))
         .await
-        .unwrap_or_else(|e| BackupsView {
-            host,
-            in_plan: false,
-            last: None,
-            pulls: Vec::new(),
-            files: Vec::new(),
-            file: None,
-            error: Some(e.to_string()),
-        });
-    let token = csrf(&st, &headers);
+        .unwrap_or_else(|e| BackupsView::failed(&host, e.to_string()));
     let title = format!("Backups of {}", v.host);
-    let f = Frame {
-        title: &title,
-        who: Some(&who),
-        csrf: token.as_deref(),
-    };
-    let status = if r.result.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    html(status, render(&f, &v, Some(&r)))
+    ui_page(&st, &headers, &who, &title, r.result.is_err(), |f| {
+        render(f, &v, Some(&r))
+    })
 }
 
 fn restore_form(f: &Frame, host: &str, file: &str, rev: &str, confirm: bool) -> Markup {

@@ -4,12 +4,12 @@
 //! store (an aggregation by time bucket, or the newest events of the range), turned into
 //! series by [`crate::core::graphs`] and drawn here as SVG with axes and units.
 use super::pages::{self, Frame};
-use super::{csrf, html};
+use super::ui_page;
 use crate::auth::Who;
 use crate::core::graphs::{self, BootPoint, Chart};
 use crate::services::http::HttpState;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Extension;
 use maud::{html, Markup};
@@ -263,13 +263,9 @@ pub async fn page(
     }
     charts.push(backup_c);
 
-    let token = csrf(&st, &headers);
-    let f = Frame {
-        title: "Graphs",
-        who: Some(&who),
-        csrf: token.as_deref(),
-    };
-    html(StatusCode::OK, render(&f, days, &charts, enabled))
+    ui_page(&st, &headers, &who, "Graphs", false, |f| {
+        render(f, days, &charts, enabled)
+    })
 }
 
 const COLORS: [&str; 7] = [

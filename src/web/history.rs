@@ -2,7 +2,7 @@
 //! as of a date, and "restore this version" (a new commit by the logged-in user). The same
 //! operations as `pxelator history log|diff|cat|revert`.
 use super::pages::{self, Frame};
-use super::{csrf, find_machine, html, wait_for_commit};
+use super::{find_machine, ui_page, wait_for_commit};
 use crate::auth::Who;
 use crate::commands;
 use crate::confrepo::{ConfRepo, LogEntry};
@@ -67,7 +67,7 @@ pub async fn page(
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };
-    let name = m.hostname.clone().unwrap_or_else(|| m.mac.to_string());
+    let name = m.name();
     let (root, file) = (st.conf_repo.clone(), m.file.clone());
     let mut v = HistoryView {
         name,
@@ -138,19 +138,10 @@ pub async fn page(
             .unwrap_or_default();
         }
     }
-    let token = csrf(&st, &headers);
     let title = format!("History of {}", v.name);
-    let f = Frame {
-        title: &title,
-        who: Some(&who),
-        csrf: token.as_deref(),
-    };
-    let status = if v.error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    html(status, render(&f, &v))
+    ui_page(&st, &headers, &who, &title, v.error.is_some(), |f| {
+        render(f, &v)
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -178,7 +169,7 @@ pub async fn revert(
     };
     let (cfg, author, spec) = (st.config.clone(), who.author(), format!("{}@{rev}", m.file));
     let r = wait_for_commit(&st, move || commands::history_revert(&cfg, &spec, &author)).await;
-    let name = m.hostname.clone().unwrap_or_else(|| m.mac.to_string());
+    let name = m.name();
     match r {
         Ok(c) => {
             let short: String = c.commit.unwrap_or_default().chars().take(12).collect();

@@ -4,7 +4,7 @@
 //! `pxelator image list|use|import|rm` ([`commands::image_list`], [`commands::profile_use_image`],
 //! [`image::import`], [`commands::image_remove`]).
 use super::pages::{self, Frame};
-use super::{csrf, html, wait_for_commit};
+use super::{ui_page, wait_for_commit};
 use crate::auth::Who;
 use crate::commands;
 use crate::core::access::Role;
@@ -12,7 +12,7 @@ use crate::core::event::Event;
 use crate::image::{self, ImageInfo};
 use crate::services::http::HttpState;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use maud::{html, Markup};
@@ -123,19 +123,10 @@ async fn render_page(
         notice,
         error,
     };
-    let token = csrf(st, headers);
-    let f = Frame {
-        title: "Images",
-        who: Some(who),
-        csrf: token.as_deref(),
-    };
-    let status = if v.error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
     let running = v.job.as_ref().is_some_and(|j| j.result.is_none());
-    let mut r = html(status, render(&f, &v));
+    let mut r = ui_page(st, headers, who, "Images", v.error.is_some(), |f| {
+        render(f, &v)
+    });
     if running {
         // While an import runs the page follows it without script: reloaded every 2 s.
         r.headers_mut()

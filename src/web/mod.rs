@@ -73,6 +73,30 @@ fn html(status: StatusCode, m: Markup) -> Response {
         .into_response()
 }
 
+/// A page for `who`: the frame (title, the user, the session's CSRF token for its forms)
+/// handed to `render`; 400 when the page reports a refused or failed request, else 200.
+fn ui_page(
+    st: &HttpState,
+    headers: &HeaderMap,
+    who: &Who,
+    title: &str,
+    failed: bool,
+    render: impl FnOnce(&Frame) -> Markup,
+) -> Response {
+    let token = csrf(st, headers);
+    let f = Frame {
+        title,
+        who: Some(who),
+        csrf: token.as_deref(),
+    };
+    let status = if failed {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    html(status, render(&f))
+}
+
 /// The session's CSRF token, for the forms of the page.
 fn csrf(st: &HttpState, headers: &HeaderMap) -> Option<String> {
     let c = api_auth::cookie_value(headers)?;
@@ -185,13 +209,9 @@ async fn overview(
             })
             .collect()
     };
-    let token = csrf(&st, &headers);
-    let f = Frame {
-        title: "Machines",
-        who: Some(&who),
-        csrf: token.as_deref(),
-    };
-    html(StatusCode::OK, pages::overview(&f, &rows, &q.q, total, now))
+    ui_page(&st, &headers, &who, "Machines", false, |f| {
+        pages::overview(f, &rows, &q.q, total, now)
+    })
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -577,18 +597,9 @@ async fn audit_page(
         enabled: st.audit.is_some(),
         error,
     };
-    let token = csrf(&st, &headers);
-    let f = Frame {
-        title: "Audit",
-        who: Some(&who),
-        csrf: token.as_deref(),
-    };
-    let status = if v.error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    html(status, pages::audit(&f, &v))
+    ui_page(&st, &headers, &who, "Audit", v.error.is_some(), |f| {
+        pages::audit(f, &v)
+    })
 }
 
 async fn audit_csv(State(st): State<HttpState>, Query(q): Query<AuditQuery>) -> Response {
@@ -661,16 +672,9 @@ async fn health_page(
         }),
         version: env!("CARGO_PKG_VERSION"),
     };
-    let token = csrf(&st, &headers);
-    let f = Frame {
-        title: "Health",
-        who: Some(&who),
-        csrf: token.as_deref(),
-    };
-    html(
-        StatusCode::OK,
-        pages::health(&f, &v, crate::clock::unix_now_ms()),
-    )
+    ui_page(&st, &headers, &who, "Health", false, |f| {
+        pages::health(f, &v, crate::clock::unix_now_ms())
+    })
 }
 
 /// Live overviews open at once (each holds a bus subscription and a task).

@@ -145,10 +145,7 @@ fn state_badge(s: State) -> Markup {
 }
 
 fn machine_link(m: &MachineRow) -> String {
-    format!(
-        "/ui/machines/{}",
-        m.hostname.clone().unwrap_or_else(|| m.mac.to_string())
-    )
+    format!("/ui/machines/{}", m.name())
 }
 
 /// One machine on the overview.
@@ -254,7 +251,7 @@ fn event_summary(e: &serde_json::Value) -> String {
 
 pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
     let m = &v.machine;
-    let name = m.hostname.clone().unwrap_or_else(|| m.mac.to_string());
+    let name = m.name();
     layout(
         f,
         html! {

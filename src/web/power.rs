@@ -4,7 +4,7 @@
 //! the daemon was down. The same operation as `pxelator power` ([`power::request`]); every
 //! result is an event on the bus (so in the audit store).
 use super::pages::{self, Frame};
-use super::{csrf, find_machine, html, newest_events};
+use super::{find_machine, newest_events, ui_page};
 use crate::auth::Who;
 use crate::core::access::Role;
 use crate::core::event::Event;
@@ -127,18 +127,10 @@ async fn respond(
         Ok(a) => run(st, target.clone(), a).await,
         Err(e) => Err(e),
     };
-    let token = csrf(st, headers);
     let title = format!("Power {} — {target}", form.action);
-    let f = Frame {
-        title: &title,
-        who: Some(who),
-        csrf: token.as_deref(),
-    };
-    let status = match &r {
-        Ok(_) => StatusCode::OK,
-        Err(_) => StatusCode::BAD_REQUEST,
-    };
-    html(status, result_page(&f, &back, &title, &r))
+    ui_page(st, headers, who, &title, r.is_err(), |f| {
+        result_page(f, &back, &title, &r)
+    })
 }
 
 /// The guard has checked the role (operator) and the form's CSRF token.
@@ -153,7 +145,7 @@ pub async fn machine(
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };
-    let name = m.hostname.clone().unwrap_or_else(|| m.mac.to_string());
+    let name = m.name();
     // By MAC: exactly this machine, whatever its name.
     respond(
         &st,
@@ -338,13 +330,9 @@ pub async fn page(
         Ok(p) => v.problems = p,
         Err(e) => v.error = Some(format!("audit store: {e}")),
     }
-    let token = csrf(&st, &headers);
-    let f = Frame {
-        title: "Groups and power",
-        who: Some(&who),
-        csrf: token.as_deref(),
-    };
-    html(StatusCode::OK, render(&f, &v))
+    ui_page(&st, &headers, &who, "Groups and power", false, |f| {
+        render(f, &v)
+    })
 }
 
 pub fn render(f: &Frame, v: &GroupsView) -> Markup {
