@@ -42,6 +42,21 @@ async fn post_as_browser(c: &fantoccini::Client, http: u16, path: &str, form: &s
     .unwrap()
 }
 
+/// The audit store's events matching `filter` (the CLI's `audit find`), once there are `want`
+/// of them: events are written in batches, so this waits up to 5 s.
+async fn stored_events(cfg: &Path, filter: &str, want: usize) -> String {
+    let mut out = String::new();
+    for _ in 0..50 {
+        let o = px(cfg, &["audit", "find", filter]);
+        out = String::from_utf8_lossy(&o.stdout).into_owned();
+        if out.lines().count() == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    out
+}
+
 fn curl_from(ip: &str, url: &str) {
     let o = Command::new("curl")
         .args([
@@ -382,22 +397,12 @@ async fn the_web_ui_in_chromium() {
         .await
         .unwrap();
     assert!(shown.contains("As its profile says"), "{shown}");
-    let mut kinds = String::new();
-    for _ in 0..50 {
-        let o = px(
-            &cfg,
-            &[
-                "audit",
-                "find",
-                r#"{"kind": {"$in": ["next_boot_set", "next_boot_used"]}}"#,
-            ],
-        );
-        kinds = String::from_utf8_lossy(&o.stdout).into_owned();
-        if kinds.lines().count() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let kinds = stored_events(
+        &cfg,
+        r#"{"kind": {"$in": ["next_boot_set", "next_boot_used"]}}"#,
+        2,
+    )
+    .await;
     assert!(
         kinds.contains("\"kind\":\"next_boot_set\"")
             && kinds.contains("\"user\":\"amy\"")
@@ -727,23 +732,12 @@ async fn the_web_ui_in_chromium() {
         "{text}"
     );
     // The power events reach the audit store (written in batches: wait a little).
-    let mut stored = 0;
-    for _ in 0..50 {
-        let o = px(
-            &cfg,
-            &[
-                "audit",
-                "find",
-                r#"{"kind": "power_requested", "method": "wol"}"#,
-            ],
-        );
-        stored = String::from_utf8_lossy(&o.stdout).lines().count();
-        if stored == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(stored, 2, "the power events are in the audit store");
+    let stored = stored_events(&cfg, r#"{"kind": "power_requested", "method": "wol"}"#, 2).await;
+    assert_eq!(
+        stored.lines().count(),
+        2,
+        "the power events are in the audit store: {stored}"
+    );
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
 
@@ -963,23 +957,12 @@ async fn backups_in_chromium() {
         std::fs::read_to_string(&motd).unwrap(),
         "Welcome, version 1\n"
     );
-    let mut stored = 0;
-    for _ in 0..50 {
-        let o = px(
-            &cfg,
-            &[
-                "audit",
-                "find",
-                r#"{"kind": "backup_restored", "host": "kiosk1"}"#,
-            ],
-        );
-        stored = String::from_utf8_lossy(&o.stdout).lines().count();
-        if stored == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(stored, 1, "the restore is an audit event");
+    let stored = stored_events(&cfg, r#"{"kind": "backup_restored", "host": "kiosk1"}"#, 1).await;
+    assert_eq!(
+        stored.lines().count(),
+        1,
+        "the restore is an audit event: {stored}"
+    );
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
 
