@@ -210,13 +210,7 @@ async fn the_web_ui_in_chromium() {
         text.contains("kiosk1") && text.contains("kiosk2") && text.contains("reading-room"),
         "{text}"
     );
-    let row = c
-        .find(Locator::XPath("//tr[td/a[text()='kiosk1']]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let row = text_at(&c, Locator::XPath("//tr[td/a[text()='kiosk1']]")).await;
     assert!(row.contains("booting: HTTP"), "kiosk1's row: {row}");
     assert_eq!(
         row.matches("s ago").count(),
@@ -257,12 +251,7 @@ async fn the_web_ui_in_chromium() {
         "the page was reloaded instead of updated"
     );
     // Filter.
-    c.find(Locator::Id("q"))
-        .await
-        .unwrap()
-        .send_keys("children")
-        .await
-        .unwrap();
+    type_into(&c, Locator::Id("q"), "children").await;
     click_and_load(&c, Locator::Css("form[role=search] button")).await;
     let text = body(&c).await;
     assert!(
@@ -277,12 +266,7 @@ async fn the_web_ui_in_chromium() {
     let name = c.find(Locator::Id("ap_name")).await.unwrap();
     name.clear().await.unwrap();
     name.send_keys("kiosk3").await.unwrap();
-    c.find(Locator::Id("ap_group"))
-        .await
-        .unwrap()
-        .send_keys("reading-room")
-        .await
-        .unwrap();
+    type_into(&c, Locator::Id("ap_group"), "reading-room").await;
     shot(&c, "approve").await;
     click_and_load(&c, Locator::Id("approve")).await;
     assert!(c
@@ -362,13 +346,7 @@ async fn the_web_ui_in_chromium() {
     // Next boot: the local disk once. The boot script kiosk1 fetches says exit, the one after
     // is its usual one again, and both are in the audit store.
     click_and_load(&c, Locator::Id("next-local")).await;
-    let shown = c
-        .find(Locator::Id("next-boot"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let shown = text_at(&c, Locator::Id("next-boot")).await;
     assert!(shown.contains("Its local disk, once"), "{shown}");
     let script = |n: u32| {
         let o = Command::new("curl")
@@ -389,13 +367,7 @@ async fn the_web_ui_in_chromium() {
     let second = script(2);
     assert!(!second.contains("next boot"), "used once: {second}");
     c.refresh().await.unwrap();
-    let shown = c
-        .find(Locator::Id("next-boot"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let shown = text_at(&c, Locator::Id("next-boot")).await;
     assert!(shown.contains("As its profile says"), "{shown}");
     let kinds = stored_events(
         &cfg,
@@ -411,18 +383,13 @@ async fn the_web_ui_in_chromium() {
     );
 
     // Edit a parameter: a commit authored by amy.
-    c.find(Locator::Id("param_key"))
-        .await
-        .unwrap()
-        .send_keys("homepage")
-        .await
-        .unwrap();
-    c.find(Locator::Id("param_value"))
-        .await
-        .unwrap()
-        .send_keys("http://opac.library.example/?k=1&x=<y>")
-        .await
-        .unwrap();
+    type_into(&c, Locator::Id("param_key"), "homepage").await;
+    type_into(
+        &c,
+        Locator::Id("param_value"),
+        "http://opac.library.example/?k=1&x=<y>",
+    )
+    .await;
     click_and_load(&c, Locator::Css("main form[method=post] button.primary")).await;
     let text = body(&c).await;
     assert!(
@@ -451,13 +418,7 @@ async fn the_web_ui_in_chromium() {
     // first commit, and restoring the first version (a commit by amy).
     click_and_load(&c, Locator::Css("a[href$=\"/history\"]")).await;
     click_and_load(&c, Locator::Id("compare")).await;
-    let diff = c
-        .find(Locator::Css("pre.diff"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let diff = text_at(&c, Locator::Css("pre.diff")).await;
     assert!(
         diff.contains("+homepage = \"http://opac.library.example/?k=1&x=<y>\""),
         "{diff}"
@@ -489,13 +450,7 @@ async fn the_web_ui_in_chromium() {
     at.clear().await.unwrap();
     at.send_keys(first.trim()).await.unwrap();
     click_and_load(&c, Locator::Css("input#at ~ button")).await;
-    let shown = c
-        .find(Locator::Css("h2 + pre"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let shown = text_at(&c, Locator::Css("h2 + pre")).await;
     assert!(
         shown.contains("52:54:00:aa:00:01") && !shown.contains("homepage"),
         "{shown}"
@@ -547,13 +502,7 @@ async fn the_web_ui_in_chromium() {
         .await
         .unwrap();
     click_and_load(&c, Locator::Css("form[role=search] button")).await;
-    let plan = c
-        .find(Locator::Id("query-plan"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let plan = text_at(&c, Locator::Id("query-plan")).await;
     assert!(
         plan.contains("POSTINGS ip = 127.0.0.2"),
         "the query's plan: {plan}"
@@ -610,15 +559,11 @@ async fn the_web_ui_in_chromium() {
         text.contains("TFTP transfers (2)") && text.contains("HTTP responses"),
         "{text}"
     );
-    let bytes = c
-        .find(Locator::XPath(
-            "//figure[.//*[starts-with(@aria-label, 'Bytes served:')]]",
-        ))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let bytes = text_at(
+        &c,
+        Locator::XPath("//figure[.//*[starts-with(@aria-label, 'Bytes served:')]]"),
+    )
+    .await;
     assert!(
         bytes.contains("TFTP transfers (0.08)"),
         "2 × 40 000 bytes over TFTP, in MB: {bytes}"
@@ -655,13 +600,7 @@ async fn the_web_ui_in_chromium() {
             && text.contains("noblank = true"),
         "{text}"
     );
-    let cal = c
-        .find(Locator::Id("calendar"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let cal = text_at(&c, Locator::Id("calendar")).await;
     assert!(
         cal.contains("07:30 on reading-room"),
         "the week's schedule: {cal}"
@@ -705,13 +644,7 @@ async fn the_web_ui_in_chromium() {
     }
     woken.sort();
     assert_eq!(woken, ["52:54:00:aa:00:01", "52:54:00:aa:00:09"]);
-    let rows = c
-        .find(Locator::Id("power-results"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let rows = text_at(&c, Locator::Id("power-results")).await;
     assert!(
         rows.contains("kiosk1")
             && rows.contains("kiosk3")
@@ -894,13 +827,7 @@ async fn backups_in_chromium() {
     if c.find(Locator::Id("pulls")).await.is_err() {
         panic!("no pulls listed: {}", body(&c).await);
     }
-    let pulls = c
-        .find(Locator::Id("pulls"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let pulls = text_at(&c, Locator::Id("pulls")).await;
     assert_eq!(
         c.find_all(Locator::Css("#pulls tbody tr"))
             .await
@@ -915,32 +842,15 @@ async fn backups_in_chromium() {
     shot(&c, "backups").await;
     // The newest pull changed motd: its link shows the file's last change.
     click_and_load(&c, Locator::Css("#pulls tbody tr:first-child td a")).await;
-    let diff = c
-        .find(Locator::Css("pre.diff"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let diff = text_at(&c, Locator::Css("pre.diff")).await;
     assert!(
         diff.contains("-Welcome, version 1") && diff.contains("+Welcome, version 2"),
         "{diff}"
     );
     // Preview restoring the first pull's version: the diff from what the host has now.
-    c.find(Locator::Id("rev"))
-        .await
-        .unwrap()
-        .send_keys(&first_pull)
-        .await
-        .unwrap();
+    type_into(&c, Locator::Id("rev"), &first_pull).await;
     click_and_load(&c, Locator::Id("preview")).await;
-    let preview = c
-        .find(Locator::Css("pre.diff"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let preview = text_at(&c, Locator::Css("pre.diff")).await;
     assert!(
         preview.contains("-Hacked by the kiosk user") && preview.contains("+Welcome, version 1"),
         "{preview}"
@@ -1059,40 +969,18 @@ async fn images_in_chromium() {
     let base = format!("http://127.0.0.1:{http}");
     login(&c, &base, "ada", "ada-password-1").await;
     click_and_load(&c, Locator::LinkText("Images")).await;
-    let table = c
-        .find(Locator::Id("images"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let table = text_at(&c, Locator::Id("images")).await;
     assert!(
         table.contains("kiosk-v1") && table.contains("live-kiosk"),
         "{table}"
     );
     // Import the second version from a path on the server.
-    c.find(Locator::Id("source"))
-        .await
-        .unwrap()
-        .send_keys(v2.to_str().unwrap())
-        .await
-        .unwrap();
-    c.find(Locator::Id("name"))
-        .await
-        .unwrap()
-        .send_keys("kiosk")
-        .await
-        .unwrap();
+    type_into(&c, Locator::Id("source"), v2.to_str().unwrap()).await;
+    type_into(&c, Locator::Id("name"), "kiosk").await;
     click_and_load(&c, Locator::Id("import")).await;
     let mut status = String::new();
     for _ in 0..100 {
-        status = c
-            .find(Locator::Id("import-status"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        status = text_at(&c, Locator::Id("import-status")).await;
         if !status.starts_with("Importing") {
             break;
         }

@@ -191,3 +191,13 @@ pub async fn start_browser() -> (Driver, Client) {
 pub fn have_chromium() -> bool {
     which("chromium").is_ok() && which("chromedriver").is_ok()
 }
+
+/// The text of what `loc` finds (the test fails when nothing is found).
+pub async fn text_at(c: &Client, loc: Locator<'_>) -> String {
+    c.find(loc).await.unwrap().text().await.unwrap()
+}
+
+/// Types `text` into what `loc` finds.
+pub async fn type_into(c: &Client, loc: Locator<'_>, text: &str) {
+    c.find(loc).await.unwrap().send_keys(text).await.unwrap();
+}
