@@ -86,10 +86,7 @@ fn add_user(cfg: &Path, name: &str, role: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_ui_in_chromium() {
     if !have_chromium() {
-        println!(
-            "SKIPPED: chromium and chromium-driver are not installed (scripts/setup installs them)"
-        );
-        return;
+        return skipped_without_chromium();
     }
     let d = tempfile::tempdir().unwrap();
     let (http, tftp) = (free_port(), free_port());
@@ -740,10 +737,7 @@ async fn the_web_ui_in_chromium() {
 async fn backups_in_chromium() {
     use common::sshd::*;
     if !have_chromium() {
-        println!(
-            "SKIPPED: chromium and chromium-driver are not installed (scripts/setup installs them)"
-        );
-        return;
+        return skipped_without_chromium();
     }
     if !sshd_available() {
         println!(
@@ -908,10 +902,7 @@ async fn backups_in_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_in_chromium() {
     if !have_chromium() {
-        println!(
-            "SKIPPED: chromium and chromium-driver are not installed (scripts/setup installs them)"
-        );
-        return;
+        return skipped_without_chromium();
     }
     if which("mksquashfs").is_err() {
         println!(

@@ -201,3 +201,10 @@ pub async fn text_at(c: &Client, loc: Locator<'_>) -> String {
 pub async fn type_into(c: &Client, loc: Locator<'_>, text: &str) {
     c.find(loc).await.unwrap().send_keys(text).await.unwrap();
 }
+
+/// Says loudly that a browser test did not run (counted as skipped by scripts/test).
+pub fn skipped_without_chromium() {
+    println!(
+        "SKIPPED: chromium and chromium-driver are not installed (scripts/setup installs them)"
+    );
+}
