@@ -525,6 +525,37 @@ async fn the_web_ui_in_chromium() {
         "explorer {rows} rows, CLI {cli_rows}"
     );
     shot(&c, "audit").await;
+    // An aggregation: the same groups as the CLI's `audit aggregate`.
+    let pipeline = r#"[{"$match": {"ip": "127.0.0.2"}}, {"$group": {"_id": {"k": "$kind", "s": "$source"}, "n": {"$count": {}}}}, {"$sort": {"_id": 1}}]"#;
+    type_into(&c, Locator::Id("pipeline"), pipeline).await;
+    click_and_load(&c, Locator::Id("run-aggregate")).await;
+    let mut ui_groups = Vec::new();
+    for r in c.find_all(Locator::Css("#groups tbody tr")).await.unwrap() {
+        ui_groups.push(r.text().await.unwrap());
+    }
+    let cli = px(&cfg, &["audit", "aggregate", pipeline]);
+    let cli_groups: Vec<serde_json::Value> = String::from_utf8_lossy(&cli.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cli_rows: Vec<String> = cli_groups
+        .iter()
+        .map(|g| {
+            format!(
+                "{} {} {}",
+                g["_id"]["k"].as_str().unwrap(),
+                g["_id"]["s"].as_str().unwrap(),
+                g["n"]
+            )
+        })
+        .collect();
+    assert!(
+        cli_rows.len() >= 2,
+        "http_served and tftp_finished at least: {cli_rows:?}"
+    );
+    assert_eq!(ui_groups, cli_rows, "explorer's groups vs the CLI's");
+    let head = text_at(&c, Locator::Css("#groups thead")).await;
+    assert_eq!(head, "_id.k _id.s n");
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
 

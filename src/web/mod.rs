@@ -539,6 +539,9 @@ struct AuditQuery {
     /// "1": show how the store runs the query.
     #[serde(default)]
     plan: String,
+    /// An aggregation pipeline (JSON), run instead of the find when given.
+    #[serde(default)]
+    pipeline: String,
 }
 
 fn default_filter() -> String {
@@ -564,7 +567,9 @@ async fn audit_page(
     headers: HeaderMap,
     Query(q): Query<AuditQuery>,
 ) -> Response {
-    use std::sync::atomic::Ordering::Relaxed;
+    if !q.pipeline.trim().is_empty() {
+        return aggregate_page(&st, &who, &headers, &q).await;
+    }
     let (rows, limit, error) = match audit_rows(&st, &q).await {
         Ok((r, l)) => (r, l, None),
         Err(e) => (Vec::new(), q.limit.unwrap_or(100), Some(e)),
@@ -581,23 +586,72 @@ async fn audit_page(
     } else {
         None
     };
-    let s = &st.audit_stats;
     let v = pages::AuditView {
         filter: q.filter.clone(),
         limit,
         rows,
         plan,
-        status: [
-            ("emitted", st.bus.emitted()),
-            ("stored", s.stored.load(Relaxed)),
-            ("spooled", s.spooled.load(Relaxed)),
-            ("waiting in the spool", s.spool_pending.load(Relaxed)),
-            ("dropped", s.dropped.load(Relaxed)),
-        ],
+        pipeline: String::new(),
+        groups: None,
+        status: audit_status(&st),
         enabled: st.audit.is_some(),
         error,
     };
     ui_page(&st, &headers, &who, "Audit", v.error.is_some(), |f| {
+        pages::audit(f, &v)
+    })
+}
+
+/// The audit store's counters, as the explorer and the health page show them.
+fn audit_status(st: &HttpState) -> [(&'static str, u64); 5] {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &st.audit_stats;
+    [
+        ("emitted", st.bus.emitted()),
+        ("stored", s.stored.load(Relaxed)),
+        ("spooled", s.spooled.load(Relaxed)),
+        ("waiting in the spool", s.spool_pending.load(Relaxed)),
+        ("dropped", s.dropped.load(Relaxed)),
+    ]
+}
+
+/// The explorer with an aggregation: its groups as a table (the store's group cap and
+/// deadline apply, as for `pxelator audit aggregate` and the API).
+async fn aggregate_page(
+    st: &HttpState,
+    who: &Who,
+    headers: &HeaderMap,
+    q: &AuditQuery,
+) -> Response {
+    let parsed: Result<serde_json::Value, String> =
+        serde_json::from_str(&q.pipeline).map_err(|e| format!("pipeline: not JSON ({e})"));
+    let (groups, error) = match parsed.clone() {
+        Ok(p) => match with_store(st, move |s| s.aggregate(&p)).await {
+            Ok(g) => (Some(g.unwrap_or_default()), None),
+            Err(e) => (None, Some(e)),
+        },
+        Err(e) => (None, Some(e)),
+    };
+    let plan = match parsed {
+        Ok(p) if q.plan == "1" && error.is_none() => {
+            with_store(st, move |s| s.explain_aggregate(&p))
+                .await
+                .unwrap_or_else(|e| Some(vec![format!("no plan: {e}")]))
+        }
+        _ => None,
+    };
+    let v = pages::AuditView {
+        filter: q.filter.clone(),
+        limit: q.limit.unwrap_or(100),
+        rows: Vec::new(),
+        plan,
+        pipeline: q.pipeline.clone(),
+        groups,
+        status: audit_status(st),
+        enabled: st.audit.is_some(),
+        error,
+    };
+    ui_page(st, headers, who, "Audit", v.error.is_some(), |f| {
         pages::audit(f, &v)
     })
 }
@@ -624,7 +678,6 @@ async fn health_page(
     Extension(who): Extension<Who>,
     headers: HeaderMap,
 ) -> Response {
-    use std::sync::atomic::Ordering::Relaxed;
     let c = &st.config;
     let dhcp = match c.dhcp.mode {
         crate::config::DhcpMode::Off => "off".to_string(),
@@ -653,7 +706,6 @@ async fn health_page(
                 .unwrap_or_else(|| "off".into()),
         ),
     ];
-    let s = &st.audit_stats;
     let v = pages::HealthView {
         health: st
             .health
@@ -661,15 +713,7 @@ async fn health_page(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone(),
         listening,
-        audit: st.audit.as_ref().map(|_| {
-            [
-                ("emitted", st.bus.emitted()),
-                ("stored", s.stored.load(Relaxed)),
-                ("spooled", s.spooled.load(Relaxed)),
-                ("waiting in the spool", s.spool_pending.load(Relaxed)),
-                ("dropped", s.dropped.load(Relaxed)),
-            ]
-        }),
+        audit: st.audit.as_ref().map(|_| audit_status(&st)),
         version: env!("CARGO_PKG_VERSION"),
     };
     ui_page(&st, &headers, &who, "Health", false, |f| {

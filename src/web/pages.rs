@@ -436,6 +436,9 @@ pub struct AuditView {
     pub rows: Vec<serde_json::Value>,
     /// How the store runs the query (asked for with plan=1).
     pub plan: Option<Vec<String>>,
+    /// The aggregation pipeline asked for, and its groups (None: a find was run).
+    pub pipeline: String,
+    pub groups: Option<Vec<serde_json::Value>>,
     pub error: Option<String>,
     /// emitted, stored, spooled, spool_pending, dropped.
     pub status: [(&'static str, u64); 5],
@@ -457,6 +460,47 @@ const AUDIT_EXAMPLES: &[(&str, &str)] = &[
         "since a date",
     ),
 ];
+
+const AGGREGATE_EXAMPLES: &[(&str, &str)] = &[
+    (
+        "[{\"$match\": {\"kind\": \"tftp_finished\"}}, {\"$group\": {\"_id\": \"$ip\", \"avg_ms\": {\"$avg\": \"$duration_ms\"}, \"n\": {\"$count\": {}}}}]",
+        "average TFTP transfer time per IP",
+    ),
+    (
+        "[{\"$group\": {\"_id\": {\"hour\": {\"$subtract\": [\"$time\", {\"$mod\": [\"$time\", 3600000]}]}, \"source\": \"$source\"}, \"n\": {\"$count\": {}}}}, {\"$sort\": {\"_id\": -1}}, {\"$limit\": 48}]",
+        "events per hour and protocol",
+    ),
+];
+
+/// The columns of an aggregation's groups: the `_id` parts (or `_id`), then the other fields
+/// in the order the first groups name them.
+fn group_columns(groups: &[serde_json::Value]) -> Vec<String> {
+    let mut cols: Vec<String> = Vec::new();
+    for g in groups.iter().take(100) {
+        let Some(m) = g.as_object() else { continue };
+        for (k, v) in m {
+            let names: Vec<String> = match (k.as_str(), v) {
+                ("_id", serde_json::Value::Object(parts)) => {
+                    parts.keys().map(|p| format!("_id.{p}")).collect()
+                }
+                _ => vec![k.clone()],
+            };
+            for n in names {
+                if !cols.contains(&n) {
+                    cols.push(n);
+                }
+            }
+        }
+    }
+    cols
+}
+
+fn group_cell(g: &serde_json::Value, col: &str) -> String {
+    match col.strip_prefix("_id.") {
+        Some(part) => cell(&g["_id"], part),
+        None => cell(g, col),
+    }
+}
 
 fn cell(e: &serde_json::Value, k: &str) -> String {
     match e.get(k) {
@@ -496,11 +540,38 @@ pub fn audit(f: &Frame, v: &AuditView) -> Markup {
                     a href=(format!("/ui/audit?{}", serde_urlencoded::to_string([("filter", *ex)]).unwrap_or_default())) { (what) }
                 }
             }
+            form method="get" action="/ui/audit" #aggregate {
+                label for="pipeline" { "Or an aggregation pipeline (the same as " code { "pxelator audit aggregate" } ")" }
+                textarea #pipeline name="pipeline" rows="3" cols="90" spellcheck="false" { (v.pipeline) }
+                br;
+                label for="agg-plan" style="display:inline;font-weight:normal" {
+                    input #agg-plan type="checkbox" name="plan" value="1" checked[v.plan.is_some() && v.groups.is_some()];
+                    " show the plan"
+                }
+                " " button.primary #run-aggregate type="submit" { "Aggregate" }
+            }
+            p.muted { "Examples: "
+                @for (i, (ex, what)) in AGGREGATE_EXAMPLES.iter().enumerate() {
+                    @if i > 0 { " · " }
+                    a href=(format!("/ui/audit?{}", serde_urlencoded::to_string([("pipeline", *ex)]).unwrap_or_default())) { (what) }
+                }
+            }
             @if let Some(e) = &v.error { p.error role="alert" { (e) } }
             @if let Some(plan) = &v.plan {
                 h2 { "Plan" }
                 pre #query-plan { @for l in plan { (l) "\n" } }
             }
+            @if let Some(groups) = &v.groups {
+                @let cols = group_columns(groups);
+                p.muted {
+                    (groups.len()) " groups · download "
+                    a href=(format!("/api/audit/aggregate?{}", serde_urlencoded::to_string([("pipeline", v.pipeline.as_str())]).unwrap_or_default())) { "JSON" }
+                }
+                table #groups {
+                    thead { tr { @for c in &cols { th scope="col" { (c) } } } }
+                    tbody { @for g in groups { tr { @for c in &cols { td { (group_cell(g, c)) } } } } }
+                }
+            } @else {
             p.muted {
                 (v.rows.len()) " rows · download "
                 a href=(format!("/api/audit/find?{q}")) { "JSON lines" } " · "
@@ -517,6 +588,7 @@ pub fn audit(f: &Frame, v: &AuditView) -> Markup {
                     td { (cell(e, "host")) }
                     td { (event_summary(e)) }
                 } } }
+            }
             }
             h2 { "Store" }
             @if !v.enabled { p.muted { "Auditing is off in this config." } } @else {
