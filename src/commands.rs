@@ -369,3 +369,23 @@ pub fn host_next_boot(
         user: user.to_string(),
     })
 }
+
+/// Sets and removes defaults of a group (`groups/<group>.toml`) as a commit by `author`. The
+/// web UI's groups page and `pxelator group edit` call this.
+pub fn group_edit(
+    cfg: &Config,
+    group: &str,
+    set: &[String],
+    unset: &[String],
+    author: &Author,
+) -> anyhow::Result<Committed> {
+    let change = edit::group(&cfg.conf_repo, group, set, unset)?;
+    let mut what: Vec<String> = set.iter().map(|p| format!("param {p}")).collect();
+    what.extend(unset.iter().map(|u| format!("unset param {u}")));
+    commit(
+        cfg,
+        author,
+        &[change],
+        &format!("Edit group {group}: {}", what.join(", ")),
+    )
+}

@@ -52,6 +52,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: HostCmd,
     },
+    /// Group defaults (groups/<name>.toml): params every machine with param group = NAME gets
+    /// unless it sets its own.
+    Group {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Commit author, "Name <email>" (default: the invoking user, or $SUDO_USER).
+        #[arg(long, global = true)]
+        author: Option<String>,
+        #[command(subcommand)]
+        cmd: GroupCmd,
+    },
     /// History of any file in the conf repo (`host:/path` for pulled host files): log, diff,
     /// the content as of a revision or date, and restoring it.
     History {
@@ -340,6 +351,33 @@ enum HostCmd {
         /// local, netboot or clear.
         next: String,
     },
+}
+
+#[derive(Subcommand)]
+enum GroupCmd {
+    /// Set or remove defaults: --param KEY=VALUE, --unset-param KEY (one commit).
+    Edit {
+        name: String,
+        #[arg(long = "param")]
+        params: Vec<String>,
+        #[arg(long = "unset-param")]
+        unset: Vec<String>,
+    },
+}
+
+fn group(config: &std::path::Path, who: Option<&str>, cmd: GroupCmd) -> anyhow::Result<()> {
+    let cfg = Config::load(config)?;
+    match cmd {
+        GroupCmd::Edit {
+            name,
+            params,
+            unset,
+        } => println!(
+            "{}",
+            pxelator::commands::group_edit(&cfg, &name, &params, &unset, &author(who))?
+        ),
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -1138,6 +1176,11 @@ fn main() -> ExitCode {
             author,
             cmd,
         } => exit_code(host(&config, author.as_deref(), cmd).map(|()| true)),
+        Cmd::Group {
+            config: ConfigArg { path: config },
+            author,
+            cmd,
+        } => exit_code(group(&config, author.as_deref(), cmd).map(|()| true)),
         Cmd::History {
             config: ConfigArg { path: config },
             author,

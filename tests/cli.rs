@@ -53,6 +53,43 @@ fn config_goes_before_or_after_the_verb() {
     assert!(ok && out.contains("no one-time boot override"), "{out}");
     let (ok, out) = run(&["host", "next-boot", "nobody", "local", "-c", cfg]);
     assert!(!ok && out.contains("no machine named \"nobody\""), "{out}");
+    // Group defaults: one commit; bad names, a group key and multi-line values refused.
+    let (ok, out) = run(&[
+        "group",
+        "edit",
+        "reading-room",
+        "--param",
+        "homepage=http://x/",
+        "-c",
+        cfg,
+        "--author",
+        "Ann <ann@lib.example>",
+    ]);
+    assert!(
+        ok && out.contains("Edit group reading-room: param homepage=http://x/"),
+        "{out}"
+    );
+    let file =
+        std::fs::read_to_string(d.path().join("conf-repo/groups/reading-room.toml")).unwrap();
+    assert!(file.contains("homepage = \"http://x/\""), "{file}");
+    for (args, why) in [
+        (
+            vec!["group", "edit", "../etc", "--param", "a=b"],
+            "not a group name",
+        ),
+        (
+            vec!["group", "edit", "room", "--param", "group=other"],
+            "cannot set group",
+        ),
+        (
+            vec!["group", "edit", "room", "--param", "motd=a\nkernel evil"],
+            "expected KEY=VALUE",
+        ),
+        (vec!["group", "edit", "room"], "nothing to change"),
+    ] {
+        let (ok, out) = run(&[&args[..], &["-c", cfg]].concat());
+        assert!(!ok && out.contains(why), "{args:?}: {out}");
+    }
 }
 
 /// A fresh install (the daemon never ran, so no audit store file): "never seen", not a

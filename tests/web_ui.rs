@@ -684,6 +684,42 @@ async fn the_web_ui_in_chromium() {
     );
     assert!(body(&c).await.contains("2 of 2 machines done"));
     shot(&c, "group-power").await;
+    // A group default, set on the groups page: one commit by amy; kiosk3 (no homepage of its
+    // own) gets it, kiosk1 keeps its own.
+    c.goto(&format!("{base}/ui/groups")).await.unwrap();
+    c.find(Locator::XPath("//summary[contains(., 'reading-room')]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    type_into(&c, Locator::Id("key-reading-room"), "homepage").await;
+    type_into(
+        &c,
+        Locator::Id("value-reading-room"),
+        "https://library.example/start",
+    )
+    .await;
+    click_and_load(
+        &c,
+        Locator::Css("form[action='/ui/groups/reading-room/defaults'] button"),
+    )
+    .await;
+    assert!(body(&c).await.contains("Committed"));
+    let file = git(&repo, &["show", "HEAD:groups/reading-room.toml"]);
+    assert!(
+        file.contains("homepage = \"https://library.example/start\"")
+            && file.contains("noblank = \"true\""),
+        "{file}"
+    );
+    assert!(git(&repo, &["log", "-1", "--format=%an|%s"])
+        .starts_with("amy|Edit group reading-room: param homepage=https://library.example/start"));
+    c.goto(&format!("{base}/ui/machines/kiosk3")).await.unwrap();
+    assert!(body(&c).await.contains("https://library.example/start"));
+    c.goto(&format!("{base}/ui/machines/kiosk1")).await.unwrap();
+    assert!(body(&c)
+        .await
+        .contains("http://opac.library.example/?k=1&x=<y>"));
     // A machine's own button: reset needs AMT, which kiosk2 has not — the reason is shown.
     c.goto(&format!("{base}/ui/machines/kiosk2")).await.unwrap();
     click_and_load(&c, Locator::Id("power-reset")).await;

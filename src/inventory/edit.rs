@@ -24,7 +24,7 @@ pub enum EditError {
     BadName(String),
     #[error("profile {name:?} does not exist; known profiles: {known}")]
     UnknownProfile { name: String, known: String },
-    #[error("--param {0:?}: expected KEY=VALUE with KEY of letters, digits, '_' or '-'")]
+    #[error("--param {0:?}: expected KEY=VALUE with KEY of letters, digits, '_' or '-' and VALUE on one line")]
     BadParam(String),
     #[error("{0}")]
     Unsupported(String),
@@ -120,8 +120,13 @@ fn check_free(
 }
 
 fn params(spec: &HostSpec) -> Result<Vec<(String, String)>, EditError> {
-    spec.params
-        .iter()
+    parse_params(&spec.params)
+}
+
+/// `KEY=VALUE` strings as (key, value): keys of letters, digits, '_' or '-'; values on one
+/// line (they go into boot scripts and kernel command lines).
+fn parse_params(list: &[String]) -> Result<Vec<(String, String)>, EditError> {
+    list.iter()
         .map(|kv| {
             let (k, v) = kv
                 .split_once('=')
@@ -129,7 +134,7 @@ fn params(spec: &HostSpec) -> Result<Vec<(String, String)>, EditError> {
             let ok = !k.is_empty()
                 && k.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !ok {
+            if !ok || v.chars().any(char::is_control) {
                 return Err(EditError::BadParam(kv.clone()));
             }
             Ok((k.to_owned(), v.to_owned()))
@@ -316,6 +321,56 @@ pub fn profile_image(
         out.push(line);
     }
     Ok(Change::Write(path, (out.join("\n") + "\n").into_bytes()))
+}
+
+/// The change to `groups/<group>.toml` that sets `set` (`KEY=VALUE`) and removes `unset` from
+/// the group's defaults (its machines' own params still win). Creates the file for a new group;
+/// comments in an existing one are not kept (it is rewritten from its table, like machines).
+pub fn group(
+    root: &Path,
+    group: &str,
+    set: &[String],
+    unset: &[String],
+) -> Result<Change, EditError> {
+    let name_ok = !group.is_empty()
+        && group.len() <= 64
+        && group
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !name_ok {
+        return Err(EditError::Unsupported(format!(
+            "group {group:?} is not a group name: letters, digits, '_' or '-' (it names groups/<name>.toml)"
+        )));
+    }
+    let ps = parse_params(set)?;
+    if ps.is_empty() && unset.is_empty() {
+        return Err(EditError::Unsupported(
+            "nothing to change: give --param KEY=VALUE or --unset-param KEY".into(),
+        ));
+    }
+    if ps.iter().any(|(k, _)| k == "group") {
+        return Err(EditError::Unsupported(
+            "a group's defaults cannot set group (machines choose their group)".into(),
+        ));
+    }
+    let path = format!("groups/{group}.toml");
+    let text = std::fs::read_to_string(root.join(&path)).unwrap_or_default();
+    let mut t: toml::Table = text
+        .parse()
+        .map_err(|e| EditError::Unsupported(format!("{path}: {e}")))?;
+    let mut pt = t
+        .get("params")
+        .and_then(|v| v.as_table())
+        .cloned()
+        .unwrap_or_default();
+    for (k, v) in ps {
+        pt.insert(k, v.into());
+    }
+    for k in unset {
+        pt.remove(k);
+    }
+    t.insert("params".into(), pt.into());
+    Ok(Change::Write(path, render(&t).into_bytes()))
 }
 
 /// Changes that remove the machine `who` names.

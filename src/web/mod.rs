@@ -53,6 +53,7 @@ pub fn routes() -> Router<HttpState> {
         .route("/ui/images/remove", post(images::remove))
         .route("/ui/profiles/{name}/image", post(images::use_image))
         .route("/ui/groups/{name}/power", post(power::group))
+        .route("/ui/groups/{name}/defaults", post(power::defaults))
         .route("/ui/audit", get(audit_page))
         .route("/ui/health", get(health_page))
         .route("/ui/live", get(live))

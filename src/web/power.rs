@@ -4,7 +4,7 @@
 //! the daemon was down. The same operation as `pxelator power` ([`power::request`]); every
 //! result is an event on the bus (so in the audit store).
 use super::pages::{self, Frame};
-use super::{find_machine, newest_events, ui_page};
+use super::{find_machine, newest_events, ui_page, wait_for_commit};
 use crate::auth::Who;
 use crate::core::access::Role;
 use crate::core::event::Event;
@@ -176,6 +176,51 @@ pub async fn group(
     respond(&st, &who, &headers, name, "/ui/groups".into(), &form).await
 }
 
+#[derive(serde::Deserialize)]
+pub struct DefaultsForm {
+    #[serde(default)]
+    param_key: String,
+    #[serde(default)]
+    param_value: String,
+    #[serde(default)]
+    unset: String,
+}
+
+/// The guard has checked the role (operator) and the form's CSRF token.
+pub async fn defaults(
+    State(st): State<HttpState>,
+    Extension(who): Extension<Who>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(form): Form<DefaultsForm>,
+) -> Response {
+    let key = form.param_key.trim();
+    let set: Vec<String> = if key.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!("{key}={}", form.param_value)]
+    };
+    let unset: Vec<String> = Some(form.unset.clone())
+        .filter(|u| !u.is_empty())
+        .into_iter()
+        .collect();
+    let (cfg, author, group) = (st.config.clone(), who.author(), name.clone());
+    match wait_for_commit(&st, move || {
+        crate::commands::group_edit(&cfg, &group, &set, &unset, &author)
+    })
+    .await
+    {
+        Ok(c) => {
+            let short: String = c.commit.unwrap_or_default().chars().take(12).collect();
+            axum::response::Redirect::to(&format!("/ui/groups?done={short}#group-{name}"))
+                .into_response()
+        }
+        Err(e) => ui_page(&st, &headers, &who, "Groups and power", true, |f| {
+            pages::error_page(f, 400, &e)
+        }),
+    }
+}
+
 /// Every group: machines whose `group` param names it, and groups with a defaults file.
 fn groups_of(st: &HttpState) -> BTreeMap<String, Group> {
     let inv = st.inventory.borrow();
@@ -230,6 +275,7 @@ pub struct GroupsView {
     /// power_missed and power_failed events, newest first.
     pub problems: Vec<serde_json::Value>,
     pub can_power: bool,
+    pub notice: Option<String>,
     pub error: Option<String>,
 }
 
@@ -237,6 +283,7 @@ pub struct GroupsView {
 pub struct GroupsQuery {
     #[serde(default)]
     week: i64,
+    done: Option<String>,
 }
 
 /// The week `offset` weeks from the one holding `now`, Monday to Sunday in the schedule's zone.
@@ -301,6 +348,10 @@ pub async fn page(
         week_offset: offset,
         problems: Vec::new(),
         can_power: who.role >= Role::Operator,
+        notice: q
+            .done
+            .filter(|d| d.len() <= 40 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(|d| format!("Committed {d}")),
         error: None,
     };
     match sched {
@@ -340,6 +391,7 @@ pub fn render(f: &Frame, v: &GroupsView) -> Markup {
         f,
         html! {
             h1 { "Groups and power" }
+            @if let Some(n) = &v.notice { p.notice role="status" { (n) } }
             @if let Some(e) = &v.error { p.error role="alert" { (e) } }
             @if v.groups.is_empty() { p.muted { "No groups: give machines a param group = \"…\" (and defaults in groups/NAME.toml)." } }
             @for (name, g) in &v.groups {
@@ -358,6 +410,25 @@ pub fn render(f: &Frame, v: &GroupsView) -> Markup {
                     }
                     @if v.can_power && !g.members.is_empty() {
                         (buttons(f, &format!("/ui/groups/{name}/power"), &format!("every machine of {name}")))
+                    }
+                    @if v.can_power {
+                        details {
+                            summary { "Change the defaults of " (name) }
+                            form method="post" action=(format!("/ui/groups/{name}/defaults")) {
+                                input type="hidden" name="csrf" value=(f.csrf.unwrap_or(""));
+                                label for=(format!("key-{name}")) { "Set a default" }
+                                input id=(format!("key-{name}")) name="param_key" placeholder="homepage" aria-label="default name";
+                                " = "
+                                input id=(format!("value-{name}")) name="param_value" placeholder="https://…" aria-label="default value";
+                                label for=(format!("unset-{name}")) { "Remove a default" }
+                                select id=(format!("unset-{name}")) name="unset" {
+                                    option value="" { "—" }
+                                    @for k in g.defaults.keys() { option value=(k) { (k) } }
+                                }
+                                br;
+                                button.primary type="submit" { "Commit" }
+                            }
+                        }
                     }
                 }
             }
