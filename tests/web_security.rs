@@ -177,6 +177,77 @@ fn forms_need_the_sessions_csrf_token_and_the_role() {
         Some(&format!("csrf={vic_token}&param_key=a&param_value=b")),
     );
     assert_eq!(s, 403, "{b}");
+    // Every other form of the UI: no CSRF token → refused; a viewer with her own token →
+    // refused; an operator on an admin-only form → refused. Nothing changes.
+    let forms = [
+        ("/ui/machines/kiosk1/revert", "rev=HEAD", false),
+        ("/ui/machines/kiosk1/power", "action=on", false),
+        ("/ui/machines/kiosk1/next-boot", "next=local", false),
+        ("/ui/groups/reading-room/power", "action=on", false),
+        (
+            "/ui/groups/reading-room/defaults",
+            "param_key=homepage&param_value=x",
+            false,
+        ),
+        ("/ui/profiles/default/image", "image=x", false),
+        (
+            "/ui/machines/kiosk1/restore",
+            "file=etc%2Fhosts&confirm=1",
+            true,
+        ),
+        ("/ui/images/import", "source=%2Fetc&name=etc", true),
+        ("/ui/images/remove", "image=x-v1", true),
+    ];
+    for (path, form, admin_only) in forms {
+        let (s, _, b) = send(port, "POST", path, Some(&amy), "127.0.0.1", Some(form));
+        assert_eq!(s, 403, "{path} without a CSRF token: {b}");
+        let (s, _, b) = send(
+            port,
+            "POST",
+            path,
+            Some(&vic),
+            "127.0.0.1",
+            Some(&format!("csrf={vic_token}&{form}")),
+        );
+        assert_eq!(s, 403, "{path} as a viewer: {b}");
+        if admin_only {
+            let (s, _, b) = send(
+                port,
+                "POST",
+                path,
+                Some(&amy),
+                "127.0.0.1",
+                Some(&format!("csrf={token}&{form}")),
+            );
+            assert_eq!(s, 403, "{path} as an operator: {b}");
+            assert!(b.contains("admin"), "{b}");
+        }
+    }
+    assert!(
+        !d.path().join("state/next-boot.json").exists(),
+        "a refused next-boot form set one"
+    );
+    // Pages: without a session, the login form; a viewer does not read host-file backups.
+    for path in [
+        "/ui/groups",
+        "/ui/images",
+        "/ui/graphs",
+        "/ui/machines/kiosk1/history",
+        "/ui/machines/kiosk1/backups",
+        "/ui/audit?pipeline=%5B%5D",
+    ] {
+        let (s, h, _) = send(port, "GET", path, None, "127.0.0.1", None);
+        assert!(s == 303 && h.contains("location: /ui/login"), "{path}: {h}");
+    }
+    let (s, _, b) = send(
+        port,
+        "GET",
+        "/ui/machines/kiosk1/backups",
+        Some(&vic),
+        "127.0.0.1",
+        None,
+    );
+    assert_eq!(s, 403, "{b}");
     // A form bigger than the guard reads.
     let big = format!(
         "csrf={token}&param_key=a&param_value={}",
