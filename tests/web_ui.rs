@@ -153,7 +153,8 @@ async fn the_web_ui_in_chromium() {
         repo.join("power.toml"),
         format!(
             "timezone = \"UTC\"\nwol_port = {wol_port}\n[group.reading-room]\non = \"30 7 * * 1-5\"\noff = \"30 20 * * 1-5\"\n\
-             [[exception]]\ndate = \"{}\"\n",
+             [host.kiosk2]\noff = \"0 */6 * * *\"\n\
+             [[exception]]\ndate = \"{}\"\ntargets = [\"reading-room\"]\n",
             today.trim()
         ),
     )
@@ -786,6 +787,11 @@ async fn the_web_ui_in_chromium() {
     assert!(
         text.contains("machines/broken.toml:2") && text.contains("1 problems"),
         "{text}"
+    );
+    let next = text_at(&c, Locator::Id("next-power")).await;
+    assert!(
+        next.contains(":00 UTC off kiosk2"),
+        "the next scheduled power actions (kiosk2 every 6 hours): {next}"
     );
     assert!(
         text.contains(&format!("127.0.0.1:{http}")),

@@ -707,6 +707,32 @@ async fn health_page(
                 .unwrap_or_else(|| "off".into()),
         ),
     ];
+    // The next scheduled power actions (power.toml), over the coming day.
+    let cfg = st.config.clone();
+    let schedule = tokio::task::spawn_blocking(move || {
+        crate::power::load_schedules(&cfg).map(|s| {
+            s.map(|s| {
+                let now = jiff::Timestamp::now();
+                let day = now + jiff::SignedDuration::from_hours(24);
+                crate::power::schedule::occurrences(&s, now, day)
+                    .into_iter()
+                    .take(8)
+                    .map(|o| {
+                        let when = o.at.strftime("%a %H:%M %Z").to_string();
+                        let what = format!(
+                            "{} {}{}",
+                            o.action.as_str(),
+                            o.target,
+                            if o.holiday { " (holiday: skipped)" } else { "" }
+                        );
+                        (when, what)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
     let v = pages::HealthView {
         health: st
             .health
@@ -714,6 +740,7 @@ async fn health_page(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone(),
         listening,
+        schedule,
         audit: st.audit.as_ref().map(|_| audit_status(&st)),
         version: env!("CARGO_PKG_VERSION"),
     };

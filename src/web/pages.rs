@@ -627,6 +627,9 @@ pub fn audit_csv(rows: &[serde_json::Value]) -> String {
 pub struct HealthView {
     pub health: crate::core::health::Health,
     pub listening: Vec<(&'static str, String)>,
+    /// The next power actions of power.toml (when, what); None without power.toml; Err when
+    /// it cannot be read.
+    pub schedule: Result<Option<Vec<(String, String)>>, String>,
     pub audit: Option<[(&'static str, u64); 5]>,
     pub version: &'static str,
 }
@@ -671,6 +674,13 @@ pub fn health(f: &Frame, v: &HealthView, now_ms: i64) -> Markup {
             @match &v.audit {
                 None => p.muted { "Auditing is off in this config." },
                 Some(a) => div.grid { @for (k, n) in a { span { (k) } span { (n) } } },
+            }
+            h2 { "Power schedule" }
+            @match &v.schedule {
+                Ok(None) => p.muted { "no power.toml" },
+                Ok(Some(next)) if next.is_empty() => p.muted { "nothing scheduled in the next 24 hours" },
+                Ok(Some(next)) => table #next-power { tbody { @for (when, what) in next { tr { td.t { (when) } td { (what) } } } } },
+                Err(e) => p.error { (e) },
             }
             (notes("Backups that failed", &h.backups_failed, "none", now_ms))
             (notes("Backups pulled", &h.backups_ok, "none since the daemon started", now_ms))
