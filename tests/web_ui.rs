@@ -739,6 +739,23 @@ async fn the_web_ui_in_chromium() {
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
 
+    // Keyboard only, on the main pages: Tab reaches every link and form control.
+    for path in [
+        "/ui/",
+        "/ui/machines/kiosk1",
+        "/ui/machines/kiosk1/history",
+        "/ui/groups",
+        "/ui/graphs",
+        "/ui/audit",
+        "/ui/health",
+    ] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        let n = tab_reaches_everything(&c).await;
+        assert!(n >= 3, "{path}: {n} controls");
+    }
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
     // Logout ends the session on the server: the old cookie no longer works.
     let cookie = c
         .get_named_cookie("pxl_session")
@@ -907,6 +924,7 @@ async fn backups_in_chromium() {
     let text = body(&c).await;
     assert!(text.contains("Last pull") && text.contains("ok"), "{text}");
     shot(&c, "backups").await;
+    assert!(tab_reaches_everything(&c).await >= 3, "keyboard only");
     // The newest pull changed motd: its link shows the file's last change.
     click_and_load(&c, Locator::Css("#pulls tbody tr:first-child td a")).await;
     let diff = text_at(&c, Locator::Css("pre.diff")).await;
@@ -1080,6 +1098,7 @@ async fn images_in_chromium() {
         .unwrap();
     assert_eq!(shown, sum, "the page shows the squashfs's SHA-256");
     shot(&c, "images").await;
+    assert!(tab_reaches_everything(&c).await >= 3, "keyboard only");
     // Pin the profile to version 1: a commit by ada that keeps the file's comment; the
     // kiosk's boot script follows.
     c.find(Locator::Css("#use-live-kiosk option[value='kiosk-v1']"))

@@ -208,3 +208,64 @@ pub fn skipped_without_chromium() {
         "SKIPPED: chromium and chromium-driver are not installed (scripts/setup installs them)"
     );
 }
+
+/// Keyboard only: presses Tab from the top of the page until every link and form control
+/// (not those inside a closed `<details>`; a radio group counts once) has had the focus once;
+/// returns how many there are.
+/// Fails naming the ones Tab never reached.
+pub async fn tab_reaches_everything(c: &Client) -> usize {
+    let n = c
+        .execute(
+            "const els = [...document.querySelectorAll('a[href],button,input:not([type=hidden]),select,textarea,summary')]
+               .filter(e => { const d = e.closest('details:not([open])');
+                              return !d || (e.tagName === 'SUMMARY' && e.parentElement === d); });
+             // A group of radio buttons is one Tab stop (arrow keys move inside it).
+             const groups = {}; let n = 0;
+             els.forEach(e => {
+               if (e.type === 'radio') {
+                 const k = e.form ? e.form.id + '/' + e.name : e.name;
+                 if (!(k in groups)) groups[k] = n++;
+                 e.dataset.kb = groups[k];
+               } else { e.dataset.kb = n++; }
+             });
+             document.activeElement && document.activeElement.blur();
+             return n;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap() as usize;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..(n + 10) {
+        c.active_element()
+            .await
+            .unwrap()
+            .send_keys("\u{E004}") // Tab
+            .await
+            .unwrap();
+        let i = c
+            .execute("return document.activeElement.dataset.kb ?? null;", vec![])
+            .await
+            .unwrap();
+        if let Some(i) = i.as_str().and_then(|s| s.parse::<usize>().ok()) {
+            seen.insert(i);
+        }
+        if seen.len() == n {
+            break;
+        }
+    }
+    if seen.len() < n {
+        let missing: Vec<usize> = (0..n).filter(|i| !seen.contains(i)).collect();
+        let names = c
+            .execute(
+                "return arguments[0].map(i => { const e = document.querySelector(`[data-kb=\"${i}\"]`);
+                   return e.tagName + ' ' + (e.id || e.name || e.textContent.trim().slice(0, 30)); });",
+                vec![serde_json::json!(missing)],
+            )
+            .await
+            .unwrap();
+        panic!("Tab reached {} of {n} controls; never: {names}", seen.len());
+    }
+    n
+}
