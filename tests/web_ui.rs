@@ -716,7 +716,11 @@ async fn the_web_ui_in_chromium() {
     assert!(git(&repo, &["log", "-1", "--format=%an|%s"])
         .starts_with("amy|Edit group reading-room: param homepage=https://library.example/start"));
     c.goto(&format!("{base}/ui/machines/kiosk3")).await.unwrap();
-    assert!(body(&c).await.contains("https://library.example/start"));
+    let text = body(&c).await;
+    assert!(
+        text.contains("https://library.example/start (default of group reading-room)"),
+        "{text}"
+    );
     c.goto(&format!("{base}/ui/machines/kiosk1")).await.unwrap();
     assert!(body(&c)
         .await

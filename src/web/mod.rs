@@ -350,6 +350,11 @@ async fn machine_view(
         can_edit: who.role >= Role::Operator,
         is_admin: who.role >= Role::Admin,
         next_boot: next_boot.clone().ok().flatten(),
+        group_defaults: machine
+            .group
+            .as_ref()
+            .and_then(|g| st.inventory.borrow().group_defaults().get(g).cloned())
+            .unwrap_or_default(),
         before,
         more,
         notice,

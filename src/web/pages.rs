@@ -220,6 +220,8 @@ pub struct MachineView {
     pub is_admin: bool,
     /// Its one-time boot override, if set.
     pub next_boot: Option<crate::core::boot::NextBoot>,
+    /// Its group's defaults (already merged into its params; shown as where a value comes from).
+    pub group_defaults: std::collections::BTreeMap<String, String>,
     /// The events listed are those before this time (unix ms), not the newest.
     pub before: Option<i64>,
     /// There may be older events (the page is full).
@@ -270,7 +272,9 @@ pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
             h2 { "Parameters" }
             @if m.params.is_empty() { p.muted { "none" } } @else {
                 table { thead { tr { th scope="col" { "Name" } th scope="col" { "Value" } } }
-                    tbody { @for (k, val) in &m.params { tr { td { code { (k) } } td { (val) } } } } }
+                    tbody { @for (k, val) in &m.params { tr { td { code { (k) } } td { (val)
+                        @if v.group_defaults.get(k) == Some(val) { " " span.muted { "(default of group " (m.group.as_deref().unwrap_or("")) ")" } }
+                    } } } } }
             }
             @if v.can_edit {
                 h2 { "Power" }
@@ -742,6 +746,7 @@ mod tests {
             can_edit: true,
             is_admin: false,
             next_boot: None,
+            group_defaults: Default::default(),
             before: None,
             more: false,
             notice: None,
@@ -814,6 +819,7 @@ mod tests {
             can_edit: false,
             is_admin: false,
             next_boot: None,
+            group_defaults: Default::default(),
             before: None,
             more: false,
             notice: None,
