@@ -188,6 +188,8 @@ fn main() {
         ("machine history", "/ui/machines/m0500/history".to_string()),
         ("groups and power", "/ui/groups".to_string()),
         ("images", "/ui/images".to_string()),
+        ("graphs, last day", "/ui/graphs".to_string()),
+        ("graphs, last 7 days", "/ui/graphs?days=7".to_string()),
         ("health", "/ui/health".to_string()),
         (
             "audit explorer, everything (100 rows)",
