@@ -31,6 +31,8 @@
 //!   results (inventory edit → commit; log/diff/cat/revert).
 //! - [`nextboot`]  — one-time boot overrides ("next boot: local disk / netboot"), machine state in
 //!   `state_dir/next-boot.json`, used up when the boot script is served.
+//! - [`overlay`]   — writable network roots (issue 13): what a host changed in its overlayfs upper
+//!   directory against the base (whiteouts and opaque directories read as overlayfs does).
 //! - [`setup`]     — the appliance's first setup: setup.toml → config, network file, conf repo,
 //!   admin user, ssh key, boot loaders under one root (the data partition).
 //! - [`appliance`] — `pxelator appliance status|update|rollback|confirm`: the image's A/B system
@@ -53,6 +55,7 @@ pub mod fsutil;
 pub mod image;
 pub mod inventory;
 pub mod nextboot;
+pub mod overlay;
 pub mod power;
 /// The wire formats, a crate of their own (`crates/proto`): nothing there can use the rest.
 pub use pxelator_proto as proto;
