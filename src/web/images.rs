@@ -255,6 +255,20 @@ pub async fn import(
     }
     let (boot, bus) = (st.config.boot_dir.clone(), st.bus.clone());
     tokio::task::spawn_blocking(move || {
+        // Should the import panic, the job still ends (so the next import is not refused).
+        struct Ends;
+        impl Drop for Ends {
+            fn drop(&mut self) {
+                update(|j| {
+                    if j.result.is_none() {
+                        j.result = Some(Err(
+                            "the import stopped unexpectedly (see the daemon's log)".into(),
+                        ));
+                    }
+                });
+            }
+        }
+        let _ends = Ends;
         let r = image::import(&boot, &src, &name, &|done, total| {
             update(|j| {
                 j.done = done;
