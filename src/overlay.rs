@@ -136,7 +136,7 @@ fn walk(
                     detail: None,
                 });
                 if lm.is_dir() {
-                    deleted_below(lower, &r, out, seen)?;
+                    all_below(lower, &r, ChangeKind::Deleted, out, seen)?;
                 }
             }
             continue;
@@ -151,7 +151,7 @@ fn walk(
                     detail: None,
                 });
                 if kind == EntryKind::Dir {
-                    added_below(upper, &r, out, seen)?;
+                    all_below(upper, &r, ChangeKind::Added, out, seen)?;
                 }
             }
             (Some(lm), EntryKind::Dir) if lm.is_dir() => {
@@ -178,7 +178,7 @@ fn walk(
                     detail: Some(format!("{:?} → {:?}", entry_kind(lm.file_type()), kind)),
                 });
                 if kind == EntryKind::Dir {
-                    added_below(upper, &r, out, seen)?;
+                    all_below(upper, &r, ChangeKind::Added, out, seen)?;
                 }
             }
             (Some(lm), _) => {
@@ -271,35 +271,19 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Everything below a new upper directory is added.
-fn added_below(
-    upper: &Path,
+/// Everything below a new upper directory (Added) or a deleted lower one (Deleted).
+fn all_below(
+    root: &Path,
     rel: &Path,
+    kind: ChangeKind,
     out: &mut Vec<Change>,
     seen: &mut usize,
 ) -> Result<(), OverlayError> {
-    list_below(upper, rel, seen, &mut |r, kind| {
+    list_below(root, rel, seen, &mut |r, entry| {
         out.push(Change {
             path: rel_str(r),
-            kind: ChangeKind::Added,
-            entry: kind,
-            detail: None,
-        })
-    })
-}
-
-/// Everything below a deleted lower directory is deleted.
-fn deleted_below(
-    lower: &Path,
-    rel: &Path,
-    out: &mut Vec<Change>,
-    seen: &mut usize,
-) -> Result<(), OverlayError> {
-    list_below(lower, rel, seen, &mut |r, kind| {
-        out.push(Change {
-            path: rel_str(r),
-            kind: ChangeKind::Deleted,
-            entry: kind,
+            kind,
+            entry,
             detail: None,
         })
     })

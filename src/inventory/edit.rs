@@ -181,6 +181,22 @@ pub fn add(inv: &Inventory, root: &Path, spec: &HostSpec) -> Result<Change, Edit
     Ok(Change::Write(path, render(&t).into_bytes()))
 }
 
+/// A file's `[params]` table with `set` added (replacing) and `unset` removed.
+fn updated_params(t: &toml::Table, set: Vec<(String, String)>, unset: &[String]) -> toml::Table {
+    let mut pt = t
+        .get("params")
+        .and_then(|v| v.as_table())
+        .cloned()
+        .unwrap_or_default();
+    for (k, v) in set {
+        pt.insert(k, v.into());
+    }
+    for k in unset {
+        pt.remove(k);
+    }
+    pt
+}
+
 fn render(t: &toml::Table) -> String {
     toml::to_string(t).unwrap_or_default()
 }
@@ -246,17 +262,7 @@ pub fn edit(
     }
     let ps = params(spec)?;
     if !ps.is_empty() || !spec.unset.is_empty() {
-        let mut pt = t
-            .get("params")
-            .and_then(|v| v.as_table())
-            .cloned()
-            .unwrap_or_default();
-        for (k, v) in ps {
-            pt.insert(k, v.into());
-        }
-        for k in &spec.unset {
-            pt.remove(k);
-        }
+        let pt = updated_params(&t, ps, &spec.unset);
         if pt.is_empty() {
             t.remove("params");
         } else {
@@ -358,17 +364,7 @@ pub fn group(
     let mut t: toml::Table = text
         .parse()
         .map_err(|e| EditError::Unsupported(format!("{path}: {e}")))?;
-    let mut pt = t
-        .get("params")
-        .and_then(|v| v.as_table())
-        .cloned()
-        .unwrap_or_default();
-    for (k, v) in ps {
-        pt.insert(k, v.into());
-    }
-    for k in unset {
-        pt.remove(k);
-    }
+    let pt = updated_params(&t, ps, unset);
     t.insert("params".into(), pt.into());
     Ok(Change::Write(path, render(&t).into_bytes()))
 }

@@ -408,16 +408,43 @@ async fn render_machine(
     }
 }
 
+/// A form's "set a parameter" and "remove a parameter" fields (machines and group defaults).
 #[derive(serde::Deserialize, Default)]
-struct EditForm {
-    #[serde(default)]
-    profile: String,
+pub struct ParamFields {
     #[serde(default)]
     param_key: String,
     #[serde(default)]
     param_value: String,
     #[serde(default)]
     unset: String,
+}
+
+impl ParamFields {
+    /// `KEY=VALUE` to set (none when no name is given) and the keys to remove; the edit
+    /// operation checks names and values as it does for the CLI.
+    fn changes(&self) -> Result<(Vec<String>, Vec<String>), String> {
+        let key = self.param_key.trim();
+        let set = if !key.is_empty() {
+            vec![format!("{key}={}", self.param_value)]
+        } else if !self.param_value.is_empty() {
+            return Err("a parameter value needs a name".into());
+        } else {
+            Vec::new()
+        };
+        let unset = Some(self.unset.clone())
+            .filter(|u| !u.is_empty())
+            .into_iter()
+            .collect();
+        Ok((set, unset))
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct EditForm {
+    #[serde(default)]
+    profile: String,
+    #[serde(flatten)]
+    params: ParamFields,
     /// The approval form: keep a self-registered machine, optionally renamed and grouped.
     #[serde(default)]
     approve: String,
@@ -433,15 +460,7 @@ fn spec_of(f: &EditForm) -> Result<HostSpec, String> {
     if !f.profile.trim().is_empty() {
         spec.profile = Some(f.profile.trim().to_string());
     }
-    let key = f.param_key.trim();
-    if !key.is_empty() {
-        spec.params.push(format!("{key}={}", f.param_value));
-    } else if !f.param_value.is_empty() {
-        return Err("a parameter value needs a name".into());
-    }
-    if !f.unset.is_empty() {
-        spec.unset.push(f.unset.clone());
-    }
+    (spec.params, spec.unset) = f.params.changes()?;
     if f.approve == "1" {
         spec.approve = true;
         if !f.name.trim().is_empty() {

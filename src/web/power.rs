@@ -176,34 +176,22 @@ pub async fn group(
     respond(&st, &who, &headers, name, "/ui/groups".into(), &form).await
 }
 
-#[derive(serde::Deserialize)]
-pub struct DefaultsForm {
-    #[serde(default)]
-    param_key: String,
-    #[serde(default)]
-    param_value: String,
-    #[serde(default)]
-    unset: String,
-}
-
 /// The guard has checked the role (operator) and the form's CSRF token.
 pub async fn defaults(
     State(st): State<HttpState>,
     Extension(who): Extension<Who>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Form(form): Form<DefaultsForm>,
+    Form(form): Form<super::ParamFields>,
 ) -> Response {
-    let key = form.param_key.trim();
-    let set: Vec<String> = if key.is_empty() {
-        Vec::new()
-    } else {
-        vec![format!("{key}={}", form.param_value)]
+    let (set, unset) = match form.changes() {
+        Ok(c) => c,
+        Err(e) => {
+            return ui_page(&st, &headers, &who, "Groups and power", true, |f| {
+                pages::error_page(f, 400, &e)
+            })
+        }
     };
-    let unset: Vec<String> = Some(form.unset.clone())
-        .filter(|u| !u.is_empty())
-        .into_iter()
-        .collect();
     let (cfg, author, group) = (st.config.clone(), who.author(), name.clone());
     match wait_for_commit(&st, move || {
         crate::commands::group_edit(&cfg, &group, &set, &unset, &author)
