@@ -108,18 +108,7 @@ fn walk(
     out: &mut Vec<Change>,
     seen: &mut usize,
 ) -> Result<(), OverlayError> {
-    let dir = upper.join(rel);
-    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(&dir)
-        .map_err(io(&dir))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()
-        .map_err(io(&dir))?;
-    names.sort();
-    for name in names {
-        *seen += 1;
-        if *seen > MAX_ENTRIES {
-            return Err(OverlayError::TooMany(upper.to_owned()));
-        }
+    for (name, _) in counted_entries(upper, rel, seen)? {
         let r = rel.join(&name);
         let up = upper.join(&r);
         let lo = lower.join(&r);
@@ -312,6 +301,27 @@ fn opaque_below(
     })
 }
 
+/// The entries of `root/rel` by name, each counted against [`MAX_ENTRIES`] (the bound of one
+/// whole diff, shared by every directory it reads).
+fn counted_entries(
+    root: &Path,
+    rel: &Path,
+    seen: &mut usize,
+) -> Result<Vec<(std::ffi::OsString, std::fs::FileType)>, OverlayError> {
+    let dir = root.join(rel);
+    let mut entries: Vec<(std::ffi::OsString, std::fs::FileType)> = std::fs::read_dir(&dir)
+        .map_err(io(&dir))?
+        .map(|e| e.and_then(|e| Ok((e.file_name(), e.file_type()?))))
+        .collect::<Result<_, _>>()
+        .map_err(io(&dir))?;
+    *seen += entries.len();
+    if *seen > MAX_ENTRIES {
+        return Err(OverlayError::TooMany(root.to_owned()));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(entries)
+}
+
 /// Calls `f` for every entry below `root/rel` (depth first, sorted), bounded by MAX_ENTRIES.
 fn list_below(
     root: &Path,
@@ -319,18 +329,7 @@ fn list_below(
     seen: &mut usize,
     f: &mut dyn FnMut(&Path, EntryKind),
 ) -> Result<(), OverlayError> {
-    let dir = root.join(rel);
-    let mut entries: Vec<(std::ffi::OsString, std::fs::FileType)> = std::fs::read_dir(&dir)
-        .map_err(io(&dir))?
-        .map(|e| e.and_then(|e| Ok((e.file_name(), e.file_type()?))))
-        .collect::<Result<_, _>>()
-        .map_err(io(&dir))?;
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, ft) in entries {
-        *seen += 1;
-        if *seen > MAX_ENTRIES {
-            return Err(OverlayError::TooMany(root.to_owned()));
-        }
+    for (name, ft) in counted_entries(root, rel, seen)? {
         let r = rel.join(&name);
         f(&r, entry_kind(ft));
         if ft.is_dir() {

@@ -120,6 +120,8 @@ pub async fn page(
                         by_mac.entry(m.to_string()).or_default().push(d);
                     }
                 }
+                // A cut read starts mid-range: boots before its oldest event may be partial.
+                let floor = if cut { from.max(oldest) } else { from };
                 let mut points = Vec::new();
                 for (mac, evs) in &by_mac {
                     let group = groups
@@ -127,7 +129,7 @@ pub async fn page(
                         .cloned()
                         .unwrap_or_else(|| "(unknown)".into());
                     for b in crate::core::story::boots(evs, usize::MAX) {
-                        if b.start_ms >= from.max(if cut { oldest } else { from }) {
+                        if b.start_ms >= floor {
                             points.push(BootPoint {
                                 start_ms: b.start_ms,
                                 duration_ms: b.boot_time_ms(),

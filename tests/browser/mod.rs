@@ -94,12 +94,7 @@ pub async fn click_and_load(c: &Client, loc: Locator<'_>) {
 /// aria-label), at most `tabs` times, then Enter, and waits for the next page.
 pub async fn keyboard_to(c: &Client, label: &str, tabs: usize) {
     for _ in 0..tabs {
-        c.active_element()
-            .await
-            .unwrap()
-            .send_keys("\u{E004}") // Tab
-            .await
-            .unwrap();
+        press_tab(c).await;
         let el = c.active_element().await.unwrap();
         let aria = el
             .attr("aria-label")
@@ -238,12 +233,7 @@ pub async fn tab_reaches_everything(c: &Client) -> usize {
         .unwrap() as usize;
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..(n + 10) {
-        c.active_element()
-            .await
-            .unwrap()
-            .send_keys("\u{E004}") // Tab
-            .await
-            .unwrap();
+        press_tab(c).await;
         let i = c
             .execute("return document.activeElement.dataset.kb ?? null;", vec![])
             .await
@@ -268,4 +258,14 @@ pub async fn tab_reaches_everything(c: &Client) -> usize {
         panic!("Tab reached {} of {n} controls; never: {names}", seen.len());
     }
     n
+}
+
+/// Keyboard only: one Tab from the focused element.
+pub async fn press_tab(c: &Client) {
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E004}")
+        .await
+        .unwrap();
 }
