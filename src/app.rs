@@ -275,6 +275,71 @@ fn reclaim_commit(
 /// Runs power.toml's on/off schedules (checked every 2 s). The time of the last check is kept
 /// in `state_dir/power-last-check`, so after downtime the latest missed action per target is
 /// carried out once and the missed ones are reported (`power_missed`).
+/// Keeps hosts' network roots (mounts, NFS exports, the NFS server) in line with the
+/// inventory: at start, after every reload, and every 10 s (a server that died is started
+/// again).
+async fn nfsroot_keeper(
+    cfg: Config,
+    bus: Bus,
+    mut inv: crate::services::InventoryRx,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut reported: std::collections::BTreeSet<String> = Default::default();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+            r = inv.changed() => if r.is_err() { break },
+        }
+        let snapshot = inv.borrow_and_update().clone();
+        let c = cfg.clone();
+        let Ok(rep) = tokio::task::spawn_blocking(move || {
+            crate::nfsroot::sync(&c.state_dir, &c.nfsroot.ganesha, &snapshot)
+        })
+        .await
+        else {
+            continue;
+        };
+        let current = inv.borrow().clone();
+        for host in &rep.mounted {
+            let ip = current
+                .machines()
+                .iter()
+                .find(|m| m.hostname.as_deref() == Some(host.as_str()))
+                .and_then(|m| m.ip);
+            let base = rep
+                .exported
+                .iter()
+                .find(|(h, _)| h == host)
+                .map(|(_, b)| b.clone())
+                .unwrap_or_default();
+            info!(host, base, "network root mounted and exported");
+            if let Some(ip) = ip {
+                bus.emit(Event::NfsrootMounted {
+                    host: host.clone(),
+                    ip,
+                    base,
+                });
+            }
+        }
+        for host in rep.unmounted {
+            info!(host, "network root unmounted");
+            bus.emit(Event::NfsrootUnmounted { host });
+        }
+        if let Some(pid) = rep.started {
+            info!(pid, "NFS server started");
+            bus.emit(Event::NfsServerStarted { pid });
+        }
+        let now: std::collections::BTreeSet<String> = rep.problems.into_iter().collect();
+        for p in now.difference(&reported) {
+            warn!("{p}");
+            bus.emit(Event::NfsrootProblem { message: p.clone() });
+        }
+        reported = now;
+    }
+}
+
 async fn power_scheduler(
     cfg: Config,
     bus: Bus,
@@ -658,6 +723,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Err(e) => warn!("{e}; backups and ssh power-off will fail until it exists"),
     }
     tasks.spawn(backup_scheduler(
+        cfg.clone(),
+        bus.clone(),
+        inv_rx.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(nfsroot_keeper(
         cfg.clone(),
         bus.clone(),
         inv_rx.clone(),

@@ -389,3 +389,121 @@ pub fn group_edit(
         &format!("Edit group {group}: {}", what.join(", ")),
     )
 }
+
+/// `pxelator base build NAME`: the next version of the base `overlay/NAME.toml` defines (as
+/// committed), made current; with the event that records it.
+pub fn base_build(
+    cfg: &Config,
+    name: &str,
+    report: crate::base::Report,
+) -> anyhow::Result<(crate::base::BaseInfo, crate::core::event::Event)> {
+    let def = crate::base::BaseDef::load(&cfg.conf_repo, name)?;
+    let start = std::time::Instant::now();
+    let info = crate::base::build(
+        &cfg.state_dir,
+        &cfg.boot_dir,
+        &def,
+        &cfg.nfsroot.mmdebstrap,
+        report,
+    )?;
+    let event = crate::core::event::Event::BaseBuilt {
+        name: info.name.clone(),
+        version: info.version,
+        recipe: info.recipe.clone(),
+        packages: info.packages.len(),
+        bytes: info.bytes,
+        duration_ms: start.elapsed().as_millis() as u64,
+    };
+    Ok((info, event))
+}
+
+/// Every built base version with whether it is current and what uses it (profiles of `inv`,
+/// hosts whose overlay lies over it).
+pub fn base_list(
+    cfg: &Config,
+    inv: &inventory::Inventory,
+) -> Vec<(crate::base::BaseInfo, bool, Vec<String>)> {
+    let hosts = crate::nfsroot::hosts_with_overlays(&cfg.state_dir);
+    crate::base::list(&cfg.state_dir)
+        .into_iter()
+        .map(|(i, current)| {
+            let users = crate::base::users(&cfg.state_dir, inv, &i, &hosts);
+            (i, current, users)
+        })
+        .collect()
+}
+
+/// Removes a base version (`name-vN`), refused while a profile boots it or a host's overlay
+/// lies over it.
+pub fn base_remove(cfg: &Config, what: &str) -> anyhow::Result<crate::core::event::Event> {
+    let users = match crate::base::resolve(&cfg.state_dir, what) {
+        Some(info) => base_list(cfg, &load(cfg))
+            .into_iter()
+            .find(|(i, _, _)| *i == info)
+            .map(|(_, _, u)| u)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let info = crate::base::remove(&cfg.state_dir, &cfg.boot_dir, what, &users)?;
+    Ok(crate::core::event::Event::BaseRemoved {
+        name: info.name,
+        version: info.version,
+    })
+}
+
+/// What a host changed in its root: changes against the base its overlay lies over, those
+/// under the base's ignored paths left out unless `all` (counted in `hidden`), and unified
+/// diffs of changed text files.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OverlayDiff {
+    pub host: String,
+    pub base: String,
+    pub changes: Vec<crate::overlay::Change>,
+    pub hidden: usize,
+    /// Path → unified diff (changed text files only).
+    pub diffs: Vec<(String, String)>,
+}
+
+pub fn overlay_diff(cfg: &Config, host: &str, all: bool) -> anyhow::Result<OverlayDiff> {
+    inventory::check_hostname(host).map_err(anyhow::Error::msg)?;
+    let d = crate::nfsroot::host_dirs(&cfg.state_dir, host);
+    let Some(base) = crate::nfsroot::host_base(&cfg.state_dir, host) else {
+        bail!(
+            "{host} has no overlay (under {}): it gets one when its profile boots an nfsroot and the daemon mounts it",
+            d.dir.display()
+        );
+    };
+    let info = crate::base::resolve(&cfg.state_dir, &base).with_context(|| {
+        format!("{host}'s overlay lies over base {base}, which is not there any more")
+    })?;
+    let lower = crate::base::root_dir(&cfg.state_dir, &info);
+    let every = crate::overlay::diff(&lower, &d.upper)?;
+    let ignored = |p: &str| {
+        info.ignore.iter().any(|ig| {
+            let ig = ig.trim_start_matches('/');
+            p == ig || p.strip_prefix(ig).is_some_and(|r| r.starts_with('/'))
+        })
+    };
+    let total = every.len();
+    let changes: Vec<crate::overlay::Change> = every
+        .into_iter()
+        .filter(|c| all || !ignored(&c.path))
+        .collect();
+    let diffs = changes
+        .iter()
+        .filter(|c| {
+            c.kind == crate::overlay::ChangeKind::Changed
+                && c.entry == crate::overlay::EntryKind::File
+        })
+        .filter_map(|c| {
+            crate::overlay::text_diff(&lower, &d.upper, &c.path).map(|t| (c.path.clone(), t))
+        })
+        .collect();
+    Ok(OverlayDiff {
+        host: host.to_owned(),
+        base,
+        hidden: total - changes.len(),
+        changes,
+        diffs,
+    })
+}

@@ -47,6 +47,18 @@ pub struct RawConfig {
     pub audit: RawAudit,
     #[serde(default)]
     pub syslog: RawSyslog,
+    #[serde(default)]
+    pub nfsroot: RawNfsroot,
+}
+
+/// `[nfsroot]`: writable network roots (profiles with `boot = "nfsroot"`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNfsroot {
+    /// The NFS server program (nfs-ganesha), default /usr/bin/ganesha.nfsd.
+    pub ganesha: Option<PathBuf>,
+    /// The program `pxelator base build` runs, default mmdebstrap (on PATH).
+    pub mmdebstrap: Option<PathBuf>,
 }
 
 /// `[syslog]`: receive syslog over UDP (kiosks' `log=`). Off unless `listen` is set.
@@ -166,6 +178,13 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// Where syslog is received, or None.
     pub syslog: Option<SocketAddr>,
+    pub nfsroot: NfsrootConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NfsrootConfig {
+    pub ganesha: PathBuf,
+    pub mmdebstrap: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -522,6 +541,16 @@ impl RawConfig {
                 hosts,
             },
             syslog: self.syslog.listen,
+            nfsroot: NfsrootConfig {
+                ganesha: self
+                    .nfsroot
+                    .ganesha
+                    .unwrap_or_else(|| "/usr/bin/ganesha.nfsd".into()),
+                mmdebstrap: self
+                    .nfsroot
+                    .mmdebstrap
+                    .unwrap_or_else(|| "mmdebstrap".into()),
+            },
         })
     }
 }

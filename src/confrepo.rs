@@ -641,6 +641,24 @@ impl ConfRepo {
 
     /// Every file below directory `dir` ("" for the root) at `rev`, with its full path.
     fn files_in_dir(&self, rev: ObjectId, dir: &str) -> Result<Vec<(String, ObjectId)>, RepoError> {
+        Ok(self
+            .files_with_modes(rev, dir)?
+            .into_iter()
+            .filter(|f| !f.symlink)
+            .map(|f| (f.path, f.id))
+            .collect())
+    }
+
+    /// The content of a blob (a file of a tree listed by [`ConfRepo::files_with_modes`]).
+    pub fn blob(&self, id: ObjectId) -> Result<Vec<u8>, RepoError> {
+        let repo = self.repo.to_thread_local();
+        let obj = repo.find_object(id).map_err(|e| self.git_err(e))?;
+        Ok(obj.data.clone())
+    }
+
+    /// Every file below directory `dir` at `rev` with its kind: what a base lays into its
+    /// root keeps git's executable bit; a symbolic link is listed as such (not followed).
+    pub fn files_with_modes(&self, rev: ObjectId, dir: &str) -> Result<Vec<TreeFile>, RepoError> {
         let repo = self.repo.to_thread_local();
         let root = repo
             .find_commit(rev)
@@ -671,8 +689,13 @@ impl ConfRepo {
         };
         Ok(files
             .into_iter()
-            .filter(|e| e.mode.is_blob())
-            .map(|e| (format!("{lead}{}", e.filepath.to_str_lossy()), e.oid))
+            .filter(|e| e.mode.is_blob() || e.mode.is_link())
+            .map(|e| TreeFile {
+                path: format!("{lead}{}", e.filepath.to_str_lossy()),
+                id: e.oid,
+                executable: e.mode.is_executable(),
+                symlink: e.mode.is_link(),
+            })
             .collect())
     }
 
@@ -951,6 +974,15 @@ impl SnapshotDelta {
     pub fn unchanged(&self, rel: &str) -> bool {
         !self.full && !self.changed.contains(rel)
     }
+}
+
+/// One file of a committed tree ([`ConfRepo::files_with_modes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeFile {
+    pub path: String,
+    pub id: ObjectId,
+    pub executable: bool,
+    pub symlink: bool,
 }
 
 /// The manifest of a snapshot directory (see [`ConfRepo::snapshot`]).

@@ -45,6 +45,7 @@ pub mod appliance;
 pub mod audit;
 pub mod auth;
 pub mod backup;
+pub mod base;
 pub mod clock;
 pub mod commands;
 pub mod config;
@@ -55,6 +56,7 @@ pub mod fsutil;
 pub mod image;
 pub mod inventory;
 pub mod nextboot;
+pub mod nfsroot;
 pub mod overlay;
 pub mod power;
 /// The wire formats, a crate of their own (`crates/proto`): nothing there can use the rest.

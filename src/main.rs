@@ -103,6 +103,20 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ImageCmd,
     },
+    /// Bases for writable network roots: build a version from overlay/NAME.toml, list, remove.
+    Base {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        cmd: BaseCmd,
+    },
+    /// Hosts' writable network roots: what a host changed against its base.
+    Overlay {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        cmd: OverlayCmd,
+    },
     /// Query the audit store (every DHCP, TFTP, HTTP and inventory event).
     Audit {
         #[command(flatten)]
@@ -665,6 +679,130 @@ fn power(config: &std::path::Path, cmd: PowerCmd) -> anyhow::Result<bool> {
 }
 
 #[derive(Subcommand)]
+enum BaseCmd {
+    /// Build the next version of NAME from overlay/NAME.toml (and the files under
+    /// overlay/NAME/) as committed in the conf repo, with mmdebstrap; it becomes current.
+    Build { name: String },
+    /// Built versions; "*" marks the current one of each name.
+    List,
+    /// Remove NAME-vN (refused while a profile boots it or a host's overlay lies over it).
+    Rm { version: String },
+}
+
+fn base(config: &std::path::Path, cmd: BaseCmd) -> anyhow::Result<bool> {
+    let cfg = Config::load(config)?;
+    let events = match cmd {
+        BaseCmd::Build { name } => {
+            let (info, event) = pxelator::commands::base_build(&cfg, &name, &|step| {
+                eprintln!("base {name}: {step}")
+            })?;
+            println!(
+                "built {} ({} packages, kernel {}, {} entries, {} MB) in {}",
+                info.dir_name(),
+                info.packages.len(),
+                info.kernel,
+                info.files,
+                info.bytes.div_ceil(1 << 20),
+                pxelator::base::root_dir(&cfg.state_dir, &info).display()
+            );
+            println!(
+                "a profile boots it with boot = \"nfsroot\" and base = \"{}\" (current version) or \"{}\"",
+                info.name,
+                info.dir_name()
+            );
+            vec![event]
+        }
+        BaseCmd::List => {
+            let inv = pxelator::confrepo::current_inventory(&cfg).0;
+            for (i, current, users) in pxelator::commands::base_list(&cfg, &inv) {
+                println!(
+                    "{} {:<28} {:>6} MB  {}  {} packages  kernel {}  recipe {}{}{}",
+                    if current { "*" } else { " " },
+                    i.dir_name(),
+                    i.bytes.div_ceil(1 << 20),
+                    i.built,
+                    i.packages.len(),
+                    i.kernel,
+                    &i.recipe[..12.min(i.recipe.len())],
+                    i.promoted_from
+                        .as_deref()
+                        .map(|p| format!("  promoted from {p}"))
+                        .unwrap_or_default(),
+                    if users.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  (used by {})", users.join(", "))
+                    }
+                );
+            }
+            Vec::new()
+        }
+        BaseCmd::Rm { version } => {
+            let event = pxelator::commands::base_remove(&cfg, &version)?;
+            println!("removed base {version}");
+            vec![event]
+        }
+    };
+    if let Some(a) = &cfg.audit {
+        pxelator::audit::record_events(a, &events)?;
+    }
+    Ok(true)
+}
+
+#[derive(Subcommand)]
+enum OverlayCmd {
+    /// Files HOST added, changed and deleted against its base, with diffs of changed text
+    /// files. What the system writes by itself (logs, caches, machine-id; the base's `ignore`)
+    /// is left out unless --all.
+    Diff {
+        host: String,
+        #[arg(long)]
+        all: bool,
+        /// Only the list of paths, no content diffs.
+        #[arg(long)]
+        names: bool,
+    },
+}
+
+fn overlay(config: &std::path::Path, cmd: OverlayCmd) -> anyhow::Result<bool> {
+    let cfg = Config::load(config)?;
+    match cmd {
+        OverlayCmd::Diff { host, all, names } => {
+            let d = pxelator::commands::overlay_diff(&cfg, &host, all)?;
+            println!("# {} over base {}", d.host, d.base);
+            for c in &d.changes {
+                let mark = match c.kind {
+                    pxelator::overlay::ChangeKind::Added => "A",
+                    pxelator::overlay::ChangeKind::Changed => "M",
+                    pxelator::overlay::ChangeKind::Deleted => "D",
+                };
+                let slash = if c.entry == pxelator::overlay::EntryKind::Dir {
+                    "/"
+                } else {
+                    ""
+                };
+                match &c.detail {
+                    Some(det) => println!("{mark} /{}{slash}  ({det})", c.path),
+                    None => println!("{mark} /{}{slash}", c.path),
+                }
+            }
+            if d.hidden > 0 {
+                println!(
+                    "# {} more under the base's ignored paths (--all shows them)",
+                    d.hidden
+                );
+            }
+            if !names {
+                for (_, text) in &d.diffs {
+                    print!("{text}");
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+#[derive(Subcommand)]
 enum ImageCmd {
     /// Take kernel, initrd and squashfs out of a live ISO (or a directory holding them, or
     /// their live/ subdirectory) and store them as the next version of NAME, made current.
@@ -1204,6 +1342,14 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
             cmd,
         } => exit_code(audit(&config, cmd)),
+        Cmd::Base {
+            config: ConfigArg { path: config },
+            cmd,
+        } => exit_code(base(&config, cmd)),
+        Cmd::Overlay {
+            config: ConfigArg { path: config },
+            cmd,
+        } => exit_code(overlay(&config, cmd)),
         Cmd::User {
             config: ConfigArg { path: config },
             cmd,

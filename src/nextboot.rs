@@ -65,19 +65,7 @@ fn change<T>(
     };
     std::fs::create_dir_all(state_dir).map_err(io(state_dir))?;
     let lock_path = state_dir.join("next-boot.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io(&lock_path))?;
-    let _lock =
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
-            NextBootError::Io {
-                path: lock_path.clone(),
-                source: e.into(),
-            }
-        })?;
+    let _lock = crate::fsutil::lock_exclusive(&lock_path).map_err(io(&lock_path))?;
     let mut all = load(state_dir)?;
     let out = f(&mut all);
     if all.len() > MAX {

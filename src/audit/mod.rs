@@ -262,6 +262,12 @@ fn source_of(e: &Event) -> &'static str {
         Event::KioskBooted { .. } => "kiosk",
         Event::NextBootSet { .. } | Event::NextBootUsed { .. } => "boot",
         Event::ImageImported { .. } => "image",
+        Event::BaseBuilt { .. }
+        | Event::BaseRemoved { .. }
+        | Event::NfsrootMounted { .. }
+        | Event::NfsrootUnmounted { .. }
+        | Event::NfsServerStarted { .. }
+        | Event::NfsrootProblem { .. } => "nfsroot",
         Event::ApplianceSlotWritten { .. }
         | Event::ApplianceUpdated { .. }
         | Event::ApplianceUpdateFailed { .. }

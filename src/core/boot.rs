@@ -60,6 +60,9 @@ pub fn boot_file(
 
 fn kernel_line(machine: Option<&Machine>, profile: &Profile, http_base: &str) -> String {
     let mut parts: Vec<String> = Vec::new();
+    if profile.boot == BootKind::Nfsroot {
+        parts.extend(machine.and_then(crate::core::nfsroot::kernel_args));
+    }
     if profile.kiosk {
         if let Some(sq) = &profile.squashfs {
             parts.push(format!("boot=live fetch={http_base}/files/{sq}"));
@@ -242,6 +245,16 @@ pub fn ipxe_script_next(
             "#!ipxe\necho pxelator: no boot profile for {who} ({mac}): {fix}\nsleep 10\nexit\n"
         );
     };
+    if profile.boot == BootKind::Nfsroot
+        && machine
+            .and_then(crate::core::nfsroot::kernel_args)
+            .is_none()
+    {
+        return format!(
+            "#!ipxe\necho pxelator: {who} ({mac}) has profile {} with a root over NFS, which needs the machine's hostname and ip: set both in its machine file\nsleep 10\nexit\n",
+            one_line(&profile.name)
+        );
+    }
     let mut s = format!(
         "#!ipxe\n# pxelator: {who} ({mac}) profile {}\n",
         one_line(&profile.name)
@@ -329,6 +342,7 @@ mod tests {
             kiosk: false,
             squashfs: None,
             image: None,
+            base: None,
             source: PathBuf::from("profiles/p.toml"),
         }
     }
@@ -452,6 +466,34 @@ mod tests {
             registered: None,
         };
         Inventory::build(vec![m], vec![profile(boot)], &mut problems)
+    }
+
+    #[test]
+    fn nfsroot_script_boots_the_bases_kernel_with_the_hosts_root() {
+        let mut p = profile(BootKind::Nfsroot);
+        p.kernel = Some("bases/debian/vmlinuz".into());
+        p.initrd = Some("bases/debian/initrd.img".into());
+        p.base = Some("debian".into());
+        p.args = "console=ttyS0".into();
+        let mut m = inv_with(BootKind::Ipxe, None).machines()[0].clone();
+        m.ip = Some("10.77.1.20".parse().unwrap());
+        let mut problems = vec![];
+        let inv = Inventory::build(vec![m.clone()], vec![p.clone()], &mut problems);
+        let s = ipxe_script(&inv, &MAC, "http://s");
+        assert!(
+            s.contains("kernel http://s/files/bases/debian/vmlinuz initrd=initrd.img boot=nfs root=/dev/nfs nfsroot=${next-server}:/hosts/kiosk1,tcp,hard ip=10.77.1.20::${gateway}:${netmask}:kiosk1::off rw console=ttyS0\n"),
+            "{s}"
+        );
+        assert!(s.contains("initrd http://s/files/bases/debian/initrd.img\nboot\n"));
+        // Without a fixed address there is no export to mount: the script says what to set.
+        m.ip = None;
+        let inv = Inventory::build(vec![m], vec![p], &mut problems);
+        let s = ipxe_script(&inv, &MAC, "http://s");
+        assert!(
+            s.contains("set both in its machine file") && s.ends_with("exit\n"),
+            "{s}"
+        );
+        assert!(!s.contains("kernel "));
     }
 
     #[test]

@@ -433,6 +433,7 @@ mod tests {
             kiosk: false,
             squashfs: None,
             image: None,
+            base: None,
             source: PathBuf::from("profiles/default.toml"),
         };
         Inventory::build(vec![m], vec![p], &mut vec![])

@@ -255,6 +255,29 @@ pub enum Event {
         mac: Mac,
         reason: String,
     },
+    /// `pxelator base build` made a new version of a base for network roots.
+    BaseBuilt {
+        name: String,
+        version: u32,
+        recipe: String,
+        packages: usize,
+        bytes: u64,
+        duration_ms: u64,
+    },
+    /// A base version was removed (`pxelator base rm`).
+    BaseRemoved { name: String, version: u32 },
+    /// A host's overlay root was mounted over a base version and exported to its address.
+    NfsrootMounted {
+        host: String,
+        ip: Ipv4Addr,
+        base: String,
+    },
+    /// A host's root was unmounted (it no longer boots an NFS root).
+    NfsrootUnmounted { host: String },
+    /// The NFS server (nfs-ganesha) was started by pxelator.
+    NfsServerStarted { pid: i32 },
+    /// Something keeps a host from its NFS root (base not built, no address, mount refused…).
+    NfsrootProblem { message: String },
     InventoryLoaded {
         machines: usize,
         profiles: usize,
@@ -305,6 +328,12 @@ impl Event {
             Event::HttpServed { .. } => "http_served",
             Event::AuthFailed { .. } => "auth_failed",
             Event::BootScriptRefused { .. } => "boot_script_refused",
+            Event::BaseBuilt { .. } => "base_built",
+            Event::BaseRemoved { .. } => "base_removed",
+            Event::NfsrootMounted { .. } => "nfsroot_mounted",
+            Event::NfsrootUnmounted { .. } => "nfsroot_unmounted",
+            Event::NfsServerStarted { .. } => "nfs_server_started",
+            Event::NfsrootProblem { .. } => "nfsroot_problem",
             Event::InventoryLoaded { .. } => "inventory_loaded",
             Event::InventoryProblem { .. } => "inventory_problem",
         }

@@ -9,6 +9,7 @@ pub mod graphs;
 pub mod health;
 pub mod leases;
 pub mod mac;
+pub mod nfsroot;
 pub mod reclaim;
 pub mod seen;
 pub mod slots;

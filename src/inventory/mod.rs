@@ -51,6 +51,9 @@ pub enum BootKind {
     Pxelinux,
     /// Do not netboot: iPXE exits so the firmware boots the local disk.
     Local,
+    /// A writable root over NFS: the base's kernel and initramfs over HTTP (iPXE), the root
+    /// an overlay of the base with the host's own upper directory on the server (`nfsroot`).
+    Nfsroot,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +71,9 @@ pub struct Profile {
     pub squashfs: Option<String>,
     /// The imported live image it boots ("name" = current version, or "name-vN").
     pub image: Option<String>,
+    /// For `boot = "nfsroot"`: the base its machines' roots lie over ("name" = current
+    /// version, or "name-vN"; `pxelator base list`).
+    pub base: Option<String>,
     pub source: PathBuf,
 }
 
@@ -226,6 +232,9 @@ struct ProfileFile {
     /// An imported live image (`pxelator image import`): "name" for its current version or
     /// "name-vN"; supplies kernel, initrd and squashfs unless given.
     image: Option<Text>,
+    /// With `boot = "nfsroot"`: a base built by `pxelator base build` ("name" or "name-vN");
+    /// supplies kernel and initrd unless given.
+    base: Option<Text>,
 }
 
 /// A profile file's values once read (checked [`Text`] turned into plain strings).
@@ -237,6 +246,7 @@ struct ProfileFields {
     kiosk: bool,
     squashfs: Option<String>,
     image: Option<String>,
+    base: Option<String>,
 }
 
 impl From<ProfileFile> for ProfileFields {
@@ -250,6 +260,7 @@ impl From<ProfileFile> for ProfileFields {
             kiosk: f.kiosk,
             squashfs: s(f.squashfs),
             image: s(f.image),
+            base: s(f.base),
         }
     }
 }
@@ -384,6 +395,40 @@ pub fn load_reusing(
                     f.initrd = f.initrd.or(initrd);
                     f.squashfs = f.squashfs.or(squashfs);
                 }
+                match (&f.base, f.boot) {
+                    (Some(b), BootKind::Nfsroot) => {
+                        let (name, _) = crate::image::split_version(b);
+                        if !crate::image::valid_name(name) {
+                            problems.push(Problem {
+                                path: path.clone(),
+                                line: None,
+                                message: format!("base = {b:?}: not a base name (`pxelator base list` shows them)"),
+                            });
+                            continue;
+                        }
+                        let [kernel, initrd] =
+                            crate::base::BOOT_FILES.map(|n| Some(format!("bases/{b}/{n}")));
+                        f.kernel = f.kernel.or(kernel);
+                        f.initrd = f.initrd.or(initrd);
+                    }
+                    (None, BootKind::Nfsroot) => {
+                        problems.push(Problem {
+                            path: path.clone(),
+                            line: None,
+                            message: "boot = \"nfsroot\" needs base = \"name\" (a base built with `pxelator base build NAME`)".into(),
+                        });
+                        continue;
+                    }
+                    (Some(_), _) => {
+                        problems.push(Problem {
+                            path: path.clone(),
+                            line: None,
+                            message: "base = … is for boot = \"nfsroot\" profiles; remove it or set boot = \"nfsroot\"".into(),
+                        });
+                        continue;
+                    }
+                    (None, _) => {}
+                }
                 if f.boot != BootKind::Local && f.kernel.is_none() {
                     problems.push(Problem {
                         path: path.clone(),
@@ -426,6 +471,7 @@ pub fn load_reusing(
                     kiosk: f.kiosk,
                     squashfs: f.squashfs,
                     image: f.image,
+                    base: f.base,
                     source: path,
                 });
             }
@@ -938,5 +984,52 @@ mod tests {
             "{}",
             problems[0]
         );
+    }
+}
+
+#[cfg(test)]
+mod nfsroot_profile_tests {
+    use super::*;
+    use std::fs;
+
+    fn load_profile(text: &str) -> (Inventory, Vec<Problem>) {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("profiles")).unwrap();
+        fs::write(d.path().join("profiles/nfs.toml"), text).unwrap();
+        load(d.path(), Ipv4Addr::new(10, 77, 1, 1), None)
+    }
+
+    #[test]
+    fn an_nfsroot_profile_takes_kernel_and_initrd_from_its_base() {
+        let (inv, problems) = load_profile("boot = \"nfsroot\"\nbase = \"debian-v2\"\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        let p = inv.profile("nfs").unwrap();
+        assert_eq!(p.kernel.as_deref(), Some("bases/debian-v2/vmlinuz"));
+        assert_eq!(p.initrd.as_deref(), Some("bases/debian-v2/initrd.img"));
+        assert_eq!(p.base.as_deref(), Some("debian-v2"));
+    }
+
+    #[test]
+    fn base_and_boot_must_go_together_and_the_name_stay_a_name() {
+        for (text, says) in [
+            ("boot = \"nfsroot\"\n", "needs base"),
+            (
+                "boot = \"ipxe\"\nkernel = \"k\"\nbase = \"debian\"\n",
+                "for boot = \"nfsroot\"",
+            ),
+            (
+                "boot = \"nfsroot\"\nbase = \"../../etc\"\n",
+                "not a base name",
+            ),
+        ] {
+            let (inv, problems) = load_profile(text);
+            assert!(inv.profile("nfs").is_none(), "{text}");
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.message.contains(says) && p.path.ends_with("profiles/nfs.toml")),
+                "{text}: {problems:?}"
+            );
+        }
     }
 }
