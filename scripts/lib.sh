@@ -36,8 +36,10 @@ cleanup() {
     sleep 0.5
     while read -r pid; do kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; done < "$LAB/pids"
   fi
+  # A suite's own teardown (servers that detach, mounts), before the lab directory goes.
+  if declare -F lab_teardown >/dev/null; then lab_teardown || true; fi
   for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$RUN-" || true); do ip netns del "$n" 2>/dev/null || true; done
-  [ -n "${KEEP_LAB:-}" ] || rm -rf "$LAB"
+  [ -n "${KEEP_LAB:-}" ] || rm -rf --one-file-system "$LAB"
   exit $rc
 }
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -112,8 +113,11 @@ pub struct BaseDef {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaidFile {
     pub path: String,
+    /// The bytes of a file, or the target of a symbolic link.
     pub content: Vec<u8>,
     pub executable: bool,
+    /// A symbolic link (such as a systemd unit's enablement under `*.wants/`).
+    pub symlink: bool,
 }
 
 /// A Debian package name (policy §5.6.1): lower case, digits, `+ - .`, at least two chars.
@@ -277,16 +281,11 @@ impl BaseDef {
         };
         if let Some((repo, head)) = head {
             for f in repo.files_with_modes(head, &dir).map_err(repo_err)? {
-                if f.symlink {
-                    return Err(BaseError::Invalid(format!(
-                        "{}: a symbolic link; a base lays in regular files only",
-                        f.path
-                    )));
-                }
                 files.push(LaidFile {
                     path: f.path[dir.len()..].to_owned(),
                     content: repo.blob(f.id).map_err(repo_err)?,
                     executable: f.executable,
+                    symlink: f.symlink,
                 });
             }
         } else {
@@ -316,7 +315,7 @@ impl BaseDef {
         h.update([1]);
         for f in &self.files {
             h.update(f.path.as_bytes());
-            h.update([0, f.executable as u8]);
+            h.update([0, f.executable as u8, f.symlink as u8]);
             h.update((f.content.len() as u64).to_le_bytes());
             h.update(&f.content);
         }
@@ -356,10 +355,20 @@ fn read_files_on_disk(top: &Path, dir: &Path, out: &mut Vec<LaidFile>) -> Result
                 path: format!("/{rel}"),
                 content: std::fs::read(&p).map_err(io(format!("reading {}", p.display())))?,
                 executable: meta.permissions().mode() & 0o111 != 0,
+                symlink: false,
+            });
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(&p).map_err(io(format!("reading {}", p.display())))?;
+            let rel = p.strip_prefix(top).unwrap_or(&p).to_string_lossy();
+            out.push(LaidFile {
+                path: format!("/{rel}"),
+                content: target.as_os_str().as_encoded_bytes().to_vec(),
+                executable: false,
+                symlink: true,
             });
         } else {
             return Err(BaseError::Invalid(format!(
-                "{}: not a regular file; a base lays in regular files only",
+                "{}: not a regular file, directory or symbolic link",
                 p.display()
             )));
         }
@@ -590,11 +599,33 @@ fn lay_in(root: &Path, f: &LaidFile) -> Result<(), BaseError> {
                     at.display()
                 )))
             }
-            Err(_) => std::fs::create_dir(&at).map_err(io(format!("creating {}", at.display())))?,
+            Err(_) => {
+                std::fs::create_dir(&at).map_err(io(format!("creating {}", at.display())))?;
+                // pxelator runs with umask 077; a base's directories are the system's, 0755.
+                std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o755))
+                    .map_err(io(format!("creating {}", at.display())))?;
+            }
         }
     }
     at.push(comps[comps.len() - 1]);
-    if std::fs::symlink_metadata(&at).is_ok_and(|m| !m.is_file()) {
+    let there = std::fs::symlink_metadata(&at);
+    if f.symlink {
+        // A link's target is only ever read inside the host's root, never followed here.
+        if there.as_ref().is_ok_and(|m| m.is_dir()) {
+            return Err(BaseError::Invalid(format!(
+                "overlay/{}{}: the root has a directory there",
+                def_name(root),
+                f.path
+            )));
+        }
+        if there.is_ok() {
+            std::fs::remove_file(&at).map_err(io(format!("replacing {}", at.display())))?;
+        }
+        let target = std::ffi::OsStr::from_bytes(&f.content);
+        return std::os::unix::fs::symlink(target, &at)
+            .map_err(io(format!("linking {}", at.display())));
+    }
+    if there.is_ok_and(|m| !m.is_file()) {
         return Err(BaseError::Invalid(format!(
             "overlay/{}{}: the root has something other than a regular file there",
             def_name(root),
@@ -602,7 +633,10 @@ fn lay_in(root: &Path, f: &LaidFile) -> Result<(), BaseError> {
         )));
     }
     let mode = if f.executable { 0o755 } else { 0o644 };
-    fsutil::write_atomic(&at, &f.content, mode).map_err(io(format!("writing {}", at.display())))
+    fsutil::write_atomic(&at, &f.content, mode).map_err(io(format!("writing {}", at.display())))?;
+    // Whatever the umask: git's modes, as a package would install them.
+    std::fs::set_permissions(&at, std::fs::Permissions::from_mode(mode))
+        .map_err(io(format!("writing {}", at.display())))
 }
 
 fn def_name(root: &Path) -> String {
@@ -835,6 +869,194 @@ pub fn remove(
     Ok(info)
 }
 
+/// `overlay promote`: a new version of `to` made of `from` (a built version) plus the chosen
+/// paths of a host's upper directory (`upper`, read as overlayfs does: whiteouts delete,
+/// opaque directories replace), built beside the bases and published like a build. The base
+/// in use is never touched: its files are hard-linked into the new tree and a promoted path
+/// is written as a new file there.
+pub fn promote(
+    state_dir: &Path,
+    boot_dir: &Path,
+    from: &BaseInfo,
+    to: &str,
+    upper: &Path,
+    host: &str,
+    paths: &[String],
+) -> Result<BaseInfo, BaseError> {
+    if !crate::image::valid_name(to) {
+        return Err(BaseError::Invalid(format!(
+            "{to:?} is not a base name: lower-case letters, digits, '.', '_' and '-', not ending in -vN"
+        )));
+    }
+    if paths.is_empty() {
+        return Err(BaseError::Invalid(
+            "name the paths to promote, e.g. --paths /etc/motd".into(),
+        ));
+    }
+    for p in paths {
+        if !valid_root_path(p) {
+            return Err(BaseError::Invalid(format!(
+                "{p:?}: an absolute path inside the root such as /etc/motd"
+            )));
+        }
+        if std::fs::symlink_metadata(upper.join(&p[1..])).is_err() {
+            return Err(BaseError::Invalid(format!(
+                "{host} did not change {p} (it is not in its overlay; `pxelator overlay diff {host}` lists what it changed)"
+            )));
+        }
+    }
+    let dir = bases_dir(state_dir);
+    let lock = fsutil::lock_exclusive(&dir.join(".lock"))
+        .map_err(io(format!("locking {}", dir.display())))?;
+    let version = versions(state_dir, to).last().copied().unwrap_or(0) + 1;
+    let work = dir.join(format!(".build-{to}-v{version}"));
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(io(format!("removing {}", work.display())))?;
+    }
+    std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
+    let root = work.join("root");
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg("--link")
+        .arg(root_dir(state_dir, from))
+        .arg(&root)
+        .output()
+        .map_err(io("running cp"))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&work);
+        return Err(BaseError::Invalid(format!(
+            "linking {} into a new tree failed: {}",
+            from.dir_name(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    for p in paths {
+        if let Err(e) = promote_path(upper, &root, &p[1..]) {
+            let _ = std::fs::remove_dir_all(&work);
+            return Err(e);
+        }
+    }
+    let boot = work.join("boot");
+    std::fs::create_dir_all(&boot).map_err(io(format!("creating {}", boot.display())))?;
+    let served = boot_bases_dir(boot_dir).join(from.dir_name());
+    for n in BOOT_FILES {
+        std::fs::copy(served.join(n), boot.join(n))
+            .map_err(io(format!("copying {}/{n}", served.display())))?;
+    }
+    let (files, bytes) = write_manifest(&root, &work.join("manifest.txt"))?;
+    let info = BaseInfo {
+        name: to.to_owned(),
+        version,
+        built: crate::clock::rfc3339(crate::clock::unix_now()),
+        suite: from.suite.clone(),
+        packages: from.packages.clone(),
+        recipe: from.recipe.clone(),
+        kernel: from.kernel.clone(),
+        files,
+        bytes,
+        ignore: from.ignore.clone(),
+        promoted_from: Some(format!("{} {host}:{}", from.dir_name(), paths.join(","))),
+    };
+    publish(state_dir, boot_dir, &work, &info)?;
+    drop(lock);
+    Ok(info)
+}
+
+/// Applies one path of an upper directory to a root tree as overlayfs would show it.
+fn promote_path(upper: &Path, root: &Path, rel: &str) -> Result<(), BaseError> {
+    // Parents: real directories in the new tree (made like the upper's when missing), never
+    // a link that could send the write elsewhere.
+    let comps: Vec<&str> = rel.split('/').collect();
+    let mut at = root.to_path_buf();
+    let mut up = upper.to_path_buf();
+    for c in &comps[..comps.len() - 1] {
+        at.push(c);
+        up.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(BaseError::Invalid(format!(
+                    "/{rel}: {} in the base is not a directory",
+                    at.display()
+                )))
+            }
+            Err(_) => copy_entry(&up, &at, false)?,
+        }
+    }
+    apply(&upper.join(rel), &root.join(rel))
+}
+
+fn is_whiteout(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
+fn remove_any(p: &Path) -> Result<(), BaseError> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(_) => Ok(()),
+    }
+    .map_err(io(format!("removing {}", p.display())))
+}
+
+/// Makes `to` what the upper entry `from` says, recursively for directories.
+fn apply(from: &Path, to: &Path) -> Result<(), BaseError> {
+    let m = std::fs::symlink_metadata(from).map_err(io(format!("reading {}", from.display())))?;
+    if is_whiteout(&m) {
+        return remove_any(to);
+    }
+    if m.is_dir() {
+        let mut buf = [0u8; 8];
+        let opaque = matches!(
+            rustix::fs::lgetxattr(from, "trusted.overlay.opaque", &mut buf),
+            Ok(n) if &buf[..n] == b"y"
+        );
+        let is_dir = std::fs::symlink_metadata(to).is_ok_and(|t| t.is_dir());
+        if opaque || !is_dir {
+            remove_any(to)?;
+        }
+        copy_entry(from, to, is_dir && !opaque)?;
+        for e in std::fs::read_dir(from).map_err(io(format!("reading {}", from.display())))? {
+            let e = e.map_err(io(format!("reading {}", from.display())))?;
+            apply(&e.path(), &to.join(e.file_name()))?;
+        }
+        return Ok(());
+    }
+    remove_any(to)?;
+    copy_entry(from, to, false)
+}
+
+/// Creates `to` like `from` (a directory, a regular file's bytes, a link, a fifo or device is
+/// refused) with its mode and owner; `exists`: a directory already there, only its mode and
+/// owner set.
+fn copy_entry(from: &Path, to: &Path, exists: bool) -> Result<(), BaseError> {
+    let m = std::fs::symlink_metadata(from).map_err(io(format!("reading {}", from.display())))?;
+    let ft = m.file_type();
+    if ft.is_dir() {
+        if !exists {
+            std::fs::create_dir(to).map_err(io(format!("creating {}", to.display())))?;
+        }
+    } else if ft.is_file() {
+        std::fs::copy(from, to).map_err(io(format!("copying {}", from.display())))?;
+    } else if ft.is_symlink() {
+        let t = std::fs::read_link(from).map_err(io(format!("reading {}", from.display())))?;
+        std::os::unix::fs::symlink(t, to).map_err(io(format!("linking {}", to.display())))?;
+    } else {
+        return Err(BaseError::Invalid(format!(
+            "{}: a device, fifo or socket cannot be promoted into a base",
+            from.display()
+        )));
+    }
+    std::os::unix::fs::lchown(to, Some(m.uid()), Some(m.gid()))
+        .map_err(io(format!("chown {}", to.display())))?;
+    if !ft.is_symlink() {
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+            .map_err(io(format!("chmod {}", to.display())))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -880,6 +1102,7 @@ mod tests {
                 path: p.into(),
                 content: b"x".to_vec(),
                 executable: false,
+                symlink: false,
             };
             let e = BaseDef::parse("debian", "overlay/debian.toml", b"", vec![f]).unwrap_err();
             assert!(e.to_string().contains("not a plain path"), "{p}: {e}");
@@ -898,6 +1121,7 @@ mod tests {
             path: "/etc/evil/passwd".into(),
             content: b"x".to_vec(),
             executable: false,
+            symlink: false,
         };
         let e = lay_in(&root, &f).unwrap_err().to_string();
         assert!(e.contains("not a directory"), "{e}");
@@ -906,10 +1130,34 @@ mod tests {
             path: "/usr/local/bin/hello".into(),
             content: b"#!/bin/sh\n".to_vec(),
             executable: true,
+            symlink: false,
         };
         lay_in(&root, &ok).unwrap();
         let m = std::fs::metadata(root.join("usr/local/bin/hello")).unwrap();
         assert_eq!(m.permissions().mode() & 0o777, 0o755);
+        let m = std::fs::metadata(root.join("usr/local")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o755);
+        // A link is laid in as a link (its target is the host's business), and no later
+        // file is written through it.
+        let link = LaidFile {
+            path: "/etc/wants/unit.service".into(),
+            content: b"/etc/systemd/system/unit.service".to_vec(),
+            executable: false,
+            symlink: true,
+        };
+        lay_in(&root, &link).unwrap();
+        assert_eq!(
+            std::fs::read_link(root.join("etc/wants/unit.service")).unwrap(),
+            Path::new("/etc/systemd/system/unit.service")
+        );
+        let through = LaidFile {
+            path: "/etc/evil".into(),
+            content: b"x".to_vec(),
+            executable: false,
+            symlink: false,
+        };
+        assert!(lay_in(&root, &through).is_err());
+        assert!(!outside.join("x").exists());
     }
 
     #[test]
@@ -920,6 +1168,7 @@ mod tests {
             path: "/etc/motd".into(),
             content: b"hi".to_vec(),
             executable: false,
+            symlink: false,
         });
         let mut c = b.clone();
         c.files[0].executable = true;
@@ -975,6 +1224,85 @@ mod tests {
         };
         publish(state, boot, &work, &info).unwrap();
         info
+    }
+
+    #[test]
+    fn promote_applies_chosen_paths_and_leaves_the_old_version_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let (state, boot) = (t.path().join("state"), t.path().join("boot"));
+        let v1 = fake_build(&state, &boot, "deb");
+        let r1 = root_dir(&state, &v1);
+        std::fs::write(r1.join("etc/motd"), b"base motd\n").unwrap();
+        std::fs::write(r1.join("etc/issue.net"), b"Debian\n").unwrap();
+        std::fs::write(r1.join("etc/other"), b"other\n").unwrap();
+        let upper = t.path().join("upper");
+        std::fs::create_dir_all(upper.join("etc/new.d")).unwrap();
+        std::fs::write(upper.join("etc/motd"), b"host motd\n").unwrap();
+        std::fs::write(upper.join("etc/other"), b"not promoted\n").unwrap();
+        std::fs::write(upper.join("etc/new.d/conf"), b"new\n").unwrap();
+        nix::sys::stat::mknod(
+            &upper.join("etc/issue.net"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .unwrap();
+        let paths: Vec<String> = ["/etc/motd", "/etc/issue.net", "/etc/new.d"]
+            .map(String::from)
+            .to_vec();
+        let v2 = promote(&state, &boot, &v1, "deb", &upper, "ws1", &paths).unwrap();
+        assert_eq!(v2.version, 2);
+        assert_eq!(
+            v2.promoted_from.as_deref(),
+            Some("deb-v1 ws1:/etc/motd,/etc/issue.net,/etc/new.d")
+        );
+        let r2 = root_dir(&state, &v2);
+        assert_eq!(std::fs::read(r2.join("etc/motd")).unwrap(), b"host motd\n");
+        assert!(
+            !r2.join("etc/issue.net").exists(),
+            "the whiteout deleted it"
+        );
+        assert_eq!(std::fs::read(r2.join("etc/new.d/conf")).unwrap(), b"new\n");
+        assert_eq!(
+            std::fs::read(r2.join("etc/other")).unwrap(),
+            b"other\n",
+            "not chosen"
+        );
+        // The old version is as it was, and the new one is current.
+        assert_eq!(std::fs::read(r1.join("etc/motd")).unwrap(), b"base motd\n");
+        assert!(r1.join("etc/issue.net").exists());
+        assert_eq!(resolve(&state, "deb").unwrap().version, 2);
+        assert!(boot.join("bases/deb-v2/vmlinuz").exists());
+        // A path the host did not change, or one outside the root, is refused.
+        let e = promote(
+            &state,
+            &boot,
+            &v1,
+            "deb",
+            &upper,
+            "ws1",
+            &["/etc/passwd".into()],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("ws1 did not change /etc/passwd"),
+            "{e}"
+        );
+        assert!(promote(
+            &state,
+            &boot,
+            &v1,
+            "deb",
+            &upper,
+            "ws1",
+            &["/etc/../x".into()]
+        )
+        .is_err());
+        assert_eq!(
+            versions(&state, "deb"),
+            vec![1, 2],
+            "a refused promote leaves nothing"
+        );
     }
 
     #[test]

@@ -507,3 +507,64 @@ pub fn overlay_diff(cfg: &Config, host: &str, all: bool) -> anyhow::Result<Overl
         diffs,
     })
 }
+
+/// `pxelator overlay promote HOST --paths … --to NAME`: a new version of NAME from the base
+/// the host's overlay lies over plus the chosen paths of its overlay; hosts whose profile
+/// follows NAME move onto it when they next boot.
+pub fn overlay_promote(
+    cfg: &Config,
+    host: &str,
+    paths: &[String],
+    to: &str,
+) -> anyhow::Result<(crate::base::BaseInfo, crate::core::event::Event)> {
+    inventory::check_hostname(host).map_err(anyhow::Error::msg)?;
+    let Some(base) = crate::nfsroot::host_base(&cfg.state_dir, host) else {
+        bail!("{host} has no overlay: nothing to promote");
+    };
+    let from = crate::base::resolve(&cfg.state_dir, &base).with_context(|| {
+        format!("{host}'s overlay lies over base {base}, which is not there any more")
+    })?;
+    let d = crate::nfsroot::host_dirs(&cfg.state_dir, host);
+    let info = crate::base::promote(
+        &cfg.state_dir,
+        &cfg.boot_dir,
+        &from,
+        to,
+        &d.upper,
+        host,
+        paths,
+    )?;
+    let event = crate::core::event::Event::BasePromoted {
+        name: info.name.clone(),
+        version: info.version,
+        from: from.dir_name(),
+        host: host.to_owned(),
+        paths: paths.to_vec(),
+    };
+    Ok((info, event))
+}
+
+/// `pxelator overlay snapshot HOST`: the host's overlay as a tar; the file and its event.
+pub fn overlay_snapshot(
+    cfg: &Config,
+    host: &str,
+) -> anyhow::Result<(std::path::PathBuf, crate::core::event::Event)> {
+    let base = crate::nfsroot::host_base(&cfg.state_dir, host).unwrap_or_default();
+    let file = crate::nfsroot::snapshot(&cfg.state_dir, host).map_err(anyhow::Error::msg)?;
+    let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let event = crate::core::event::Event::OverlaySnapshot {
+        host: host.to_owned(),
+        base,
+        file: file.clone(),
+        bytes,
+    };
+    Ok((file, event))
+}
+
+/// `pxelator overlay reset HOST`: asked now, done when the host next boots.
+pub fn overlay_reset(cfg: &Config, host: &str) -> anyhow::Result<crate::core::event::Event> {
+    crate::nfsroot::request_reset(&cfg.state_dir, host).map_err(anyhow::Error::msg)?;
+    Ok(crate::core::event::Event::OverlayResetRequested {
+        host: host.to_owned(),
+    })
+}

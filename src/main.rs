@@ -762,11 +762,28 @@ enum OverlayCmd {
         #[arg(long)]
         names: bool,
     },
+    /// A new version of base NAME: the base HOST's overlay lies over plus the chosen paths of
+    /// its overlay (built offline; hosts following NAME move onto it at their next boot).
+    Promote {
+        host: String,
+        /// Absolute paths, comma-separated or repeated: --paths /etc/motd,/etc/ssh/sshd_config
+        #[arg(long, value_delimiter = ',', required = true)]
+        paths: Vec<String>,
+        #[arg(long)]
+        to: String,
+    },
+    /// Write HOST's overlay to a tar (owners, modes, xattrs, whiteouts) and list it.
+    Snapshot { host: String },
+    /// HOST's snapshots.
+    Snapshots { host: String },
+    /// Start HOST's overlay again from its base at its next boot (the old one kept as a
+    /// snapshot).
+    Reset { host: String },
 }
 
 fn overlay(config: &std::path::Path, cmd: OverlayCmd) -> anyhow::Result<bool> {
     let cfg = Config::load(config)?;
-    match cmd {
+    let events = match cmd {
         OverlayCmd::Diff { host, all, names } => {
             let d = pxelator::commands::overlay_diff(&cfg, &host, all)?;
             println!("# {} over base {}", d.host, d.base);
@@ -797,7 +814,38 @@ fn overlay(config: &std::path::Path, cmd: OverlayCmd) -> anyhow::Result<bool> {
                     print!("{text}");
                 }
             }
+            Vec::new()
         }
+        OverlayCmd::Promote { host, paths, to } => {
+            let (info, event) = pxelator::commands::overlay_promote(&cfg, &host, &paths, &to)?;
+            println!(
+                "promoted {} of {host} into {} ({} entries); hosts on {} move onto it at their next boot",
+                paths.join(", "),
+                info.dir_name(),
+                info.files,
+                info.name
+            );
+            vec![event]
+        }
+        OverlayCmd::Snapshot { host } => {
+            let (file, event) = pxelator::commands::overlay_snapshot(&cfg, &host)?;
+            println!("{}", file.display());
+            vec![event]
+        }
+        OverlayCmd::Snapshots { host } => {
+            for (file, bytes) in pxelator::nfsroot::snapshots(&cfg.state_dir, &host) {
+                println!("{:>12} bytes  {}", bytes, file.display());
+            }
+            Vec::new()
+        }
+        OverlayCmd::Reset { host } => {
+            let event = pxelator::commands::overlay_reset(&cfg, &host)?;
+            println!("{host}'s overlay starts again from its base when it next boots (the old one is kept as a snapshot)");
+            vec![event]
+        }
+    };
+    if let Some(a) = &cfg.audit {
+        pxelator::audit::record_events(a, &events)?;
     }
     Ok(true)
 }

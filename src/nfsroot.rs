@@ -306,6 +306,11 @@ pub struct SyncReport {
 
 /// Brings mounts, exports and the NFS server in line with the inventory.
 pub fn sync(state_dir: &Path, program: &Path, inv: &crate::inventory::Inventory) -> SyncReport {
+    let _turn = turn();
+    sync_now(state_dir, program, inv)
+}
+
+fn sync_now(state_dir: &Path, program: &Path, inv: &crate::inventory::Inventory) -> SyncReport {
     let mut rep = SyncReport::default();
     let (roots, problems) = nfsroot::wanted(inv);
     rep.problems = problems;
@@ -344,6 +349,22 @@ pub fn sync(state_dir: &Path, program: &Path, inv: &crate::inventory::Inventory)
         rep.exported.push((r.host.clone(), info.dir_name()));
         live.push(r);
     }
+    export(state_dir, program, &live, &mut rep);
+    rep
+}
+
+/// Every sync and boot preparation of this process takes turns: only one changes mounts and
+/// the server's exports at a time.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Writes the exports of `live` (mounted roots), starts the server or makes it reread them,
+/// and unmounts roots under `overlays/` that are no longer exported.
+fn export(state_dir: &Path, program: &Path, live: &[Root], rep: &mut SyncReport) {
     let server = Server::new(state_dir, program);
     let ids_path = nfs_dir(state_dir).join("export-ids.json");
     let prev: BTreeMap<String, u16> = std::fs::read(&ids_path)
@@ -354,24 +375,24 @@ pub fn sync(state_dir: &Path, program: &Path, inv: &crate::inventory::Inventory)
     let Some(ids) = nfsroot::assign_ids(&prev, &hosts) else {
         rep.problems
             .push("more NFS roots than export ids (65 534)".into());
-        return rep;
+        return;
     };
-    let conf = match nfsroot::ganesha_config(&live, &ids, &overlays_dir(state_dir)) {
+    let conf = match nfsroot::ganesha_config(live, &ids, &overlays_dir(state_dir)) {
         Ok(c) => c,
         Err(e) => {
             rep.problems.push(e);
-            return rep;
+            return;
         }
     };
     if live.is_empty() && !server.conf.exists() {
         // No network roots here, now or before: nothing to write or start.
-        return rep;
+        return;
     }
     let dir = nfs_dir(state_dir);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         rep.problems
             .push(format!("creating {}: {e}", dir.display()));
-        return rep;
+        return;
     }
     if ids != prev {
         if let Err(e) = fsutil::write_atomic(
@@ -388,7 +409,7 @@ pub fn sync(state_dir: &Path, program: &Path, inv: &crate::inventory::Inventory)
         if let Err(e) = fsutil::write_atomic(&server.conf, conf.as_bytes(), 0o600) {
             rep.problems
                 .push(format!("writing {}: {e}", server.conf.display()));
-            return rep;
+            return;
         }
     }
     match server.pid() {
@@ -428,7 +449,197 @@ pub fn sync(state_dir: &Path, program: &Path, inv: &crate::inventory::Inventory)
             Err(e) => rep.problems.push(e),
         }
     }
-    rep
+}
+
+/// A reset asked for with `pxelator overlay reset` and not done yet (at the host's next boot).
+fn reset_flag(state_dir: &Path, host: &str) -> PathBuf {
+    host_dirs(state_dir, host).dir.join("reset-requested")
+}
+
+/// Asks for `host`'s overlay to start again from its base when it next boots (its upper is
+/// kept as a snapshot). Done at boot, when nothing uses the root.
+pub fn request_reset(state_dir: &Path, host: &str) -> Result<(), String> {
+    crate::inventory::check_hostname(host)?;
+    let d = host_dirs(state_dir, host);
+    if !d.upper.is_dir() {
+        return Err(format!("{host} has no overlay under {}", d.dir.display()));
+    }
+    fsutil::write_atomic(&reset_flag(state_dir, host), b"", 0o600)
+        .map_err(|e| format!("writing {}: {e}", reset_flag(state_dir, host).display()))
+}
+
+pub fn reset_requested(state_dir: &Path, host: &str) -> bool {
+    reset_flag(state_dir, host).exists()
+}
+
+/// What [`prepare_boot`] did to a host's root before it booted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    /// Moved onto a newer base version: its changes kept.
+    Rebased { from: String, to: String },
+    /// Started again from the base; the old upper is in `snapshot`.
+    Reset { base: String, snapshot: PathBuf },
+}
+
+/// Run when a host fetches its boot script (nothing uses its root now): a requested reset, or
+/// a move onto the version its profile's base names now, is done, and the root exported
+/// again. Ok(None) when nothing was pending (or the machine has no network root).
+pub fn prepare_boot(
+    state_dir: &Path,
+    program: &Path,
+    inv: &crate::inventory::Inventory,
+    host: &str,
+) -> Result<Option<Prepared>, String> {
+    let _turn = turn();
+    let (roots, _) = nfsroot::wanted(inv);
+    let Some(r) = roots.iter().find(|r| r.host == host) else {
+        return Ok(None);
+    };
+    let Some(info) = crate::base::resolve(state_dir, &r.base) else {
+        return Ok(None);
+    };
+    let d = host_dirs(state_dir, host);
+    let lower = crate::base::root_dir(state_dir, &info);
+    let from = host_base(state_dir, host);
+    let reset = reset_requested(state_dir, host);
+    let rebase = from.as_deref().is_some_and(|f| f != info.dir_name());
+    if !reset && !rebase {
+        return Ok(None);
+    }
+    // Out of the server's exports first, then unmounted.
+    let others: Vec<Root> = roots
+        .iter()
+        .filter(|o| o.host != host && mounted_at(&host_dirs(state_dir, &o.host).root).is_some())
+        .cloned()
+        .collect();
+    let mut rep = SyncReport::default();
+    export(state_dir, program, &others, &mut rep);
+    unmount_host(&d)?;
+    let done = if reset {
+        let snapshot = snapshot(state_dir, host)?;
+        for p in [&d.upper, &d.work] {
+            std::fs::remove_dir_all(p).map_err(|e| format!("emptying {}: {e}", p.display()))?;
+        }
+        let _ = std::fs::remove_file(reset_flag(state_dir, host));
+        Prepared::Reset {
+            base: info.dir_name(),
+            snapshot,
+        }
+    } else {
+        rebase_upper(&d)?;
+        Prepared::Rebased {
+            from: from.unwrap_or_default(),
+            to: info.dir_name(),
+        }
+    };
+    mount_host(&d, &lower, &info.dir_name())?;
+    let rep = sync_now(state_dir, program, inv);
+    if let Some(p) = rep.problems.into_iter().find(|p| p.contains(host)) {
+        return Err(p);
+    }
+    Ok(Some(done))
+}
+
+/// Makes an upper directory fit to lie over another lower: the kernel binds an upper to the
+/// lower it was made over (`trusted.overlay.origin` and friends), so those are removed, and
+/// the work directory (with its index) is emptied. Whiteouts and opaque directories stay: the
+/// host's deletions still hide what the new base has there.
+fn rebase_upper(d: &HostDirs) -> Result<(), String> {
+    const BOUND: [&str; 5] = [
+        "trusted.overlay.origin",
+        "trusted.overlay.impure",
+        "trusted.overlay.nlink",
+        "trusted.overlay.uuid",
+        "trusted.overlay.metacopy",
+    ];
+    let mut n = 0usize;
+    let mut stack = vec![d.upper.clone()];
+    while let Some(p) = stack.pop() {
+        n += 1;
+        if n > crate::overlay::MAX_ENTRIES {
+            return Err(format!(
+                "{}: more than {} entries",
+                d.upper.display(),
+                crate::overlay::MAX_ENTRIES
+            ));
+        }
+        for x in BOUND {
+            match rustix::fs::lremovexattr(&p, x) {
+                Ok(()) => {}
+                Err(e) if e == rustix::io::Errno::NODATA => {}
+                Err(e) => return Err(format!("{}: removing {x}: {e}", p.display())),
+            }
+        }
+        let meta = std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p).map_err(|e| format!("{}: {e}", p.display()))? {
+                stack.push(e.map_err(|e| format!("{}: {e}", p.display()))?.path());
+            }
+        }
+    }
+    std::fs::remove_dir_all(&d.work).map_err(|e| format!("emptying {}: {e}", d.work.display()))
+}
+
+/// Snapshots of a host's upper directory, oldest first, with their sizes.
+pub fn snapshots(state_dir: &Path, host: &str) -> Vec<(PathBuf, u64)> {
+    let dir = host_dirs(state_dir, host).dir.join("snapshots");
+    let mut v: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tar"))
+        .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Writes the host's upper directory as a tar (GNU tar: owners by number, modes, the
+/// overlay's xattrs and whiteout devices kept; tar-rs writes no xattrs) under
+/// `overlays/<host>/snapshots/`, 0600.
+pub fn snapshot(state_dir: &Path, host: &str) -> Result<PathBuf, String> {
+    crate::inventory::check_hostname(host)?;
+    let d = host_dirs(state_dir, host);
+    if !d.upper.is_dir() {
+        return Err(format!("{host} has no overlay under {}", d.dir.display()));
+    }
+    let dir = d.dir.join("snapshots");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%S%.3fZ")
+        .to_string();
+    let file = dir.join(format!("{host}-{stamp}.tar"));
+    let tmp = dir.join(format!(".{host}-{stamp}.tar.part"));
+    let out = std::process::Command::new("tar")
+        .arg("--create")
+        .arg(format!("--file={}", tmp.display()))
+        .args([
+            "--xattrs",
+            "--xattrs-include=trusted.*",
+            "--numeric-owner",
+            "--sparse",
+        ])
+        .arg("--directory")
+        .arg(&d.upper)
+        .arg(".")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("running tar: {e}"))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!(
+            "tar of {} failed ({}): {}",
+            d.upper.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    std::fs::rename(&tmp, &file).map_err(|e| format!("renaming {}: {e}", tmp.display()))?;
+    Ok(file)
 }
 
 #[cfg(test)]

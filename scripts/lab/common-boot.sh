@@ -32,6 +32,8 @@ mode_mac() {
     bios-ipxe) echo 52:54:00:77:00:01 ;; bios-pxelinux) echo 52:54:00:77:00:02 ;;
     uefi-pxe) echo 52:54:00:77:00:03 ;; uefi-ipxe) echo 52:54:00:77:00:04 ;;
     bios-live) echo 52:54:00:77:00:05 ;;
+    bios-nfs1) echo 52:54:00:77:00:11 ;; bios-nfs2) echo 52:54:00:77:00:12 ;;
+    bios-nfs3) echo 52:54:00:77:00:13 ;; bios-nfs4) echo 52:54:00:77:00:14 ;;
     *) echo "unknown mode $1" >&2; return 1 ;;
   esac
 }
@@ -54,11 +56,10 @@ qemu_accel() {
   if [ -e /dev/kvm ] && [ ! -e /sys/module/kvm_pvm ] && [ -z "${PXELATOR_TCG:-}" ]; then echo kvm; else echo tcg; fi
 }
 
-# boot_vm MODE TIMEOUT: boots a VM on a new tap; returns 0 when the marker shows on serial
-# ($BOOT_MARKER if set, else this run's initramfs marker). VM_MEM sets the RAM (MB).
-# Sets BOOT_SECS to the seconds from QEMU start to the marker.
-boot_vm() {
-  local mode=$1 timeout=${2:-240} mac tap serial machine dev
+# start_vm MODE: starts a VM on a new tap, its serial console in $LAB/serial-MODE.log; sets
+# VM_PID, VM_TAP and VM_START (ns). VM_MEM sets the RAM (MB).
+start_vm() {
+  local mode=$1 mac tap serial machine dev
   mac=$(mode_mac "$mode"); tap=t${mode//-/}; tap=${tap:0:12}
   serial=$LAB/serial-$mode.log
   rm -f "$serial"
@@ -73,19 +74,34 @@ boot_vm() {
       if [ "$mode" = uefi-pxe ]; then dev=(-device "virtio-net-pci,netdev=n0,mac=$mac,romfile=")
       else dev=(-device "virtio-net-pci,netdev=n0,mac=$mac,romfile=/usr/lib/ipxe/qemu/efi-virtio.rom"); fi ;;
   esac
-  local start; start=$(date +%s%N)
-  local qpid
-  qpid=$(ns_bg "$SRV" "$LAB/qemu-$mode.log" qemu-system-x86_64 -accel "$(qemu_accel)" -m "${VM_MEM:-512}" -nodefaults -no-reboot \
+  VM_START=$(date +%s%N)
+  VM_TAP=$tap
+  VM_PID=$(ns_bg "$SRV" "$LAB/qemu-$mode.log" qemu-system-x86_64 -accel "$(qemu_accel)" -m "${VM_MEM:-512}" -nodefaults -no-reboot \
     -display none -serial "file:$serial" "${machine[@]}" -boot n \
     -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" "${dev[@]}")
+}
+
+# stop_vm: waits up to 10 s for the VM of the last start_vm to power off, then kills it.
+stop_vm() {
+  local qpid=$VM_PID
+  for _ in $(seq 1 20); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
+  kill -TERM -- "-$qpid" 2>/dev/null || true
+  for _ in $(seq 1 20); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.25; done
+  ns "$SRV" ip link del "$VM_TAP" 2>/dev/null || true
+}
+
+# boot_vm MODE TIMEOUT: boots a VM on a new tap; returns 0 when the marker shows on serial
+# ($BOOT_MARKER if set, else this run's initramfs marker). VM_MEM sets the RAM (MB).
+# Sets BOOT_SECS to the seconds from QEMU start to the marker.
+boot_vm() {
+  local mode=$1 timeout=${2:-240} serial=$LAB/serial-$1.log
+  start_vm "$mode"
+  local start=$VM_START
   local ok=1
   if wait_for "$serial" "${BOOT_MARKER:-PXELATOR-BOOTED marker=$RUN-$mode}" "$timeout"; then ok=0; fi
   local ms=$(( ($(date +%s%N) - start) / 1000000 ))
   BOOT_SECS=$(printf "%d.%01d" $((ms / 1000)) $((ms % 1000 / 100)))
   # The initramfs powers off; give QEMU a moment to exit by itself, then make sure.
-  for _ in $(seq 1 20); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
-  kill -TERM -- "-$qpid" 2>/dev/null || true
-  for _ in $(seq 1 20); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.25; done
-  ns "$SRV" ip link del "$tap" 2>/dev/null || true
+  stop_vm
   return $ok
 }

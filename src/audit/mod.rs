@@ -267,7 +267,12 @@ fn source_of(e: &Event) -> &'static str {
         | Event::NfsrootMounted { .. }
         | Event::NfsrootUnmounted { .. }
         | Event::NfsServerStarted { .. }
-        | Event::NfsrootProblem { .. } => "nfsroot",
+        | Event::NfsrootProblem { .. }
+        | Event::BasePromoted { .. }
+        | Event::OverlaySnapshot { .. }
+        | Event::OverlayResetRequested { .. }
+        | Event::OverlayReset { .. }
+        | Event::OverlayRebased { .. } => "nfsroot",
         Event::ApplianceSlotWritten { .. }
         | Event::ApplianceUpdated { .. }
         | Event::ApplianceUpdateFailed { .. }

@@ -278,6 +278,36 @@ pub enum Event {
     NfsServerStarted { pid: i32 },
     /// Something keeps a host from its NFS root (base not built, no address, mount refused…).
     NfsrootProblem { message: String },
+    /// `pxelator overlay promote`: a new base version from a base and a host's chosen changes.
+    BasePromoted {
+        name: String,
+        version: u32,
+        from: String,
+        host: String,
+        paths: Vec<String>,
+    },
+    /// A host's overlay (upper directory) was written to a tar.
+    OverlaySnapshot {
+        host: String,
+        base: String,
+        file: PathBuf,
+        bytes: u64,
+    },
+    /// `pxelator overlay reset`: the host's overlay starts again from its base at its next boot.
+    OverlayResetRequested { host: String },
+    /// Done as the host booted: its overlay started again from `base`, the old one kept in
+    /// `snapshot`.
+    OverlayReset {
+        host: String,
+        base: String,
+        snapshot: PathBuf,
+    },
+    /// Done as the host booted: its overlay moved onto a newer version of its base.
+    OverlayRebased {
+        host: String,
+        from: String,
+        to: String,
+    },
     InventoryLoaded {
         machines: usize,
         profiles: usize,
@@ -334,6 +364,11 @@ impl Event {
             Event::NfsrootUnmounted { .. } => "nfsroot_unmounted",
             Event::NfsServerStarted { .. } => "nfs_server_started",
             Event::NfsrootProblem { .. } => "nfsroot_problem",
+            Event::BasePromoted { .. } => "base_promoted",
+            Event::OverlaySnapshot { .. } => "overlay_snapshot",
+            Event::OverlayResetRequested { .. } => "overlay_reset_requested",
+            Event::OverlayReset { .. } => "overlay_reset",
+            Event::OverlayRebased { .. } => "overlay_rebased",
             Event::InventoryLoaded { .. } => "inventory_loaded",
             Event::InventoryProblem { .. } => "inventory_problem",
         }

@@ -112,6 +112,46 @@ async fn ipxe_script(
             }
             Err(_) => None,
         };
+    // A network root with a reset asked for, or a newer base to move onto, is made ready
+    // now, while nothing uses it: before the kernel that will mount it is even fetched.
+    let nfs_host = {
+        let inv = st.inventory.borrow();
+        let m = inv.by_mac(&mac);
+        (next != Some(boot::NextBoot::Local)
+            && inv
+                .profile_for(m)
+                .is_some_and(|p| p.boot == crate::inventory::BootKind::Nfsroot))
+        .then(|| m.and_then(|m| m.hostname.clone()))
+        .flatten()
+    };
+    if let Some(h) = nfs_host {
+        let (state_dir, program) = (
+            st.config.state_dir.clone(),
+            st.config.nfsroot.ganesha.clone(),
+        );
+        let inv = st.inventory.borrow().clone();
+        let host = h.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            crate::nfsroot::prepare_boot(&state_dir, &program, &inv, &host)
+        })
+        .await;
+        match done {
+            Ok(Ok(Some(crate::nfsroot::Prepared::Rebased { from, to }))) => {
+                st.bus.emit(Event::OverlayRebased { host: h, from, to })
+            }
+            Ok(Ok(Some(crate::nfsroot::Prepared::Reset { base, snapshot }))) => {
+                st.bus.emit(Event::OverlayReset {
+                    host: h,
+                    base,
+                    snapshot,
+                })
+            }
+            Ok(Ok(None)) | Err(_) => {}
+            Ok(Err(e)) => st.bus.emit(Event::NfsrootProblem {
+                message: format!("{h}: {e}"),
+            }),
+        }
+    }
     let (script, kiosk, host) = {
         let inv = st.inventory.borrow();
         let host = inv.by_mac(&mac).and_then(|m| m.hostname.clone());
