@@ -137,7 +137,7 @@ fn valid_mirror(m: &str) -> bool {
 
 /// An absolute path inside the root: `/`-separated, no empty, `.` or `..` component, no
 /// control characters.
-fn valid_root_path(p: &str) -> bool {
+pub fn valid_root_path(p: &str) -> bool {
     p.starts_with('/')
         && p.len() < 4096
         && !p.chars().any(char::is_control)

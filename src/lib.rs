@@ -31,8 +31,13 @@
 //!   results (inventory edit → commit; log/diff/cat/revert).
 //! - [`nextboot`]  — one-time boot overrides ("next boot: local disk / netboot"), machine state in
 //!   `state_dir/next-boot.json`, used up when the boot script is served.
-//! - [`overlay`]   — writable network roots (issue 13): what a host changed in its overlayfs upper
-//!   directory against the base (whiteouts and opaque directories read as overlayfs does).
+//! - [`overlay`]   — what a host changed in its overlayfs upper directory against its base
+//!   (whiteouts and opaque directories read as overlayfs does).
+//! - [`base`]      — bases for writable network roots: `overlay/<name>.toml` → mmdebstrap → immutable
+//!   versions with manifests; `overlay promote` builds a new version from a host's changes.
+//! - [`nfsroot`]   — hosts' network roots: overlay mounts, nfs-ganesha exports (decided by
+//!   [`core::nfsroot`]), reset/rebase when a host boots, snapshots.
+//! - [`restorevm`] — a new machine from a backup: a base plus a host's pulled files at a revision.
 //! - [`setup`]     — the appliance's first setup: setup.toml → config, network file, conf repo,
 //!   admin user, ssh key, boot loaders under one root (the data partition).
 //! - [`appliance`] — `pxelator appliance status|update|rollback|confirm`: the image's A/B system
@@ -59,6 +64,7 @@ pub mod nextboot;
 pub mod nfsroot;
 pub mod overlay;
 pub mod power;
+pub mod restorevm;
 /// The wire formats, a crate of their own (`crates/proto`): nothing there can use the rest.
 pub use pxelator_proto as proto;
 pub mod services;

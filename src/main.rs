@@ -117,6 +117,28 @@ enum Cmd {
         #[command(subcommand)]
         cmd: OverlayCmd,
     },
+    /// Boot a new machine from a backup: a base plus HOST's pulled files at REV (a commit or
+    /// a date), renamed NEWNAME with address IP (hostname, address and machine-id rewritten),
+    /// registered with an nfsroot profile (a commit).
+    RestoreVm {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// HOST@REV, e.g. kiosk1@2026-11-30 or kiosk1@3f2a9c1 (HEAD without @).
+        spec: String,
+        #[arg(long = "as")]
+        name: String,
+        #[arg(long)]
+        ip: std::net::Ipv4Addr,
+        /// The nfsroot profile it boots (default: the only one).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Also print a QEMU command line that netboots it.
+        #[arg(long)]
+        qemu: bool,
+        /// Commit author, "Name <email>" (default: the invoking user).
+        #[arg(long)]
+        author: Option<String>,
+    },
     /// Query the audit store (every DHCP, TFTP, HTTP and inventory event).
     Audit {
         #[command(flatten)]
@@ -676,6 +698,57 @@ fn power(config: &std::path::Path, cmd: PowerCmd) -> anyhow::Result<bool> {
         pxelator::audit::record_events(a, &events)?;
     }
     Ok(ok)
+}
+
+fn restore_vm(
+    config: &std::path::Path,
+    spec: &str,
+    name: &str,
+    ip: std::net::Ipv4Addr,
+    profile: Option<&str>,
+    qemu: bool,
+    author: &pxelator::confrepo::Author,
+) -> anyhow::Result<bool> {
+    let cfg = Config::load(config)?;
+    let r = pxelator::restorevm::restore_vm(&cfg, spec, name, ip, profile, author)?;
+    println!(
+        "{} as of {}: {} files over base {} as {} ({}, {}), profile {}",
+        r.host, r.rev, r.files, r.base, r.name, r.ip, r.mac, r.profile
+    );
+    if !r.rewritten.is_empty() {
+        println!(
+            "rewritten for the new name and address: {}",
+            r.rewritten.join(", ")
+        );
+    }
+    println!(
+        "registered {} (commit {}); it netboots its root once the daemon has mounted it (a few seconds)",
+        r.name,
+        r.commit.as_deref().unwrap_or("none")
+    );
+    if qemu {
+        let bridge = cfg
+            .dhcp
+            .interfaces
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "br0".into());
+        println!("{}", pxelator::restorevm::qemu_command(&r, &bridge));
+    }
+    if let Some(a) = &cfg.audit {
+        pxelator::audit::record_events(
+            a,
+            &[pxelator::core::event::Event::RestoredVm {
+                host: r.host.clone(),
+                rev: r.rev.clone(),
+                name: r.name.clone(),
+                ip: r.ip,
+                mac: r.mac,
+                files: r.files,
+            }],
+        )?;
+    }
+    Ok(true)
 }
 
 #[derive(Subcommand)]
@@ -1394,6 +1467,23 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
             cmd,
         } => exit_code(base(&config, cmd)),
+        Cmd::RestoreVm {
+            config: ConfigArg { path: config },
+            spec,
+            name,
+            ip,
+            profile,
+            qemu,
+            author: who,
+        } => exit_code(restore_vm(
+            &config,
+            &spec,
+            &name,
+            ip,
+            profile.as_deref(),
+            qemu,
+            &author(who.as_deref()),
+        )),
         Cmd::Overlay {
             config: ConfigArg { path: config },
             cmd,

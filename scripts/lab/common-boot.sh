@@ -34,6 +34,7 @@ mode_mac() {
     bios-live) echo 52:54:00:77:00:05 ;;
     bios-nfs1) echo 52:54:00:77:00:11 ;; bios-nfs2) echo 52:54:00:77:00:12 ;;
     bios-nfs3) echo 52:54:00:77:00:13 ;; bios-nfs4) echo 52:54:00:77:00:14 ;;
+    bios-nfs9) echo 52:54:00:77:00:19 ;;
     *) echo "unknown mode $1" >&2; return 1 ;;
   esac
 }
@@ -57,10 +58,10 @@ qemu_accel() {
 }
 
 # start_vm MODE: starts a VM on a new tap, its serial console in $LAB/serial-MODE.log; sets
-# VM_PID, VM_TAP and VM_START (ns). VM_MEM sets the RAM (MB).
+# VM_PID, VM_TAP and VM_START (ns). VM_MEM sets the RAM (MB), VM_MAC another MAC than the mode's.
 start_vm() {
   local mode=$1 mac tap serial machine dev
-  mac=$(mode_mac "$mode"); tap=t${mode//-/}; tap=${tap:0:12}
+  mac=${VM_MAC:-$(mode_mac "$mode")}; tap=t${mode//-/}; tap=${tap:0:12}
   serial=$LAB/serial-$mode.log
   rm -f "$serial"
   ns "$SRV" ip link del "$tap" 2>/dev/null || true

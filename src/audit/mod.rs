@@ -272,7 +272,8 @@ fn source_of(e: &Event) -> &'static str {
         | Event::OverlaySnapshot { .. }
         | Event::OverlayResetRequested { .. }
         | Event::OverlayReset { .. }
-        | Event::OverlayRebased { .. } => "nfsroot",
+        | Event::OverlayRebased { .. }
+        | Event::RestoredVm { .. } => "nfsroot",
         Event::ApplianceSlotWritten { .. }
         | Event::ApplianceUpdated { .. }
         | Event::ApplianceUpdateFailed { .. }

@@ -302,6 +302,16 @@ pub enum Event {
         base: String,
         snapshot: PathBuf,
     },
+    /// `pxelator restore-vm`: a new machine whose root is a base plus a host's backed-up
+    /// files at a revision.
+    RestoredVm {
+        host: String,
+        rev: String,
+        name: String,
+        ip: Ipv4Addr,
+        mac: Mac,
+        files: usize,
+    },
     /// Done as the host booted: its overlay moved onto a newer version of its base.
     OverlayRebased {
         host: String,
@@ -369,6 +379,7 @@ impl Event {
             Event::OverlayResetRequested { .. } => "overlay_reset_requested",
             Event::OverlayReset { .. } => "overlay_reset",
             Event::OverlayRebased { .. } => "overlay_rebased",
+            Event::RestoredVm { .. } => "restored_vm",
             Event::InventoryLoaded { .. } => "inventory_loaded",
             Event::InventoryProblem { .. } => "inventory_problem",
         }
