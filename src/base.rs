@@ -972,6 +972,13 @@ fn promote_path(upper: &Path, root: &Path, rel: &str) -> Result<(), BaseError> {
     for c in &comps[..comps.len() - 1] {
         at.push(c);
         up.push(c);
+        // The host owns its upper: a link there must not lead the copy to the server's files.
+        if !std::fs::symlink_metadata(&up).is_ok_and(|m| m.is_dir()) {
+            return Err(BaseError::Invalid(format!(
+                "/{rel}: {} is not a directory in the host's overlay (a link?); promote the path it really has",
+                up.display()
+            )));
+        }
         match std::fs::symlink_metadata(&at) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -1038,7 +1045,19 @@ fn copy_entry(from: &Path, to: &Path, exists: bool) -> Result<(), BaseError> {
             std::fs::create_dir(to).map_err(io(format!("creating {}", to.display())))?;
         }
     } else if ft.is_file() {
-        std::fs::copy(from, to).map_err(io(format!("copying {}", from.display())))?;
+        // Read without following a link the host may have put there since it was looked at.
+        let (dir, name) = (
+            from.parent().unwrap_or(from),
+            from.file_name().unwrap_or_default(),
+        );
+        let mut src = crate::overlay::open_beneath(dir, &name.to_string_lossy())
+            .map_err(io(format!("opening {}", from.display())))?;
+        let mut dst = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(to)
+            .map_err(io(format!("creating {}", to.display())))?;
+        std::io::copy(&mut src, &mut dst).map_err(io(format!("copying {}", from.display())))?;
     } else if ft.is_symlink() {
         let t = std::fs::read_link(from).map_err(io(format!("reading {}", from.display())))?;
         std::os::unix::fs::symlink(t, to).map_err(io(format!("linking {}", to.display())))?;
@@ -1060,6 +1079,15 @@ fn copy_entry(from: &Path, to: &Path, exists: bool) -> Result<(), BaseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn laid(path: &str, content: &[u8], executable: bool, symlink: bool) -> LaidFile {
+        LaidFile {
+            path: path.into(),
+            content: content.to_vec(),
+            executable,
+            symlink,
+        }
+    }
 
     fn def(text: &str) -> Result<BaseDef, BaseError> {
         BaseDef::parse("debian", "overlay/debian.toml", text.as_bytes(), Vec::new())
@@ -1098,12 +1126,7 @@ mod tests {
     #[test]
     fn laid_in_paths_stay_inside_the_root() {
         for p in ["/etc/../../x", "etc/x", "/etc//x", "/./x"] {
-            let f = LaidFile {
-                path: p.into(),
-                content: b"x".to_vec(),
-                executable: false,
-                symlink: false,
-            };
+            let f = laid(p, b"x", false, false);
             let e = BaseDef::parse("debian", "overlay/debian.toml", b"", vec![f]).unwrap_err();
             assert!(e.to_string().contains("not a plain path"), "{p}: {e}");
         }
@@ -1117,21 +1140,11 @@ mod tests {
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("etc/evil")).unwrap();
-        let f = LaidFile {
-            path: "/etc/evil/passwd".into(),
-            content: b"x".to_vec(),
-            executable: false,
-            symlink: false,
-        };
+        let f = laid("/etc/evil/passwd", b"x", false, false);
         let e = lay_in(&root, &f).unwrap_err().to_string();
         assert!(e.contains("not a directory"), "{e}");
         assert!(!outside.join("passwd").exists());
-        let ok = LaidFile {
-            path: "/usr/local/bin/hello".into(),
-            content: b"#!/bin/sh\n".to_vec(),
-            executable: true,
-            symlink: false,
-        };
+        let ok = laid("/usr/local/bin/hello", b"#!/bin/sh\n", true, false);
         lay_in(&root, &ok).unwrap();
         let m = std::fs::metadata(root.join("usr/local/bin/hello")).unwrap();
         assert_eq!(m.permissions().mode() & 0o777, 0o755);
@@ -1139,23 +1152,18 @@ mod tests {
         assert_eq!(m.permissions().mode() & 0o777, 0o755);
         // A link is laid in as a link (its target is the host's business), and no later
         // file is written through it.
-        let link = LaidFile {
-            path: "/etc/wants/unit.service".into(),
-            content: b"/etc/systemd/system/unit.service".to_vec(),
-            executable: false,
-            symlink: true,
-        };
+        let link = laid(
+            "/etc/wants/unit.service",
+            b"/etc/systemd/system/unit.service",
+            false,
+            true,
+        );
         lay_in(&root, &link).unwrap();
         assert_eq!(
             std::fs::read_link(root.join("etc/wants/unit.service")).unwrap(),
             Path::new("/etc/systemd/system/unit.service")
         );
-        let through = LaidFile {
-            path: "/etc/evil".into(),
-            content: b"x".to_vec(),
-            executable: false,
-            symlink: false,
-        };
+        let through = laid("/etc/evil", b"x", false, false);
         assert!(lay_in(&root, &through).is_err());
         assert!(!outside.join("x").exists());
     }
@@ -1164,12 +1172,7 @@ mod tests {
     fn hash_follows_every_input() {
         let a = def("").unwrap();
         let mut b = a.clone();
-        b.files.push(LaidFile {
-            path: "/etc/motd".into(),
-            content: b"hi".to_vec(),
-            executable: false,
-            symlink: false,
-        });
+        b.files.push(laid("/etc/motd", b"hi", false, false));
         let mut c = b.clone();
         c.files[0].executable = true;
         let d = def("packages = [\"less\"]").unwrap();
@@ -1302,6 +1305,63 @@ mod tests {
             versions(&state, "deb"),
             vec![1, 2],
             "a refused promote leaves nothing"
+        );
+    }
+
+    /// A host is root in its own overlay: a link it made must not turn a promote into a read
+    /// or a write of the server's own files.
+    #[test]
+    fn promote_follows_no_link_the_host_made() {
+        let t = tempfile::tempdir().unwrap();
+        let (state, boot) = (t.path().join("state"), t.path().join("boot"));
+        let v1 = fake_build(&state, &boot, "deb");
+        let outside = t.path().join("server-secrets");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("shadow"), b"root:$6$secret\n").unwrap();
+        let upper = t.path().join("upper");
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&outside, upper.join("etc/evil")).unwrap();
+        std::os::unix::fs::symlink(outside.join("shadow"), upper.join("etc/shadow-link")).unwrap();
+        let e = promote(
+            &state,
+            &boot,
+            &v1,
+            "deb",
+            &upper,
+            "ws1",
+            &["/etc/evil/shadow".into()],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("not a directory in the host's overlay"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read(outside.join("shadow")).unwrap(),
+            b"root:$6$secret\n"
+        );
+        // A link itself is promoted as a link, never as the content it points to.
+        let v2 = promote(
+            &state,
+            &boot,
+            &v1,
+            "deb",
+            &upper,
+            "ws1",
+            &["/etc/shadow-link".into()],
+        )
+        .unwrap();
+        let p = root_dir(&state, &v2).join("etc/shadow-link");
+        assert!(std::fs::symlink_metadata(&p)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // And the diff of a "changed file" that is now a link shows nothing of its target.
+        std::fs::write(root_dir(&state, &v1).join("etc/shadow-link"), b"x\n").unwrap();
+        assert_eq!(
+            crate::overlay::text_diff(&root_dir(&state, &v1), &upper, "etc/shadow-link"),
+            None
         );
     }
 

@@ -700,6 +700,14 @@ fn power(config: &std::path::Path, cmd: PowerCmd) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
+/// Records what a CLI command did in the audit store (when there is one).
+fn record(cfg: &Config, events: &[pxelator::core::event::Event]) -> anyhow::Result<()> {
+    if let Some(a) = &cfg.audit {
+        pxelator::audit::record_events(a, events)?;
+    }
+    Ok(())
+}
+
 fn restore_vm(
     config: &std::path::Path,
     spec: &str,
@@ -735,19 +743,17 @@ fn restore_vm(
             .unwrap_or_else(|| "br0".into());
         println!("{}", pxelator::restorevm::qemu_command(&r, &bridge));
     }
-    if let Some(a) = &cfg.audit {
-        pxelator::audit::record_events(
-            a,
-            &[pxelator::core::event::Event::RestoredVm {
-                host: r.host.clone(),
-                rev: r.rev.clone(),
-                name: r.name.clone(),
-                ip: r.ip,
-                mac: r.mac,
-                files: r.files,
-            }],
-        )?;
-    }
+    record(
+        &cfg,
+        &[pxelator::core::event::Event::RestoredVm {
+            host: r.host.clone(),
+            rev: r.rev.clone(),
+            name: r.name.clone(),
+            ip: r.ip,
+            mac: r.mac,
+            files: r.files,
+        }],
+    )?;
     Ok(true)
 }
 
@@ -816,9 +822,7 @@ fn base(config: &std::path::Path, cmd: BaseCmd) -> anyhow::Result<bool> {
             vec![event]
         }
     };
-    if let Some(a) = &cfg.audit {
-        pxelator::audit::record_events(a, &events)?;
-    }
+    record(&cfg, &events)?;
     Ok(true)
 }
 
@@ -917,9 +921,7 @@ fn overlay(config: &std::path::Path, cmd: OverlayCmd) -> anyhow::Result<bool> {
             vec![event]
         }
     };
-    if let Some(a) = &cfg.audit {
-        pxelator::audit::record_events(a, &events)?;
-    }
+    record(&cfg, &events)?;
     Ok(true)
 }
 

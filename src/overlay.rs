@@ -339,17 +339,37 @@ fn list_below(
     Ok(())
 }
 
+/// Opens `rel` below `dir` for reading without following any symbolic link on the way (not
+/// the last component either) and without leaving `dir`: a host owns its upper directory and
+/// may swap a file for a link to the server's own files between a walk and a read.
+pub fn open_beneath(dir: &Path, rel: &str) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let d = std::fs::File::open(dir)?;
+    let fd = rustix::fs::openat2(
+        &d,
+        rel,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
+    )?;
+    Ok(std::fs::File::from(fd))
+}
+
 /// A unified diff of a changed text file (lower → upper); None when either side is not text
-/// (not UTF-8, or holds NUL) or larger than [`MAX_DIFF_BYTES`].
+/// (not UTF-8, or holds NUL), not a regular file, or larger than [`MAX_DIFF_BYTES`].
 pub fn text_diff(lower: &Path, upper: &Path, rel: &str) -> Option<String> {
-    let read = |p: PathBuf| -> Option<Vec<u8>> {
-        let m = std::fs::metadata(&p).ok()?;
+    use std::io::Read;
+    let read = |dir: &Path| -> Option<Vec<u8>> {
+        let f = open_beneath(dir, rel).ok()?;
+        let m = f.metadata().ok()?;
         if !m.is_file() || m.len() > MAX_DIFF_BYTES {
             return None;
         }
-        let b = std::fs::read(&p).ok()?;
-        (std::str::from_utf8(&b).is_ok() && !b.contains(&0)).then_some(b)
+        let mut b = Vec::new();
+        f.take(MAX_DIFF_BYTES + 1).read_to_end(&mut b).ok()?;
+        (b.len() as u64 <= MAX_DIFF_BYTES && std::str::from_utf8(&b).is_ok() && !b.contains(&0))
+            .then_some(b)
     };
-    let (a, b) = (read(lower.join(rel))?, read(upper.join(rel))?);
+    let (a, b) = (read(lower)?, read(upper)?);
     Some(crate::confrepo::unified_diff(rel, &a, &b, "base", "host"))
 }
