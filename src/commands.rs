@@ -81,10 +81,21 @@ fn commit(
 }
 
 pub fn host_add(cfg: &Config, spec: &HostSpec, author: &Author) -> anyhow::Result<Committed> {
+    host_add_because(cfg, spec, author, "")
+}
+
+/// [`host_add`] with why in the commit message (e.g. "restored from kiosk1@3f2a9c1").
+pub fn host_add_because(
+    cfg: &Config,
+    spec: &HostSpec,
+    author: &Author,
+    why: &str,
+) -> anyhow::Result<Committed> {
     let change = edit::add(&load(cfg), &cfg.conf_repo, spec)?;
     let msg = format!(
-        "Add host {}: {}",
+        "Add host {}{}: {}",
         spec.name.as_deref().unwrap_or("?"),
+        why,
         describe(&HostSpec {
             name: None,
             ..spec.clone()

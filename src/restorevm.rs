@@ -272,7 +272,11 @@ pub fn restore_vm(
         profile: Some(profile.name.clone()),
         ..Default::default()
     };
-    let committed = match crate::commands::host_add(cfg, &spec, author) {
+    let why = format!(
+        " (restored from {host}@{short} over base {})",
+        base.dir_name()
+    );
+    let committed = match crate::commands::host_add_because(cfg, &spec, author, &why) {
         Ok(c) => c,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&d.dir);
