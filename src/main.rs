@@ -856,6 +856,8 @@ enum OverlayCmd {
     /// Start HOST's overlay again from its base at its next boot (the old one kept as a
     /// snapshot).
     Reset { host: String },
+    /// Delete the overlay of a host that no longer boots a network root (snapshots stay).
+    Rm { host: String },
 }
 
 fn overlay(config: &std::path::Path, cmd: OverlayCmd) -> anyhow::Result<bool> {
@@ -913,6 +915,13 @@ fn overlay(config: &std::path::Path, cmd: OverlayCmd) -> anyhow::Result<bool> {
             for (file, bytes) in pxelator::nfsroot::snapshots(&cfg.state_dir, &host) {
                 println!("{:>12} bytes  {}", bytes, file.display());
             }
+            Vec::new()
+        }
+        OverlayCmd::Rm { host } => {
+            let inv = pxelator::confrepo::current_inventory(&cfg).0;
+            pxelator::nfsroot::remove_overlay(&cfg.state_dir, &inv, &host)
+                .map_err(anyhow::Error::msg)?;
+            println!("removed {host}'s overlay (its snapshots stay)");
             Vec::new()
         }
         OverlayCmd::Reset { host } => {

@@ -580,6 +580,40 @@ fn rebase_upper(d: &HostDirs) -> Result<(), String> {
     std::fs::remove_dir_all(&d.work).map_err(|e| format!("emptying {}: {e}", d.work.display()))
 }
 
+/// Removes the overlay of a host that no longer boots a network root (upper, work, mount
+/// point; its snapshots stay). Refused while the inventory gives it one or it is mounted.
+pub fn remove_overlay(
+    state_dir: &Path,
+    inv: &crate::inventory::Inventory,
+    host: &str,
+) -> Result<(), String> {
+    crate::inventory::check_hostname(host)?;
+    if nfsroot::wanted(inv).0.iter().any(|r| r.host == host) {
+        return Err(format!(
+            "{host} boots a network root (its profile says nfsroot); give it another profile or remove the machine first"
+        ));
+    }
+    let d = host_dirs(state_dir, host);
+    if mounted_at(&d.root).is_some() {
+        return Err(format!(
+            "{}'s root is still mounted; the daemon unmounts it within seconds of the inventory change",
+            host
+        ));
+    }
+    if !d.dir.is_dir() {
+        return Err(format!("{host} has no overlay under {}", d.dir.display()));
+    }
+    for p in [&d.upper, &d.work, &d.root] {
+        if p.exists() {
+            std::fs::remove_dir_all(p).map_err(|e| format!("removing {}: {e}", p.display()))?;
+        }
+    }
+    for f in [&d.base_file, &reset_flag(state_dir, host)] {
+        let _ = std::fs::remove_file(f);
+    }
+    Ok(())
+}
+
 /// Snapshots of a host's upper directory, oldest first, with their sizes.
 pub fn snapshots(state_dir: &Path, host: &str) -> Vec<(PathBuf, u64)> {
     let dir = host_dirs(state_dir, host).dir.join("snapshots");
