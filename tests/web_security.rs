@@ -197,6 +197,7 @@ fn forms_need_the_sessions_csrf_token_and_the_role() {
         ),
         ("/ui/images/import", "source=%2Fetc&name=etc", true),
         ("/ui/images/remove", "image=x-v1", true),
+        ("/ui/machines/kiosk1/root", "action=reset", true),
     ];
     for (path, form, admin_only) in forms {
         let (s, _, b) = send(port, "POST", path, Some(&amy), "127.0.0.1", Some(form));
@@ -239,15 +240,10 @@ fn forms_need_the_sessions_csrf_token_and_the_role() {
         let (s, h, _) = send(port, "GET", path, None, "127.0.0.1", None);
         assert!(s == 303 && h.contains("location: /ui/login"), "{path}: {h}");
     }
-    let (s, _, b) = send(
-        port,
-        "GET",
-        "/ui/machines/kiosk1/backups",
-        Some(&vic),
-        "127.0.0.1",
-        None,
-    );
-    assert_eq!(s, 403, "{b}");
+    for path in ["/ui/machines/kiosk1/backups", "/ui/machines/kiosk1/root"] {
+        let (s, _, b) = send(port, "GET", path, Some(&vic), "127.0.0.1", None);
+        assert_eq!(s, 403, "{path}: {b}");
+    }
     // A form bigger than the guard reads.
     let big = format!(
         "csrf={token}&param_key=a&param_value={}",

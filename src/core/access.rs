@@ -89,6 +89,10 @@ pub fn required_role(method: &str, path: &str, history_path: Option<&str>) -> Ac
         ("POST", p) if p.starts_with("/ui/machines/") && p.ends_with("/restore") => {
             Access::Role(Role::Admin)
         }
+        // A machine's network root: what the host wrote (secrets too), snapshot, reset.
+        ("GET" | "POST", p) if p.starts_with("/ui/machines/") && p.ends_with("/root") => {
+            Access::Role(Role::Admin)
+        }
         ("GET", p) if p.starts_with("/ui/machines/") => Access::Role(Role::Viewer),
         ("POST", p)
             if p.starts_with("/ui/machines/")
@@ -167,6 +171,14 @@ mod tests {
         assert_eq!(
             required_role("POST", "/ui/machines/kiosk1/power", None),
             Role(super::Role::Operator)
+        );
+        assert_eq!(
+            required_role("GET", "/ui/machines/kiosk1/root", None),
+            Role(super::Role::Admin)
+        );
+        assert_eq!(
+            required_role("POST", "/ui/machines/kiosk1/root", None),
+            Role(super::Role::Admin)
         );
         assert_eq!(
             required_role("GET", "/ui/machines/kiosk1/backups", None),

@@ -10,6 +10,7 @@ pub mod history;
 pub mod images;
 pub mod pages;
 pub mod power;
+pub mod roots;
 
 use crate::auth::Who;
 use crate::commands::{self, MachineRow};
@@ -46,6 +47,7 @@ pub fn routes() -> Router<HttpState> {
         .route("/ui/machines/{who}/next-boot", post(next_boot))
         .route("/ui/machines/{who}/backups", get(backups::page))
         .route("/ui/machines/{who}/restore", post(backups::restore))
+        .route("/ui/machines/{who}/root", get(roots::page).post(roots::act))
         .route("/ui/groups", get(power::page))
         .route("/ui/images", get(images::page))
         .route("/ui/graphs", get(graphs::page))

@@ -343,6 +343,7 @@ pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
             @if v.is_admin {
                 h2 { "Host files" }
                 p { a #backups href=(format!("/ui/machines/{name}/backups")) { "Backups of its files: pulls, changes, restore" } }
+                p { a #root href=(format!("/ui/machines/{name}/root")) { "Its network root: what it changed, snapshots, reset" } }
             }
             h2 { "Boot story" }
             @if v.boots.is_empty() { p.muted { "no boot recorded" } }
