@@ -851,8 +851,12 @@ enum OverlayCmd {
     },
     /// Write HOST's overlay to a tar (owners, modes, xattrs, whiteouts) and list it.
     Snapshot { host: String },
-    /// HOST's snapshots.
-    Snapshots { host: String },
+    /// HOST's snapshots; with --remove NAME, delete that one.
+    Snapshots {
+        host: String,
+        #[arg(long)]
+        remove: Option<String>,
+    },
     /// Start HOST's overlay again from its base at its next boot (the old one kept as a
     /// snapshot).
     Reset { host: String },
@@ -911,7 +915,16 @@ fn overlay(config: &std::path::Path, cmd: OverlayCmd) -> anyhow::Result<bool> {
             println!("{}", file.display());
             vec![event]
         }
-        OverlayCmd::Snapshots { host } => {
+        OverlayCmd::Snapshots {
+            host,
+            remove: Some(name),
+        } => {
+            let gone = pxelator::nfsroot::remove_snapshot(&cfg.state_dir, &host, &name)
+                .map_err(anyhow::Error::msg)?;
+            println!("removed {}", gone.display());
+            Vec::new()
+        }
+        OverlayCmd::Snapshots { host, remove: None } => {
             for (file, bytes) in pxelator::nfsroot::snapshots(&cfg.state_dir, &host) {
                 println!("{:>12} bytes  {}", bytes, file.display());
             }

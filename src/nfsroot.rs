@@ -628,6 +628,23 @@ pub fn snapshots(state_dir: &Path, host: &str) -> Vec<(PathBuf, u64)> {
     v
 }
 
+/// Deletes one snapshot of a host (a file name as [`snapshots`] lists it).
+pub fn remove_snapshot(state_dir: &Path, host: &str, name: &str) -> Result<PathBuf, String> {
+    crate::inventory::check_hostname(host)?;
+    let ok = name.starts_with(&format!("{host}-"))
+        && name.ends_with(".tar")
+        && !name.contains('/')
+        && !name.starts_with('.');
+    let path = host_dirs(state_dir, host).dir.join("snapshots").join(name);
+    if !ok || !path.is_file() {
+        return Err(format!(
+            "{host} has no snapshot {name:?} (`pxelator overlay snapshots {host}` lists them)"
+        ));
+    }
+    std::fs::remove_file(&path).map_err(|e| format!("removing {}: {e}", path.display()))?;
+    Ok(path)
+}
+
 /// Writes the host's upper directory as a tar (GNU tar: owners by number, modes, the
 /// overlay's xattrs and whiteout devices kept; tar-rs writes no xattrs) under
 /// `overlays/<host>/snapshots/`, 0600.
