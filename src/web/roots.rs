@@ -138,7 +138,7 @@ pub fn render(f: &Frame, v: &RootView) -> Markup {
                     h2 { "What it changed" }
                     @if d.changes.is_empty() { p.muted { "nothing (against its base)" } } @else {
                         table #changes {
-                            thead { tr { th scope="col" { "" } th scope="col" { "Path" } th scope="col" { "What" } } }
+                            thead { tr { th scope="col" { "Change" } th scope="col" { "Path" } th scope="col" { "What differs" } } }
                             tbody { @for c in d.changes.iter().take(CHANGES) { tr {
                                 td { (match c.kind {
                                     crate::overlay::ChangeKind::Added => "added",
@@ -149,9 +149,9 @@ pub fn render(f: &Frame, v: &RootView) -> Markup {
                                 td { (c.detail.as_deref().unwrap_or("")) }
                             } } }
                         }
-                        @if d.changes.len() > CHANGES { p.muted { (d.changes.len() - CHANGES) " more: `pxelator overlay diff " (v.host) "` lists them all" } }
+                        @if d.changes.len() > CHANGES { p.muted { (d.changes.len() - CHANGES) " more: " code { "pxelator overlay diff " (v.host) } " lists them all" } }
                     }
-                    @if d.hidden > 0 { p.muted { (d.hidden) " more under the base's ignored paths (logs, caches, machine-id): `pxelator overlay diff " (v.host) " --all`" } }
+                    @if d.hidden > 0 { p.muted { (d.hidden) " more under the base's ignored paths (logs, caches, machine-id): " code { "pxelator overlay diff " (v.host) " --all" } } }
                     @for (p, text) in &d.diffs { h3 { code { "/" (p) } } (diff_block(text)) }
                 }
             }
