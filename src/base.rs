@@ -1239,6 +1239,10 @@ mod tests {
         std::fs::write(r1.join("etc/issue.net"), b"Debian\n").unwrap();
         std::fs::write(r1.join("etc/other"), b"other\n").unwrap();
         let upper = t.path().join("upper");
+        let promote_paths = |paths: &[&str]| {
+            let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+            promote(&state, &boot, &v1, "deb", &upper, "ws1", &paths)
+        };
         std::fs::create_dir_all(upper.join("etc/new.d")).unwrap();
         std::fs::write(upper.join("etc/motd"), b"host motd\n").unwrap();
         std::fs::write(upper.join("etc/other"), b"not promoted\n").unwrap();
@@ -1250,10 +1254,7 @@ mod tests {
             0,
         )
         .unwrap();
-        let paths: Vec<String> = ["/etc/motd", "/etc/issue.net", "/etc/new.d"]
-            .map(String::from)
-            .to_vec();
-        let v2 = promote(&state, &boot, &v1, "deb", &upper, "ws1", &paths).unwrap();
+        let v2 = promote_paths(&["/etc/motd", "/etc/issue.net", "/etc/new.d"]).unwrap();
         assert_eq!(v2.version, 2);
         assert_eq!(
             v2.promoted_from.as_deref(),
@@ -1277,30 +1278,12 @@ mod tests {
         assert_eq!(resolve(&state, "deb").unwrap().version, 2);
         assert!(boot.join("bases/deb-v2/vmlinuz").exists());
         // A path the host did not change, or one outside the root, is refused.
-        let e = promote(
-            &state,
-            &boot,
-            &v1,
-            "deb",
-            &upper,
-            "ws1",
-            &["/etc/passwd".into()],
-        )
-        .unwrap_err();
+        let e = promote_paths(&["/etc/passwd"]).unwrap_err();
         assert!(
             e.to_string().contains("ws1 did not change /etc/passwd"),
             "{e}"
         );
-        assert!(promote(
-            &state,
-            &boot,
-            &v1,
-            "deb",
-            &upper,
-            "ws1",
-            &["/etc/../x".into()]
-        )
-        .is_err());
+        assert!(promote_paths(&["/etc/../x"]).is_err());
         assert_eq!(
             versions(&state, "deb"),
             vec![1, 2],
@@ -1319,19 +1302,14 @@ mod tests {
         std::fs::create_dir_all(&outside).unwrap();
         std::fs::write(outside.join("shadow"), b"root:$6$secret\n").unwrap();
         let upper = t.path().join("upper");
+        let promote_paths = |paths: &[&str]| {
+            let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+            promote(&state, &boot, &v1, "deb", &upper, "ws1", &paths)
+        };
         std::fs::create_dir_all(upper.join("etc")).unwrap();
         std::os::unix::fs::symlink(&outside, upper.join("etc/evil")).unwrap();
         std::os::unix::fs::symlink(outside.join("shadow"), upper.join("etc/shadow-link")).unwrap();
-        let e = promote(
-            &state,
-            &boot,
-            &v1,
-            "deb",
-            &upper,
-            "ws1",
-            &["/etc/evil/shadow".into()],
-        )
-        .unwrap_err();
+        let e = promote_paths(&["/etc/evil/shadow"]).unwrap_err();
         assert!(
             e.to_string()
                 .contains("not a directory in the host's overlay"),
@@ -1342,16 +1320,7 @@ mod tests {
             b"root:$6$secret\n"
         );
         // A link itself is promoted as a link, never as the content it points to.
-        let v2 = promote(
-            &state,
-            &boot,
-            &v1,
-            "deb",
-            &upper,
-            "ws1",
-            &["/etc/shadow-link".into()],
-        )
-        .unwrap();
+        let v2 = promote_paths(&["/etc/shadow-link"]).unwrap();
         let p = root_dir(&state, &v2).join("etc/shadow-link");
         assert!(std::fs::symlink_metadata(&p)
             .unwrap()

@@ -11,27 +11,11 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::sshd::*;
-use common::{free_port, git};
+use common::{free_port, git, px_as, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pxelator");
 fn px(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(&args[..1])
-        .arg("--config")
-        .arg(cfg)
-        .args(&args[1..])
-        .env("USER", "backup-admin")
-        .env_remove("SUDO_USER")
-        .output()
-        .expect("run pxelator")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    px_as(cfg, "backup-admin", args)
 }
 
 #[test]

@@ -7,31 +7,13 @@
 //! leaving nothing: an existing name, a taken address, a name that is no host name.
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
-use common::git;
-
-const BIN: &str = env!("CARGO_BIN_EXE_pxelator");
+use common::{git, px_as, text};
 
 fn px(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(&args[..1])
-        .arg("--config")
-        .arg(cfg)
-        .args(&args[1..])
-        .env("USER", "restore-admin")
-        .env_remove("SUDO_USER")
-        .output()
-        .expect("run pxelator")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    px_as(cfg, "restore-admin", args)
 }
 
 fn write(root: &Path, rel: &str, data: &str) {

@@ -1175,7 +1175,15 @@ async fn network_root_in_chromium() {
     add_user(&cfg, "ada", "admin");
     let o = px(
         &cfg,
-        &["host", "add", "ws1", "--mac", "52:54:00:dd:00:01", "--ip", "127.0.0.2"],
+        &[
+            "host",
+            "add",
+            "ws1",
+            "--mac",
+            "52:54:00:dd:00:01",
+            "--ip",
+            "127.0.0.2",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     let state = d.path().join("state");
@@ -1194,7 +1202,11 @@ async fn network_root_in_chromium() {
     std::fs::create_dir_all(upper.join("etc")).unwrap();
     std::fs::create_dir_all(upper.join("root")).unwrap();
     std::fs::create_dir_all(upper.join("var/log")).unwrap();
-    std::fs::write(upper.join("etc/motd"), "Welcome to the reading room <b>ws1</b>\n").unwrap();
+    std::fs::write(
+        upper.join("etc/motd"),
+        "Welcome to the reading room <b>ws1</b>\n",
+    )
+    .unwrap();
     std::fs::write(upper.join("root/notes.txt"), "backup at 18:00\n").unwrap();
     std::fs::write(upper.join("var/log/syslog"), "noise\n").unwrap();
     nix::sys::stat::mknod(
@@ -1218,12 +1230,25 @@ async fn network_root_in_chromium() {
     let page = body(&c).await;
     assert!(page.contains("Over base debian-v1"), "{page}");
     let changes = text_at(&c, Locator::Id("changes")).await;
-    for want in ["added /root/notes.txt", "changed /etc/motd content", "deleted /etc/issue.net"] {
+    for want in [
+        "added /root/notes.txt",
+        "changed /etc/motd content",
+        "deleted /etc/issue.net",
+    ] {
         assert!(changes.contains(want), "{want}: {changes}");
     }
-    assert!(!changes.contains("syslog"), "an ignored path is listed: {changes}");
-    assert!(page.contains("1 more under the base's ignored paths"), "{page}");
-    assert!(page.contains("+Welcome to the reading room <b>ws1</b>"), "the diff, as text: {page}");
+    assert!(
+        !changes.contains("syslog"),
+        "an ignored path is listed: {changes}"
+    );
+    assert!(
+        page.contains("1 more under the base's ignored paths"),
+        "{page}"
+    );
+    assert!(
+        page.contains("+Welcome to the reading room <b>ws1</b>"),
+        "the diff, as text: {page}"
+    );
     click_and_load(&c, Locator::Css("button[value=snapshot]")).await;
     let page = body(&c).await;
     assert!(page.contains("snapshot written"), "{page}");
@@ -1239,7 +1264,12 @@ async fn network_root_in_chromium() {
     let page = body(&c).await;
     assert!(page.contains("A reset is asked for"), "{page}");
     assert!(state.join("overlays/ws1/reset-requested").exists());
-    let events = stored_events(&cfg, "{\"kind\": {\"$in\": [\"overlay_snapshot\", \"overlay_reset_requested\"]}}", 2).await;
+    let events = stored_events(
+        &cfg,
+        "{\"kind\": {\"$in\": [\"overlay_snapshot\", \"overlay_reset_requested\"]}}",
+        2,
+    )
+    .await;
     assert!(
         events.contains("overlay_snapshot") && events.contains("overlay_reset_requested"),
         "{events}"

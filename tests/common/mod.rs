@@ -108,6 +108,19 @@ pub fn px(cfg: &Path, args: &[&str]) -> std::process::Output {
         .expect("run pxelator")
 }
 
+/// [`px`] run as the login `user` (the commit author pxelator takes from the environment).
+pub fn px_as(cfg: &Path, user: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pxelator"))
+        .args(&args[..1])
+        .arg("--config")
+        .arg(cfg)
+        .args(&args[1..])
+        .env("USER", user)
+        .env_remove("SUDO_USER")
+        .output()
+        .expect("run pxelator")
+}
+
 /// stdout then stderr.
 pub fn text(o: &std::process::Output) -> String {
     format!(
