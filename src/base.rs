@@ -993,11 +993,6 @@ fn promote_path(upper: &Path, root: &Path, rel: &str) -> Result<(), BaseError> {
     apply(&upper.join(rel), &root.join(rel))
 }
 
-fn is_whiteout(m: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    m.file_type().is_char_device() && m.rdev() == 0
-}
-
 fn remove_any(p: &Path) -> Result<(), BaseError> {
     match std::fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
@@ -1010,7 +1005,7 @@ fn remove_any(p: &Path) -> Result<(), BaseError> {
 /// Makes `to` what the upper entry `from` says, recursively for directories.
 fn apply(from: &Path, to: &Path) -> Result<(), BaseError> {
     let m = std::fs::symlink_metadata(from).map_err(io(format!("reading {}", from.display())))?;
-    if is_whiteout(&m) {
+    if crate::overlay::is_whiteout(&m) {
         return remove_any(to);
     }
     if m.is_dir() {

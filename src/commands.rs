@@ -527,7 +527,8 @@ pub fn overlay_promote(
     host: &str,
     paths: &[String],
     to: &str,
-) -> anyhow::Result<(crate::base::BaseInfo, crate::core::event::Event)> {
+    author: &Author,
+) -> anyhow::Result<Promoted> {
     inventory::check_hostname(host).map_err(anyhow::Error::msg)?;
     let Some(base) = crate::nfsroot::host_base(&cfg.state_dir, host) else {
         bail!("{host} has no overlay: nothing to promote");
@@ -552,7 +553,91 @@ pub fn overlay_promote(
         host: host.to_owned(),
         paths: paths.to_vec(),
     };
-    Ok((info, event))
+    // In the conf repo too, when `to` has a definition there: its next build lays them in.
+    let def = format!("overlay/{to}.toml");
+    let (committed, not_recorded) = if confrepo::read_current(&cfg.conf_repo, &def)?.is_some() {
+        let (changes, skipped) = promoted_changes(cfg, &d.upper, to, paths);
+        let msg = format!(
+            "Promote {host}:{} into base {to} ({})",
+            paths.join(","),
+            info.dir_name()
+        );
+        (Some(commit(cfg, author, &changes, &msg)?), skipped)
+    } else {
+        (None, Vec::new())
+    };
+    Ok(Promoted {
+        info,
+        event,
+        committed,
+        not_recorded,
+    })
+}
+
+/// What `overlay promote` made: the base version, its event, the commit that records the
+/// promoted files under `overlay/<to>/` (None when `to` has no definition in the conf repo),
+/// and what that commit could not hold (links, special or large files).
+pub struct Promoted {
+    pub info: crate::base::BaseInfo,
+    pub event: crate::core::event::Event,
+    pub committed: Option<Committed>,
+    pub not_recorded: Vec<String>,
+}
+
+/// What `overlay promote` records in the conf repo: the promoted regular files (at most
+/// 1 MiB each, 1 000 in all) as `overlay/<to>/<path>`, so the next `base build <to>` lays them
+/// in too; a deletion removes a file the definition laid in. Links, special files and larger
+/// files stay only in the built version (named in the returned list).
+fn promoted_changes(
+    cfg: &Config,
+    upper: &std::path::Path,
+    to: &str,
+    paths: &[String],
+) -> (Vec<confrepo::Change>, Vec<String>) {
+    const MAX_FILE: u64 = 1 << 20;
+    const MAX_FILES: usize = 1000;
+    let mut changes = Vec::new();
+    let mut skipped = Vec::new();
+    let mut stack: Vec<String> = paths
+        .iter()
+        .map(|p| p.trim_start_matches('/').to_owned())
+        .collect();
+    while let Some(rel) = stack.pop() {
+        if changes.len() >= MAX_FILES {
+            skipped.push(format!("/{rel} (more than {MAX_FILES} files)"));
+            continue;
+        }
+        let at = upper.join(&rel);
+        let Ok(m) = std::fs::symlink_metadata(&at) else {
+            continue;
+        };
+        let repo_path = format!("overlay/{to}/{rel}");
+        if m.is_dir() {
+            for e in std::fs::read_dir(&at).into_iter().flatten().flatten() {
+                stack.push(format!("{rel}/{}", e.file_name().to_string_lossy()));
+            }
+        } else if crate::overlay::is_whiteout(&m) {
+            if confrepo::read_current(&cfg.conf_repo, &repo_path)
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                changes.push(confrepo::Change::Delete(repo_path));
+            }
+        } else if m.is_file() && m.len() <= MAX_FILE {
+            use std::io::Read;
+            let mut data = Vec::new();
+            match crate::overlay::open_beneath(upper, &rel)
+                .and_then(|f| f.take(MAX_FILE).read_to_end(&mut data))
+            {
+                Ok(_) => changes.push(confrepo::Change::Write(repo_path, data)),
+                Err(_) => skipped.push(format!("/{rel}")),
+            }
+        } else {
+            skipped.push(format!("/{rel}"));
+        }
+    }
+    (changes, skipped)
 }
 
 /// `pxelator overlay snapshot HOST`: the host's overlay as a tar; the file and its event.

@@ -900,15 +900,35 @@ fn overlay(config: &std::path::Path, cmd: OverlayCmd) -> anyhow::Result<bool> {
             Vec::new()
         }
         OverlayCmd::Promote { host, paths, to } => {
-            let (info, event) = pxelator::commands::overlay_promote(&cfg, &host, &paths, &to)?;
+            let p = pxelator::commands::overlay_promote(
+                &cfg,
+                &host,
+                &paths,
+                &to,
+                &pxelator::confrepo::Author::invoking_user(),
+            )?;
             println!(
                 "promoted {} of {host} into {} ({} entries); hosts on {} move onto it at their next boot",
                 paths.join(", "),
-                info.dir_name(),
-                info.files,
-                info.name
+                p.info.dir_name(),
+                p.info.files,
+                p.info.name
             );
-            vec![event]
+            match &p.committed {
+                Some(c) => println!("{c}"),
+                None => println!(
+                    "(no overlay/{to}.toml in the conf repo: the promoted files are in {} only)",
+                    p.info.dir_name()
+                ),
+            }
+            if !p.not_recorded.is_empty() {
+                println!(
+                    "in {} but not in the conf repo (links, special or large files): {}",
+                    p.info.dir_name(),
+                    p.not_recorded.join(", ")
+                );
+            }
+            vec![p.event]
         }
         OverlayCmd::Snapshot { host } => {
             let (file, event) = pxelator::commands::overlay_snapshot(&cfg, &host)?;

@@ -75,7 +75,8 @@ fn entry_kind(ft: std::fs::FileType) -> EntryKind {
     }
 }
 
-fn is_whiteout(m: &std::fs::Metadata) -> bool {
+/// A whiteout: the character device 0:0 overlayfs writes for a deleted path.
+pub fn is_whiteout(m: &std::fs::Metadata) -> bool {
     m.file_type().is_char_device() && m.rdev() == 0
 }
 
