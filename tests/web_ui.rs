@@ -79,6 +79,19 @@ fn curl_from(ip: &str, url: &str) {
     );
 }
 
+/// A directory, an HTTP port and a config for one more daemon beside the others of this
+/// file (its own TFTP port: the tests run at once).
+fn daemon_dir() -> (tempfile::TempDir, u16, std::path::PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let cfg = loopback_config_with(
+        d.path(),
+        http,
+        &format!("[tftp]\nlisten = \"127.0.0.1:{}\"\n", free_port()),
+    );
+    (d, http, cfg)
+}
+
 fn add_user(cfg: &Path, name: &str, role: &str) {
     user_with_token(cfg, name, role, &format!("{name}-password-1"));
 }
@@ -845,13 +858,7 @@ async fn backups_in_chromium() {
     std::fs::create_dir_all(&etc).unwrap();
     let motd = etc.join("motd");
     std::fs::write(&motd, "Welcome, version 1\n").unwrap();
-    let d = tempfile::tempdir().unwrap();
-    let http = free_port();
-    let cfg = loopback_config_with(
-        d.path(),
-        http,
-        &format!("[tftp]\nlisten = \"127.0.0.1:{}\"\n", free_port()),
-    );
+    let (d, http, cfg) = daemon_dir();
     add_user(&cfg, "ada", "admin");
     add_user(&cfg, "vic", "viewer");
     let o = px(
@@ -1005,13 +1012,7 @@ async fn images_in_chromium() {
         );
         return;
     }
-    let d = tempfile::tempdir().unwrap();
-    let http = free_port();
-    let cfg = loopback_config_with(
-        d.path(),
-        http,
-        &format!("[tftp]\nlisten = \"127.0.0.1:{}\"\n", free_port()),
-    );
+    let (d, http, cfg) = daemon_dir();
     add_user(&cfg, "ada", "admin");
     add_user(&cfg, "vic", "viewer");
     let repo = d.path().join("conf-repo");
@@ -1165,13 +1166,7 @@ async fn network_root_in_chromium() {
     if !have_chromium() {
         return skipped_without_chromium();
     }
-    let d = tempfile::tempdir().unwrap();
-    let http = free_port();
-    let cfg = loopback_config_with(
-        d.path(),
-        http,
-        &format!("[tftp]\nlisten = \"127.0.0.1:{}\"\n", free_port()),
-    );
+    let (d, http, cfg) = daemon_dir();
     add_user(&cfg, "ada", "admin");
     let o = px(
         &cfg,
