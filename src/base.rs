@@ -418,20 +418,9 @@ fn boot_bases_dir(boot_dir: &Path) -> PathBuf {
 
 /// Built versions of `name`, ascending.
 pub fn versions(state_dir: &Path, name: &str) -> Vec<u32> {
-    let mut v: Vec<u32> = std::fs::read_dir(bases_dir(state_dir))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let n = e.file_name().into_string().ok()?;
-            match crate::image::split_version(&n) {
-                (b, Some(v)) if b == name && e.path().join("base.toml").is_file() => Some(v),
-                _ => None,
-            }
-        })
-        .collect();
-    v.sort_unstable();
-    v
+    crate::image::versions_in(&bases_dir(state_dir), name, |p| {
+        p.join("base.toml").is_file()
+    })
 }
 
 /// The version `name` (current) or `name-vN` stands for, if built.
@@ -475,13 +464,10 @@ pub fn list(state_dir: &Path) -> Vec<(BaseInfo, bool)> {
     out
 }
 
-/// Points `<dir>/<name>` at `<name>-v<version>` (a new link renamed over the old one).
+/// Points `<dir>/<name>` at `<name>-v<version>`.
 fn set_current(dir: &Path, name: &str, version: u32) -> Result<(), BaseError> {
-    let tmp = dir.join(format!(".{name}.link-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(format!("{name}-v{version}"), &tmp)
-        .map_err(io(format!("linking {}", tmp.display())))?;
-    std::fs::rename(&tmp, dir.join(name)).map_err(io(format!("linking {}/{name}", dir.display())))
+    crate::image::point_current(dir, name, Some(version))
+        .map_err(io(format!("linking {}/{name}", dir.display())))
 }
 
 /// What a build reports as it goes (a line per step).
@@ -863,8 +849,9 @@ pub fn remove(
     let served = boot_bases_dir(boot_dir).join(what);
     let _ = std::fs::remove_dir_all(&served);
     if current {
-        let _ = std::fs::remove_file(bases_dir(state_dir).join(name));
-        let _ = std::fs::remove_file(boot_bases_dir(boot_dir).join(name));
+        for dir in [bases_dir(state_dir), boot_bases_dir(boot_dir)] {
+            let _ = crate::image::point_current(&dir, name, None);
+        }
     }
     Ok(info)
 }
@@ -1032,7 +1019,7 @@ fn apply(from: &Path, to: &Path) -> Result<(), BaseError> {
 /// Creates `to` like `from` (a directory, a regular file's bytes, a link, a fifo or device is
 /// refused) with its mode and owner; `exists`: a directory already there, only its mode and
 /// owner set.
-fn copy_entry(from: &Path, to: &Path, exists: bool) -> Result<(), BaseError> {
+pub(crate) fn copy_entry(from: &Path, to: &Path, exists: bool) -> Result<(), BaseError> {
     let m = std::fs::symlink_metadata(from).map_err(io(format!("reading {}", from.display())))?;
     let ft = m.file_type();
     if ft.is_dir() {

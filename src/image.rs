@@ -282,11 +282,19 @@ impl Drop for WorkDir {
 
 /// The versions stored for a name, ascending.
 pub fn versions(boot_dir: &Path, name: &str) -> Vec<u32> {
-    let mut v: Vec<u32> = std::fs::read_dir(images_dir(boot_dir))
+    versions_in(&images_dir(boot_dir), name, |p| {
+        p.is_dir() && !p.is_symlink()
+    })
+}
+
+/// The versions of `name` in a directory of versioned entries (`<name>-vN`, as images and
+/// bases keep them), ascending; `complete` says whether an entry is a finished version.
+pub fn versions_in(dir: &Path, name: &str, complete: impl Fn(&Path) -> bool) -> Vec<u32> {
+    let mut v: Vec<u32> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().is_dir() && !e.path().is_symlink())
+        .filter(|e| complete(&e.path()))
         .filter_map(|e| {
             let f = e.file_name().to_string_lossy().into_owned();
             match split_version(&f) {
@@ -299,22 +307,28 @@ pub fn versions(boot_dir: &Path, name: &str) -> Vec<u32> {
     v
 }
 
-/// Points `images/<name>` at `<name>-v<version>` (or removes it), atomically.
-fn set_current(boot_dir: &Path, name: &str, version: Option<u32>) -> Result<(), ImageError> {
-    let dir = images_dir(boot_dir);
+/// Points `<dir>/<name>` at `<name>-v<version>` (a new link renamed over the old one), or
+/// removes it for None.
+pub fn point_current(dir: &Path, name: &str, version: Option<u32>) -> std::io::Result<()> {
     let link = dir.join(name);
     match version {
         Some(v) => {
             let tmp = dir.join(format!(".{name}.link.{}", std::process::id()));
             let _ = std::fs::remove_file(&tmp);
-            std::os::unix::fs::symlink(format!("{name}-v{v}"), &tmp).map_err(io_err(&tmp))?;
-            std::fs::rename(&tmp, &link).map_err(io_err(&link))
+            std::os::unix::fs::symlink(format!("{name}-v{v}"), &tmp)?;
+            std::fs::rename(&tmp, &link)
         }
         None => match std::fs::remove_file(&link) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&link)(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         },
     }
+}
+
+/// Points `images/<name>` at `<name>-v<version>` (or removes it), atomically.
+fn set_current(boot_dir: &Path, name: &str, version: Option<u32>) -> Result<(), ImageError> {
+    let dir = images_dir(boot_dir);
+    point_current(&dir, name, version).map_err(io_err(&dir.join(name)))
 }
 
 /// Imports an ISO or a directory as the next version of `name` and makes it current.

@@ -133,7 +133,12 @@ fn mounts() -> Vec<OverlayMount> {
 
 /// The overlay mounted at `target`, if any.
 pub fn mounted_at(target: &Path) -> Option<OverlayMount> {
-    mounts().into_iter().rev().find(|m| m.target == target)
+    find_mount(&mounts(), target).cloned()
+}
+
+/// The overlay mounted last at `target` in a list read once for many lookups.
+fn find_mount<'a>(mounts: &'a [OverlayMount], target: &Path) -> Option<&'a OverlayMount> {
+    mounts.iter().rev().find(|m| m.target == target)
 }
 
 /// Mounts a host's overlay over `lower` at its root directory (creating the directories, the
@@ -315,6 +320,8 @@ fn sync_now(state_dir: &Path, program: &Path, inv: &crate::inventory::Inventory)
     let (roots, problems) = nfsroot::wanted(inv);
     rep.problems = problems;
     let mut live: Vec<Root> = Vec::new();
+    // One read of the mount table for every host (a sync runs every 10 s).
+    let mounted = mounts();
     for r in roots {
         let Some(info) = crate::base::resolve(state_dir, &r.base) else {
             rep.problems.push(format!(
@@ -328,10 +335,10 @@ fn sync_now(state_dir: &Path, program: &Path, inv: &crate::inventory::Inventory)
         };
         let d = host_dirs(state_dir, &r.host);
         let lower = crate::base::root_dir(state_dir, &info);
-        match mounted_at(&d.root) {
+        match find_mount(&mounted, &d.root) {
             Some(m) if Path::new(&m.lowerdir) == lower => {}
             Some(m) => {
-                let on = host_base(state_dir, &r.host).unwrap_or(m.lowerdir);
+                let on = host_base(state_dir, &r.host).unwrap_or_else(|| m.lowerdir.clone());
                 rep.rebase_pending.push((r.host.clone(), info.dir_name()));
                 // Stays exported over what it has until it boots again.
                 rep.exported.push((r.host.clone(), on));
@@ -428,22 +435,22 @@ fn export(state_dir: &Path, program: &Path, live: &[Root], rep: &mut SyncReport)
     // Roots no longer exported: unmounted once the server has let go of them.
     let wanted: std::collections::BTreeSet<&str> = hosts.iter().copied().collect();
     let ours = overlays_dir(state_dir);
-    for m in mounts() {
-        let Ok(rest) = m.target.strip_prefix(&ours) else {
-            continue;
-        };
-        let mut comps = rest.components();
-        let (Some(host), Some(last), None) = (comps.next(), comps.next(), comps.next()) else {
-            continue;
-        };
-        let host = host.as_os_str().to_string_lossy().into_owned();
-        if last.as_os_str() != "root" || wanted.contains(host.as_str()) {
-            continue;
-        }
-        if changed && server.pid().is_some() {
-            // Give the server a moment to drop the export it was told to reread.
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
+    let gone: Vec<String> = mounts()
+        .iter()
+        .filter_map(|m| {
+            let mut comps = m.target.strip_prefix(&ours).ok()?.components();
+            let (Some(host), Some(last), None) = (comps.next(), comps.next(), comps.next()) else {
+                return None;
+            };
+            let host = host.as_os_str().to_string_lossy().into_owned();
+            (last.as_os_str() == "root" && !wanted.contains(host.as_str())).then_some(host)
+        })
+        .collect();
+    if !gone.is_empty() && changed && server.pid().is_some() {
+        // Give the server a moment to drop the exports it was told to reread.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    for host in gone {
         match unmount_host(&host_dirs(state_dir, &host)) {
             Ok(()) => rep.unmounted.push(host),
             Err(e) => rep.problems.push(e),
@@ -507,9 +514,12 @@ pub fn prepare_boot(
         return Ok(None);
     }
     // Out of the server's exports first, then unmounted.
+    let mounted = mounts();
     let others: Vec<Root> = roots
         .iter()
-        .filter(|o| o.host != host && mounted_at(&host_dirs(state_dir, &o.host).root).is_some())
+        .filter(|o| {
+            o.host != host && find_mount(&mounted, &host_dirs(state_dir, &o.host).root).is_some()
+        })
         .cloned()
         .collect();
     let mut rep = SyncReport::default();

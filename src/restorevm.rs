@@ -11,7 +11,7 @@ use crate::core::mac::Mac;
 use crate::inventory::{self, BootKind};
 use anyhow::{bail, Context};
 use std::net::Ipv4Addr;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// What was restored, for the CLI to print and the event to record.
@@ -96,17 +96,18 @@ fn make_parents(upper: &Path, lower: &Path, rel: &str) -> anyhow::Result<()> {
         if std::fs::symlink_metadata(&up).is_ok_and(|m| m.is_dir()) {
             continue;
         }
-        let (mode, uid, gid) = match std::fs::symlink_metadata(&low) {
-            Ok(m) if m.is_dir() => (m.mode() & 0o7777, m.uid(), m.gid()),
+        match std::fs::symlink_metadata(&low) {
+            Ok(m) if m.is_dir() => crate::base::copy_entry(&low, &up, false)?,
             Ok(_) => bail!(
                 "/{rel}: {} is not a directory in the base (a link?); the backup cannot be laid over it",
                 low.display()
             ),
-            Err(_) => (0o755, 0, 0),
-        };
-        std::fs::create_dir(&up).with_context(|| format!("creating {}", up.display()))?;
-        std::os::unix::fs::lchown(&up, Some(uid), Some(gid))?;
-        std::fs::set_permissions(&up, std::fs::Permissions::from_mode(mode))?;
+            Err(_) => {
+                std::fs::create_dir(&up).with_context(|| format!("creating {}", up.display()))?;
+                std::os::unix::fs::lchown(&up, Some(0), Some(0))?;
+                std::fs::set_permissions(&up, std::fs::Permissions::from_mode(0o755))?;
+            }
+        }
     }
     Ok(())
 }
