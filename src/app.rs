@@ -272,9 +272,6 @@ fn reclaim_commit(
         .collect())
 }
 
-/// Runs power.toml's on/off schedules (checked every 2 s). The time of the last check is kept
-/// in `state_dir/power-last-check`, so after downtime the latest missed action per target is
-/// carried out once and the missed ones are reported (`power_missed`).
 /// Keeps hosts' network roots (mounts, NFS exports, the NFS server) in line with the
 /// inventory: at start, after every reload, and every 10 s (a server that died is started
 /// again).
@@ -301,27 +298,9 @@ async fn nfsroot_keeper(
         else {
             continue;
         };
-        let current = inv.borrow().clone();
-        for host in &rep.mounted {
-            let ip = current
-                .machines()
-                .iter()
-                .find(|m| m.hostname.as_deref() == Some(host.as_str()))
-                .and_then(|m| m.ip);
-            let base = rep
-                .exported
-                .iter()
-                .find(|(h, _)| h == host)
-                .map(|(_, b)| b.clone())
-                .unwrap_or_default();
+        for (host, ip, base) in rep.mounted {
             info!(host, base, "network root mounted and exported");
-            if let Some(ip) = ip {
-                bus.emit(Event::NfsrootMounted {
-                    host: host.clone(),
-                    ip,
-                    base,
-                });
-            }
+            bus.emit(Event::NfsrootMounted { host, ip, base });
         }
         for host in rep.unmounted {
             info!(host, "network root unmounted");
@@ -340,6 +319,9 @@ async fn nfsroot_keeper(
     }
 }
 
+/// Runs power.toml's on/off schedules (checked every 2 s). The time of the last check is kept
+/// in `state_dir/power-last-check`, so after downtime the latest missed action per target is
+/// carried out once and the missed ones are reported (`power_missed`).
 async fn power_scheduler(
     cfg: Config,
     bus: Bus,

@@ -297,8 +297,8 @@ impl Server {
 pub struct SyncReport {
     /// Hosts exported now, with the base version under each.
     pub exported: Vec<(String, String)>,
-    /// Hosts whose overlay was mounted by this sync.
-    pub mounted: Vec<String>,
+    /// Hosts whose overlay was mounted by this sync: name, address, base version.
+    pub mounted: Vec<(String, std::net::Ipv4Addr, String)>,
     /// Hosts whose root was unmounted (no longer an nfsroot machine).
     pub unmounted: Vec<String>,
     /// Set when this sync started the NFS server.
@@ -350,7 +350,7 @@ fn sync_now(state_dir: &Path, program: &Path, inv: &crate::inventory::Inventory)
                     rep.problems.push(format!("{}: {e}", r.host));
                     continue;
                 }
-                rep.mounted.push(r.host.clone());
+                rep.mounted.push((r.host.clone(), r.ip, info.dir_name()));
             }
         }
         rep.exported.push((r.host.clone(), info.dir_name()));
