@@ -448,11 +448,12 @@ pub fn base_list(
 /// lies over it.
 pub fn base_remove(cfg: &Config, what: &str) -> anyhow::Result<crate::core::event::Event> {
     let users = match crate::base::resolve(&cfg.state_dir, what) {
-        Some(info) => base_list(cfg, &load(cfg))
-            .into_iter()
-            .find(|(i, _, _)| *i == info)
-            .map(|(_, _, u)| u)
-            .unwrap_or_default(),
+        Some(info) => crate::base::users(
+            &cfg.state_dir,
+            &load(cfg),
+            &info,
+            &crate::nfsroot::hosts_with_overlays(&cfg.state_dir),
+        ),
         None => Vec::new(),
     };
     let info = crate::base::remove(&cfg.state_dir, &cfg.boot_dir, what, &users)?;
@@ -475,7 +476,11 @@ pub struct OverlayDiff {
     pub diffs: Vec<(String, String)>,
 }
 
-pub fn overlay_diff(cfg: &Config, host: &str, all: bool) -> anyhow::Result<OverlayDiff> {
+/// A host's overlay directories and the base version it lies over.
+fn host_overlay(
+    cfg: &Config,
+    host: &str,
+) -> anyhow::Result<(crate::nfsroot::HostDirs, crate::base::BaseInfo)> {
     inventory::check_hostname(host).map_err(anyhow::Error::msg)?;
     let d = crate::nfsroot::host_dirs(&cfg.state_dir, host);
     let Some(base) = crate::nfsroot::host_base(&cfg.state_dir, host) else {
@@ -487,6 +492,12 @@ pub fn overlay_diff(cfg: &Config, host: &str, all: bool) -> anyhow::Result<Overl
     let info = crate::base::resolve(&cfg.state_dir, &base).with_context(|| {
         format!("{host}'s overlay lies over base {base}, which is not there any more")
     })?;
+    Ok((d, info))
+}
+
+pub fn overlay_diff(cfg: &Config, host: &str, all: bool) -> anyhow::Result<OverlayDiff> {
+    let (d, info) = host_overlay(cfg, host)?;
+    let base = info.dir_name();
     let lower = crate::base::root_dir(&cfg.state_dir, &info);
     let every = crate::overlay::diff(&lower, &d.upper)?;
     let ignored = |p: &str| {
@@ -529,14 +540,7 @@ pub fn overlay_promote(
     to: &str,
     author: &Author,
 ) -> anyhow::Result<Promoted> {
-    inventory::check_hostname(host).map_err(anyhow::Error::msg)?;
-    let Some(base) = crate::nfsroot::host_base(&cfg.state_dir, host) else {
-        bail!("{host} has no overlay: nothing to promote");
-    };
-    let from = crate::base::resolve(&cfg.state_dir, &base).with_context(|| {
-        format!("{host}'s overlay lies over base {base}, which is not there any more")
-    })?;
-    let d = crate::nfsroot::host_dirs(&cfg.state_dir, host);
+    let (d, from) = host_overlay(cfg, host)?;
     let info = crate::base::promote(
         &cfg.state_dir,
         &cfg.boot_dir,
