@@ -319,6 +319,45 @@ async fn nfsroot_keeper(
     }
 }
 
+/// Keeps the storage pool (when `pool init` made one): its daemons on the appliance running,
+/// `noout` cleared for machines that are back, members missing past the grace marked out,
+/// health changes recorded. Every 10 s.
+async fn pool_keeper(cfg: Config, bus: Bus, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut mem = crate::pool::KeeperMemory::default();
+    let mut warned = String::new();
+    loop {
+        tokio::select! { _ = cancel.cancelled() => break, _ = tick.tick() => {} }
+        let c = cfg.clone();
+        let Ok((res, back)) = tokio::task::spawn_blocking(move || {
+            let r = crate::pool::keep_round(&c, &mut mem);
+            (r, mem)
+        })
+        .await
+        else {
+            break;
+        };
+        mem = back;
+        match res {
+            Ok(events) => {
+                warned.clear();
+                for e in events {
+                    info!(kind = e.kind(), "pool: {e:?}");
+                    bus.emit(e);
+                }
+            }
+            Err(e) => {
+                let m = e.to_string();
+                if m != warned {
+                    warn!("pool: {m}");
+                    bus.emit(Event::PoolProblem { message: m.clone() });
+                    warned = m;
+                }
+            }
+        }
+    }
+}
+
 /// Runs power.toml's on/off schedules (checked every 2 s). The time of the last check is kept
 /// in `state_dir/power-last-check`, so after downtime the latest missed action per target is
 /// carried out once and the missed ones are reported (`power_missed`).
@@ -358,6 +397,16 @@ async fn power_scheduler(
                         target: d.target.clone(),
                         missed: d.missed.clone(),
                     });
+                }
+                // Machines holding the pool's OSDs: noout first, so the cluster waits for them.
+                if d.action == schedule::Action::Off {
+                    match crate::pool::before_power_off(&c, &inv, &d.target) {
+                        Ok(Some(e)) => events.push(e),
+                        Ok(None) => {}
+                        Err(e) => events.push(Event::PoolProblem {
+                            message: format!("noout before switching {} off: {e}; they are switched off anyway, and the cluster copies their data if they stay off past mon_osd_down_out_interval", d.target),
+                        }),
+                    }
                 }
                 match power::act(&c, &inv, &d.target, d.action, &power::Methods::from(Some(&s), None)) {
                     Ok(ev) => events.extend(ev),
@@ -716,6 +765,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         inv_rx.clone(),
         cancel.clone(),
     ));
+    tasks.spawn(pool_keeper(cfg.clone(), bus.clone(), cancel.clone()));
     tasks.spawn(power_scheduler(
         cfg.clone(),
         bus.clone(),

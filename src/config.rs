@@ -49,6 +49,31 @@ pub struct RawConfig {
     pub syslog: RawSyslog,
     #[serde(default)]
     pub nfsroot: RawNfsroot,
+    #[serde(default)]
+    pub pool: RawPool,
+}
+
+/// `[pool]`: the storage pool (Ceph) made by `pxelator pool init`; these are its sizes and the
+/// keeper's grace. The cluster itself is in `<state_dir>/pool/`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    /// How long a member may be missing before its OSD is marked out and its data copied
+    /// elsewhere: "3d" (default), "12h", "30m", "90s".
+    pub grace: Option<String>,
+    /// osd_memory_target of a kiosk's OSD (MiB, at most 1024; default 896).
+    pub kiosk_memory_mib: Option<u64>,
+    /// osd_memory_target of the appliance's own OSD (MiB, default 1024).
+    pub appliance_memory_mib: Option<u64>,
+    /// mon_memory_target (MiB, default 512).
+    pub mon_memory_mib: Option<u64>,
+    /// The mgr's Dashboard API port, on 127.0.0.1 only (default 8441).
+    pub dashboard_port: Option<u16>,
+    /// Placement groups of the pxelator RBD pool (default 32).
+    pub pg_num: Option<u32>,
+    /// Extra `[global]` options for the cluster's ceph.conf (name = "value").
+    #[serde(default)]
+    pub ceph_options: std::collections::BTreeMap<String, String>,
 }
 
 /// `[nfsroot]`: writable network roots (profiles with `boot = "nfsroot"`).
@@ -179,6 +204,32 @@ pub struct Config {
     /// Where syslog is received, or None.
     pub syslog: Option<SocketAddr>,
     pub nfsroot: NfsrootConfig,
+    pub pool: PoolConfig,
+}
+
+/// The validated `[pool]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    pub grace_secs: i64,
+    pub sizes: crate::core::pool::Sizes,
+    pub dashboard_port: u16,
+    pub pg_num: u32,
+    pub ceph_options: std::collections::BTreeMap<String, String>,
+}
+
+/// "3d", "12h", "30m", "90s" → seconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    n.checked_mul(mult).filter(|v| *v > 0)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -500,6 +551,59 @@ impl RawConfig {
                     mb.saturating_mul(1 << 20)
                 }),
         });
+        let pool = {
+            let p = &self.pool;
+            let grace = p.grace.as_deref().unwrap_or("3d");
+            let grace_secs = parse_duration(grace).ok_or_else(|| {
+                invalid(
+                    "pool.grace",
+                    &grace,
+                    "write a number and a unit: \"3d\", \"12h\", \"30m\" or \"90s\"",
+                )
+            })?;
+            let mib = |key: &str, v: Option<u64>, default: u64, max: u64| {
+                let v = v.unwrap_or(default);
+                if !(64..=max).contains(&v) {
+                    return Err(invalid(key, &v, &format!("give between 64 and {max} MiB")));
+                }
+                Ok(v << 20)
+            };
+            for (k, v) in &p.ceph_options {
+                crate::core::pool::check_conf_word(k)
+                    .and_then(|()| crate::core::pool::check_conf_word(v))
+                    .map_err(|e| invalid(&format!("pool.ceph_options.{k}"), v, &e))?;
+            }
+            let pg_num = p.pg_num.unwrap_or(32);
+            if !(1..=4096).contains(&pg_num) || !pg_num.is_power_of_two() {
+                return Err(invalid(
+                    "pool.pg_num",
+                    &pg_num,
+                    "give a power of two between 1 and 4096",
+                ));
+            }
+            PoolConfig {
+                grace_secs,
+                sizes: crate::core::pool::Sizes {
+                    // A kiosk lends its disk, not its memory: its OSD stays at or under 1 GiB.
+                    kiosk_osd_memory_target: mib(
+                        "pool.kiosk_memory_mib",
+                        p.kiosk_memory_mib,
+                        896,
+                        1024,
+                    )?,
+                    appliance_osd_memory_target: mib(
+                        "pool.appliance_memory_mib",
+                        p.appliance_memory_mib,
+                        1024,
+                        16384,
+                    )?,
+                    mon_memory_target: mib("pool.mon_memory_mib", p.mon_memory_mib, 512, 16384)?,
+                },
+                dashboard_port: p.dashboard_port.unwrap_or(8441),
+                pg_num,
+                ceph_options: p.ceph_options.clone(),
+            }
+        };
         Ok(Config {
             audit,
             path: path.to_owned(),
@@ -551,6 +655,7 @@ impl RawConfig {
                     .mmdebstrap
                     .unwrap_or_else(|| "mmdebstrap".into()),
             },
+            pool,
         })
     }
 }

@@ -37,6 +37,8 @@
 //!   versions with manifests; `overlay promote` builds a new version from a host's changes.
 //! - [`nfsroot`]   — hosts' network roots: overlay mounts, nfs-ganesha exports (decided by
 //!   [`core::nfsroot`]), reset/rebase when a host boots, snapshots.
+//! - [`pool`]      — the storage pool (Ceph): `pool init`, daemons kept running, members' join
+//!   material, noout around scheduled power-offs, the grace, over the mgr's Dashboard API.
 //! - [`restorevm`] — a new machine from a backup: a base plus a host's pulled files at a revision.
 //! - [`setup`]     — the appliance's first setup: setup.toml → config, network file, conf repo,
 //!   admin user, ssh key, boot loaders under one root (the data partition).
@@ -63,6 +65,7 @@ pub mod inventory;
 pub mod nextboot;
 pub mod nfsroot;
 pub mod overlay;
+pub mod pool;
 pub mod power;
 pub mod restorevm;
 /// The wire formats, a crate of their own (`crates/proto`): nothing there can use the rest.

@@ -110,6 +110,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: BaseCmd,
     },
+    /// The storage pool (Ceph): make it, see it, retire a member.
+    Pool {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        cmd: PoolCmd,
+    },
     /// Hosts' writable network roots: what a host changed against its base.
     Overlay {
         #[command(flatten)]
@@ -754,6 +761,138 @@ fn restore_vm(
             files: r.files,
         }],
     )?;
+    Ok(true)
+}
+
+#[derive(Subcommand)]
+enum PoolCmd {
+    /// Make the pool: mon, mgr (Dashboard API on 127.0.0.1) and the appliance's own OSD on
+    /// DISK (a blank device or file; pxelator never takes a disk nobody named).
+    Init {
+        #[arg(long)]
+        disk: std::path::PathBuf,
+        /// The appliance's name in the cluster.
+        #[arg(long, default_value = "appliance")]
+        name: String,
+    },
+    /// Health, OSDs by host (up/in, usage), members not joined yet, noout flags.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// What is where: each pool's replicas, bytes and objects.
+    Usage {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retire a member: mark its OSD out for good; its data is copied to the others.
+    Drain { host: String },
+    /// Remove a drained member's OSD (refused while it holds the only copy of any data).
+    Rm {
+        host: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the join script a member's live system runs at boot (also at /pool/join.sh).
+    JoinScript,
+}
+
+fn pool(config: &std::path::Path, cmd: PoolCmd) -> anyhow::Result<bool> {
+    use pxelator::core::event::Event;
+    let cfg = Config::load(config)?;
+    let events = match cmd {
+        PoolCmd::Init { disk, name } => {
+            let info = pxelator::pool::init(&cfg, &disk, &name, &|s| eprintln!("pool init: {s}"))?;
+            println!(
+                "pool {} made: mon and mgr {} on {}, osd.{} on {}; members join when they boot with a pool_disk param",
+                info.fsid,
+                info.name,
+                info.mon_ip,
+                info.osd,
+                info.disk.display()
+            );
+            vec![Event::PoolInitialized {
+                fsid: info.fsid,
+                osd: info.osd,
+                disk: info.disk,
+            }]
+        }
+        PoolCmd::Status { json } => {
+            let inv = pxelator::confrepo::current_inventory(&cfg).0;
+            let st = pxelator::pool::status(&cfg, &inv)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                println!("pool {}: {}", st.fsid, st.health.status);
+                for c in &st.health.checks {
+                    println!("  {c}");
+                }
+                println!(
+                    "{:<20} {:>5} {:>4} {:>4} {:>10} {:>10}  flags",
+                    "host", "osd", "up", "in", "used MB", "size MB"
+                );
+                for o in &st.osds {
+                    println!(
+                        "{:<20} {:>5} {:>4} {:>4} {:>10} {:>10}  {}",
+                        o.view.host,
+                        o.view.id,
+                        if o.view.up { "up" } else { "down" },
+                        if o.view.is_in { "in" } else { "out" },
+                        o.used >> 20,
+                        o.total >> 20,
+                        if st.noout.contains(&o.view.id) {
+                            "noout"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                for h in &st.waiting {
+                    println!(
+                        "{h:<20}     -  not joined yet (pool_disk set; it joins when it boots)"
+                    );
+                }
+                for p in &st.problems {
+                    println!("problem: {p}");
+                }
+            }
+            Vec::new()
+        }
+        PoolCmd::Usage { json } => {
+            let p = pxelator::pool::require(&cfg)?;
+            let pools = pxelator::pool::Api::connect(&cfg, &p)?.pools()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&pools)?);
+            } else {
+                for u in pools {
+                    println!(
+                        "{:<24} {} copies (min {})  {:>10} MB  {} objects",
+                        u.name,
+                        u.size,
+                        u.min_size,
+                        u.stored >> 20,
+                        u.objects
+                    );
+                }
+            }
+            Vec::new()
+        }
+        PoolCmd::Drain { host } => {
+            let e = pxelator::pool::drain(&cfg, &host)?;
+            println!("{host}'s OSD is out; its data is being copied to the others (watch `pxelator pool status` for HEALTH_OK, then `pxelator pool rm {host}`)");
+            vec![e]
+        }
+        PoolCmd::Rm { host, force } => {
+            let e = pxelator::pool::remove(&cfg, &host, force)?;
+            println!("{host}'s OSD removed from the pool; remove its pool_disk param so it does not join again");
+            vec![e]
+        }
+        PoolCmd::JoinScript => {
+            print!("{}", pxelator::pool::JOIN_SCRIPT);
+            Vec::new()
+        }
+    };
+    record(&cfg, &events)?;
     Ok(true)
 }
 
@@ -1511,6 +1650,10 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
             cmd,
         } => exit_code(base(&config, cmd)),
+        Cmd::Pool {
+            config: ConfigArg { path: config },
+            cmd,
+        } => exit_code(pool(&config, cmd)),
         Cmd::RestoreVm {
             config: ConfigArg { path: config },
             spec,

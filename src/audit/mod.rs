@@ -279,6 +279,19 @@ fn source_of(e: &Event) -> &'static str {
         | Event::ApplianceUpdateFailed { .. }
         | Event::ApplianceRolledBack { .. } => "appliance",
         Event::Syslog { .. } => "syslog",
+        Event::PoolInitialized { .. }
+        | Event::PoolDaemonStarted { .. }
+        | Event::PoolJoined { .. }
+        | Event::PoolJoinRefused { .. }
+        | Event::PoolHealth { .. }
+        | Event::OsdUp { .. }
+        | Event::OsdDown { .. }
+        | Event::NooutSet { .. }
+        | Event::NooutCleared { .. }
+        | Event::OsdMarkedOut { .. }
+        | Event::OsdMarkedIn { .. }
+        | Event::OsdRemoved { .. }
+        | Event::PoolProblem { .. } => "pool",
         Event::PowerRequested { .. }
         | Event::PowerFailed { .. }
         | Event::PowerMissed { .. }

@@ -58,8 +58,8 @@ pub enum Access {
 /// The least role for `method path` (`history_path`: the conf-repo path a history request
 /// names, already resolved, e.g. `hosts/kiosk1/etc/passwd`). Pure.
 ///
-/// Open: `/healthz`, `/boot/…` and `/files/…`, which boot clients fetch before anyone could
-/// log in. Everything else under `/api/` needs a user; pulled host files (`hosts/…`), the
+/// Open: `/healthz`, `/boot/…`, `/files/…` and `/pool/join/…`, which boot clients fetch
+/// before anyone could log in. Everything else under `/api/` needs a user; pulled host files (`hosts/…`), the
 /// files that may hold secrets (`power.toml`, `backup.toml`) and any request that names no
 /// path (a diff of everything) need an admin. Anything else is refused to all but admins, so
 /// a new route is closed until it is given its role here.
@@ -74,6 +74,9 @@ pub fn required_role(method: &str, path: &str, history_path: Option<&str>) -> Ac
         (_, p) if p.starts_with("/boot/") || p.starts_with("/files/") || p == "/files" => {
             Access::Open
         }
+        // A pool member's join material: its own token and address are checked by the
+        // handler (the token is in its boot script, which only its address gets).
+        ("GET", p) if p.starts_with("/pool/join/") || p == "/pool/join.sh" => Access::Open,
         ("POST", "/api/login") | ("POST", "/api/logout") => Access::Login,
         ("GET" | "POST", "/ui/login") | ("GET", "/ui") => Access::Login,
         ("POST", "/ui/logout") => Access::Role(Role::Viewer),

@@ -224,6 +224,18 @@ pub fn ipxe_script_next(
     http_base: &str,
     next: Option<NextBoot>,
 ) -> String {
+    ipxe_script_with(inv, mac, http_base, next, None)
+}
+
+/// [`ipxe_script_next`] with one more kernel argument for a machine that netboots (the pool
+/// join URL of a member: a secret, so it is in the script only, never in events).
+pub fn ipxe_script_with(
+    inv: &Inventory,
+    mac: &Mac,
+    http_base: &str,
+    next: Option<NextBoot>,
+    extra: Option<&str>,
+) -> String {
     let machine = inv.by_mac(mac);
     let who = machine
         .and_then(|m| m.hostname.as_deref())
@@ -268,7 +280,10 @@ pub fn ipxe_script_next(
                 let name = initrd.rsplit('/').next().unwrap_or(initrd);
                 line.push_str(&format!(" initrd={name}"));
             }
-            let args = kernel_line(machine, profile, http_base);
+            let mut args = kernel_line(machine, profile, http_base);
+            if let Some(x) = extra {
+                args = format!("{args} {x}").trim().to_owned();
+            }
             if !args.is_empty() {
                 line.push(' ');
                 line.push_str(&args);

@@ -47,7 +47,11 @@ pub enum Event {
     /// A new machine that was not registered because `[dhcp] register_per_minute` were
     /// registered already this minute (it keeps its lease). One event per minute that hit
     /// the cap, for its first refused MAC.
-    RegistrationLimited { mac: Mac, ip: Ipv4Addr, limit: u32 },
+    RegistrationLimited {
+        mac: Mac,
+        ip: Ipv4Addr,
+        limit: u32,
+    },
     /// An auto-registered machine nobody edited and nobody saw for `[dhcp]
     /// reclaim_after_days` was removed from the inventory (its file deleted in `commit`).
     MachineReclaimed {
@@ -172,7 +176,10 @@ pub enum Event {
     },
     /// Scheduled power actions that were not carried out when due (the appliance was down);
     /// only the latest one per target is done afterwards.
-    PowerMissed { target: String, missed: Vec<String> },
+    PowerMissed {
+        target: String,
+        missed: Vec<String>,
+    },
     /// A power action that could not be carried out.
     PowerFailed {
         host: String,
@@ -265,7 +272,10 @@ pub enum Event {
         duration_ms: u64,
     },
     /// A base version was removed (`pxelator base rm`).
-    BaseRemoved { name: String, version: u32 },
+    BaseRemoved {
+        name: String,
+        version: u32,
+    },
     /// A host's overlay root was mounted over a base version and exported to its address.
     NfsrootMounted {
         host: String,
@@ -273,11 +283,17 @@ pub enum Event {
         base: String,
     },
     /// A host's root was unmounted (it no longer boots an NFS root).
-    NfsrootUnmounted { host: String },
+    NfsrootUnmounted {
+        host: String,
+    },
     /// The NFS server (nfs-ganesha) was started by pxelator.
-    NfsServerStarted { pid: i32 },
+    NfsServerStarted {
+        pid: i32,
+    },
     /// Something keeps a host from its NFS root (base not built, no address, mount refused…).
-    NfsrootProblem { message: String },
+    NfsrootProblem {
+        message: String,
+    },
     /// `pxelator overlay promote`: a new base version from a base and a host's chosen changes.
     BasePromoted {
         name: String,
@@ -294,7 +310,9 @@ pub enum Event {
         bytes: u64,
     },
     /// `pxelator overlay reset`: the host's overlay starts again from its base at its next boot.
-    OverlayResetRequested { host: String },
+    OverlayResetRequested {
+        host: String,
+    },
     /// Done as the host booted: its overlay started again from `base`, the old one kept in
     /// `snapshot`.
     OverlayReset {
@@ -317,6 +335,75 @@ pub enum Event {
         host: String,
         from: String,
         to: String,
+    },
+    /// `pxelator pool init` made the storage pool (Ceph) with the appliance's mon, mgr and OSD.
+    PoolInitialized {
+        fsid: String,
+        osd: u32,
+        disk: PathBuf,
+    },
+    /// pxelator started one of the pool's daemons on the appliance (mon, mgr, its OSD).
+    PoolDaemonStarted {
+        daemon: String,
+        pid: i32,
+    },
+    /// A member fetched its OSD's join material; `created` when its OSD was made for it now.
+    PoolJoined {
+        host: String,
+        osd: u32,
+        peer: SocketAddr,
+        created: bool,
+    },
+    /// A join request was refused (wrong address, wrong token, no pool_disk).
+    PoolJoinRefused {
+        host: String,
+        peer: SocketAddr,
+        reason: String,
+    },
+    /// The pool's health changed (HEALTH_OK, HEALTH_WARN, HEALTH_ERR) with its checks.
+    PoolHealth {
+        status: String,
+        checks: Vec<String>,
+    },
+    OsdUp {
+        osd: u32,
+        host: String,
+    },
+    OsdDown {
+        osd: u32,
+        host: String,
+    },
+    /// `noout` set on these OSDs before their machines were switched off (power `target`).
+    NooutSet {
+        target: String,
+        osds: Vec<u32>,
+        hosts: Vec<String>,
+    },
+    /// A machine is back: the `noout` set before its power-off is cleared.
+    NooutCleared {
+        osd: u32,
+        host: String,
+    },
+    /// An OSD marked out: its data is copied to the others (`reason`: grace, drain).
+    OsdMarkedOut {
+        osd: u32,
+        host: String,
+        reason: String,
+        down_secs: Option<i64>,
+    },
+    /// An OSD marked out for being missing is back and marked in.
+    OsdMarkedIn {
+        osd: u32,
+        host: String,
+    },
+    /// `pxelator pool rm`: the OSD was purged from the cluster.
+    OsdRemoved {
+        osd: u32,
+        host: String,
+    },
+    /// Something keeps the pool from its work (a daemon that will not start, the API down…).
+    PoolProblem {
+        message: String,
     },
     InventoryLoaded {
         machines: usize,
@@ -380,6 +467,19 @@ impl Event {
             Event::OverlayReset { .. } => "overlay_reset",
             Event::OverlayRebased { .. } => "overlay_rebased",
             Event::RestoredVm { .. } => "restored_vm",
+            Event::PoolInitialized { .. } => "pool_initialized",
+            Event::PoolDaemonStarted { .. } => "pool_daemon_started",
+            Event::PoolJoined { .. } => "pool_joined",
+            Event::PoolJoinRefused { .. } => "pool_join_refused",
+            Event::PoolHealth { .. } => "pool_health",
+            Event::OsdUp { .. } => "osd_up",
+            Event::OsdDown { .. } => "osd_down",
+            Event::NooutSet { .. } => "noout_set",
+            Event::NooutCleared { .. } => "noout_cleared",
+            Event::OsdMarkedOut { .. } => "osd_marked_out",
+            Event::OsdMarkedIn { .. } => "osd_marked_in",
+            Event::OsdRemoved { .. } => "osd_removed",
+            Event::PoolProblem { .. } => "pool_problem",
             Event::InventoryLoaded { .. } => "inventory_loaded",
             Event::InventoryProblem { .. } => "inventory_problem",
         }

@@ -10,6 +10,7 @@ pub mod health;
 pub mod leases;
 pub mod mac;
 pub mod nfsroot;
+pub mod pool;
 pub mod reclaim;
 pub mod seen;
 pub mod slots;

@@ -55,6 +55,16 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/boot/{name}", get(ipxe_script))
+        .route("/pool/join/{host}/{token}", get(pool_join))
+        .route(
+            "/pool/join.sh",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8")],
+                    crate::pool::JOIN_SCRIPT,
+                )
+            }),
+        )
         .route("/api/login", post(super::api_auth::login))
         .route("/api/logout", post(super::api_auth::logout))
         .route("/api/whoami", get(super::api_auth::whoami))
@@ -152,6 +162,17 @@ async fn ipxe_script(
             }),
         }
     }
+    // A pool member's boot script carries its join URL (with its token): computed off the
+    // async threads (it reads the pool's join key).
+    let pool_arg = {
+        let cfg = st.config.clone();
+        let m = st.inventory.borrow().by_mac(&mac).cloned();
+        let base = st.public_url.clone();
+        tokio::task::spawn_blocking(move || crate::pool::boot_arg(&cfg, m.as_ref(), &base))
+            .await
+            .ok()
+            .flatten()
+    };
     let (script, kiosk, host) = {
         let inv = st.inventory.borrow();
         let host = inv.by_mac(&mac).and_then(|m| m.hostname.clone());
@@ -160,7 +181,7 @@ async fn ipxe_script(
             _ => boot::kiosk_boot(&inv, &mac, &st.public_url),
         };
         (
-            boot::ipxe_script_next(&inv, &mac, &st.public_url, next),
+            boot::ipxe_script_with(&inv, &mac, &st.public_url, next, pool_arg.as_deref()),
             kiosk,
             host,
         )
@@ -193,6 +214,67 @@ async fn ipxe_script(
         script,
     )
         .into_response()
+}
+
+/// A pool member's join material (its OSD's ceph.conf with its key), for its address and its
+/// token only; every answer is an event.
+async fn pool_join(
+    State(st): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((host, token)): Path<(String, String)>,
+) -> Response {
+    let refuse = |reason: String, code: StatusCode| {
+        st.bus.emit(Event::PoolJoinRefused {
+            host: host.chars().take(64).collect(),
+            peer,
+            reason: reason.clone(),
+        });
+        (code, format!("{reason}\n")).into_response()
+    };
+    if crate::inventory::check_hostname(&host).is_err()
+        || token.len() > 64
+        || !token.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return refuse(
+            "expected /pool/join/<hostname>/<token>".into(),
+            StatusCode::BAD_REQUEST,
+        );
+    }
+    let std::net::IpAddr::V4(ip) = peer.ip() else {
+        return refuse(
+            format!("{peer} is not an IPv4 address"),
+            StatusCode::FORBIDDEN,
+        );
+    };
+    let cfg = st.config.clone();
+    let inv = st.inventory.borrow().clone();
+    let h = host.clone();
+    let res =
+        tokio::task::spawn_blocking(move || crate::pool::join_material(&cfg, &inv, &h, ip, &token))
+            .await;
+    match res {
+        Ok(Ok((conf, osd, created))) => {
+            st.bus.emit(Event::PoolJoined {
+                host: host.clone(),
+                osd,
+                peer,
+                created,
+            });
+            (
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                conf,
+            )
+                .into_response()
+        }
+        Ok(Err(crate::pool::Refusal(reason))) => refuse(reason, StatusCode::FORBIDDEN),
+        Err(_) => refuse(
+            "the join was interrupted".into(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+    }
 }
 
 /// Why `peer` may not have `mac`'s boot script, if it may not. Where pxelator hands out the
