@@ -342,7 +342,6 @@ async fn pool_keeper(cfg: Config, bus: Bus, cancel: CancellationToken) {
             Ok(events) => {
                 warned.clear();
                 for e in events {
-                    info!(kind = e.kind(), "pool: {e:?}");
                     bus.emit(e);
                 }
             }

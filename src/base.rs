@@ -416,6 +416,11 @@ fn boot_bases_dir(boot_dir: &Path) -> PathBuf {
     boot_dir.join("bases")
 }
 
+/// Where a version's kernel and initramfs are served from (`<boot_dir>/bases/NAME-vN/`).
+pub fn boot_dir_of(boot_dir: &Path, info: &BaseInfo) -> PathBuf {
+    boot_bases_dir(boot_dir).join(info.dir_name())
+}
+
 /// Built versions of `name`, ascending.
 pub fn versions(state_dir: &Path, name: &str) -> Vec<u32> {
     crate::image::versions_in(&bases_dir(state_dir), name, |p| {
@@ -507,6 +512,9 @@ pub fn build(
         // Before the kernel's postinst runs mkinitramfs: an initramfs that mounts an NFS root
         // and holds only the network and storage drivers it needs.
         .arg("--essential-hook=mkdir -p \"$1/etc/initramfs-tools/conf.d\" && printf 'MODULES=netboot\\nBOOT=nfs\\n' > \"$1/etc/initramfs-tools/conf.d/pxelator-nfsroot\"")
+        // And the virtio disk driver, so a machine made by `restore-vm --pool` boots the same
+        // kernel and initramfs with its root on a virtual disk (an RBD image).
+        .arg("--essential-hook=mkdir -p \"$1/etc/initramfs-tools/hooks\" && printf '#!/bin/sh\\n[ \"$1\" = prereqs ] && exit 0\\n. /usr/share/initramfs-tools/hook-functions\\nmanual_add_modules virtio_blk\\n' > \"$1/etc/initramfs-tools/hooks/pxelator-virtio\" && chmod 755 \"$1/etc/initramfs-tools/hooks/pxelator-virtio\"")
         .arg(&def.suite)
         .arg(&root)
         .arg(format!("deb {} {} main", def.mirror, def.suite))

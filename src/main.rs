@@ -139,9 +139,13 @@ enum Cmd {
         /// The nfsroot profile it boots (default: the only one).
         #[arg(long)]
         profile: Option<String>,
-        /// Also print a QEMU command line that netboots it.
+        /// Also print a QEMU command line that starts it.
         #[arg(long)]
         qemu: bool,
+        /// Put its root on an RBD image in the storage pool (`pxelator/vm-NAME`, an ext4
+        /// filesystem) instead of a network root: the machine boots with its disk there.
+        #[arg(long)]
+        pool: bool,
         /// Commit author, "Name <email>" (default: the invoking user).
         #[arg(long)]
         author: Option<String>,
@@ -721,11 +725,18 @@ fn restore_vm(
     name: &str,
     ip: std::net::Ipv4Addr,
     profile: Option<&str>,
-    qemu: bool,
+    (qemu, pool): (bool, bool),
     author: &pxelator::confrepo::Author,
 ) -> anyhow::Result<bool> {
     let cfg = Config::load(config)?;
-    let r = pxelator::restorevm::restore_vm(&cfg, spec, name, ip, profile, author)?;
+    let r = pxelator::restorevm::restore_vm(&cfg, spec, name, ip, profile, pool, author)?;
+    if let Some(d) = &r.rbd {
+        println!(
+            "its root filesystem is the RBD image {} ({} MB)",
+            d.image,
+            d.bytes >> 20
+        );
+    }
     println!(
         "{} as of {}: {} files over base {} as {} ({}, {}), profile {}",
         r.host, r.rev, r.files, r.base, r.name, r.ip, r.mac, r.profile
@@ -1661,6 +1672,7 @@ fn main() -> ExitCode {
             ip,
             profile,
             qemu,
+            pool,
             author: who,
         } => exit_code(restore_vm(
             &config,
@@ -1668,7 +1680,7 @@ fn main() -> ExitCode {
             &name,
             ip,
             profile.as_deref(),
-            qemu,
+            (qemu, pool),
             &author(who.as_deref()),
         )),
         Cmd::Overlay {

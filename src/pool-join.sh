@@ -1,7 +1,7 @@
 #!/bin/sh
 # pxelator pool join: makes (the first time) and runs this machine's Ceph OSD on the disk its
 # pool_disk param names. Run at boot by the live system (pxelator-pool.service), in the
-# foreground: it ends as the OSD process.
+# foreground: it ends when the OSD process does (its log's end printed if that was a failure).
 #   pool-join [URL [DIR]]   URL: default the pxelator.pool= kernel argument
 #                           DIR: where the OSD's configuration lives (default /run/pxelator-pool)
 # Safe by construction: it only touches the disk the appliance names, and only when that disk
@@ -56,4 +56,11 @@ else
   say "$disk holds data that is not osd.$id: refusing to touch it (wipe it by hand if it is meant for the pool)"
   exit 6
 fi
-exec ceph-osd "$@" -f
+say "running osd.$id"
+rc=0
+ceph-osd "$@" -f || rc=$?
+if [ "$rc" -ne 0 ]; then
+  say "osd.$id exited $rc; the end of its log ($dir/osd.$id.log):"
+  tail -n 20 "$dir/osd.$id.log" >&2
+fi
+exit "$rc"

@@ -7,9 +7,10 @@
 //! on their OSDs before a scheduled power-off.
 //!
 //! What the Dashboard API offers is done through it (OSD list, health, flags, mark out/in,
-//! purge, pool create and usage). The rest has no API in Ceph 16 and runs the Ceph tools
+//! pool create and usage). The rest has no API in Ceph 16 and runs the Ceph tools
 //! with arguments, never a shell line: the first mon (`monmaptool`, `ceph-mon --mkfs`), the
-//! CRUSH rule (`crushtool`), cephx entities (`ceph auth`, `ceph osd new`).
+//! CRUSH rule (`crushtool`), cephx entities (`ceph auth`, `ceph osd new`), and `osd purge`
+//! (the Dashboard's purge answers 500 on 16.2.15).
 use crate::config::Config;
 use crate::core::event::Event;
 use crate::core::pool::{self as decide, Cluster, Member, OsdIdentity, OsdView, Tracked};
@@ -684,12 +685,6 @@ impl Api {
                 .header("Accept", ACCEPT)
                 .header("Authorization", &auth)
                 .call(),
-            ("DELETE", _) => self
-                .agent
-                .delete(&url)
-                .header("Accept", ACCEPT)
-                .header("Authorization", &auth)
-                .call(),
             (m, b) => {
                 let b = b.unwrap_or(serde_json::Value::Null).to_string();
                 let req = match m {
@@ -836,14 +831,8 @@ impl Api {
 
     /// Whether the OSD's data has copies elsewhere (it can be removed without loss).
     pub fn safe_to_destroy(&self, id: u32) -> Result<bool, PoolError> {
-        let v = self.call("GET", &format!("/api/osd/{id}/safe_to_destroy"), None)?;
+        let v = self.call("GET", &format!("/api/osd/safe_to_destroy?ids={id}"), None)?;
         Ok(v.get("is_safe_to_destroy").and_then(|b| b.as_bool()) == Some(true))
-    }
-
-    /// Purges an OSD (its id, key and CRUSH entry).
-    pub fn purge(&self, id: u32) -> Result<(), PoolError> {
-        self.call("DELETE", &format!("/api/osd/{id}"), None)
-            .map(drop)
     }
 
     fn create_rbd_pool(&self, pg_num: u32) -> Result<(), PoolError> {
@@ -1241,10 +1230,24 @@ pub fn remove(cfg: &Config, host: &str, force: bool) -> Result<Event, PoolError>
             o.id
         )));
     }
+    if o.up && !force {
+        return Err(msg(format!(
+            "osd.{} on {host} is still running: remove {host}'s pool_disk param and reboot it (or switch it off), then `pxelator pool rm {host}` (--force marks it down and removes it anyway)",
+            o.id
+        )));
+    }
     if o.is_in {
         api.mark(o.id, "out")?;
     }
-    api.purge(o.id)?;
+    if o.up {
+        api.mark(o.id, "down")?;
+    }
+    // The Dashboard's POST /api/osd/{id}/purge answers 500 on Ceph 16.2.15 (seen in the lab):
+    // the mon command it wraps, run by the ceph tool.
+    ceph(
+        &pool.paths,
+        &["osd", "purge", &o.id.to_string(), "--yes-i-really-mean-it"],
+    )?;
     let _ = ceph(&pool.paths, &["osd", "crush", "rm", host]);
     let _ = std::fs::remove_file(pool.paths.host_file(host));
     with_tracked(&pool, |t| {

@@ -29,6 +29,18 @@ pub struct RestoredVm {
     /// Files whose content was rewritten (old name or address → new).
     pub rewritten: Vec<String>,
     pub commit: Option<String>,
+    /// With `--pool`: the RBD image (`pxelator/vm-NAME`) holding its root filesystem, and the
+    /// base's kernel and initramfs it boots with.
+    pub rbd: Option<RbdDisk>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RbdDisk {
+    pub image: String,
+    pub conf: std::path::PathBuf,
+    pub kernel: std::path::PathBuf,
+    pub initrd: std::path::PathBuf,
+    pub bytes: u64,
 }
 
 /// Replaces `old` by `new` where it stands as a whole name or address: not inside a longer
@@ -119,6 +131,7 @@ pub fn restore_vm(
     name: &str,
     ip: Ipv4Addr,
     profile: Option<&str>,
+    pool: bool,
     author: &Author,
 ) -> anyhow::Result<RestoredVm> {
     let (host, rev) = crate::confrepo::split_at_rev(spec);
@@ -266,11 +279,25 @@ pub fn restore_vm(
             return Err(e);
         }
     };
+    // With the pool: the base and the laid files become one filesystem on an RBD image, the
+    // machine's own disk; the upper directory was only the way there.
+    let rbd = if pool {
+        let made = rbd_disk(cfg, &base, &lower, &d.upper, name);
+        let _ = std::fs::remove_dir_all(&d.dir);
+        Some(made?)
+    } else {
+        None
+    };
     let spec = inventory::edit::HostSpec {
         name: Some(name.to_owned()),
         mac: Some(mac),
         ip: Some(ip),
-        profile: Some(profile.name.clone()),
+        // A machine with its root on RBD is started with its disk, not netbooted.
+        profile: (!pool).then(|| profile.name.clone()),
+        params: rbd
+            .iter()
+            .map(|r| format!("rbd_disk={}", r.image))
+            .collect(),
         ..Default::default()
     };
     let why = format!(
@@ -295,15 +322,119 @@ pub fn restore_vm(
         files: laid,
         rewritten,
         commit: committed.commit.clone(),
+        rbd,
     })
 }
 
-/// A QEMU command line that netboots the restored machine on `bridge`.
-pub fn qemu_command(r: &RestoredVm, bridge: &str) -> String {
-    format!(
-        "qemu-system-x86_64 -m 1024 -nodefaults -nographic -serial mon:stdio -boot n -netdev bridge,id=n0,br={bridge} -device e1000,netdev=n0,mac={}",
-        r.mac
+/// The restored root as an RBD image `pxelator/vm-NAME`: the base with `upper` laid over it
+/// (a read-only overlay mount: nothing is copied), written into an ext4 filesystem image by
+/// `mkfs.ext4 -d`, imported with `rbd import`.
+fn rbd_disk(
+    cfg: &Config,
+    base: &crate::base::BaseInfo,
+    lower: &Path,
+    upper: &Path,
+    name: &str,
+) -> anyhow::Result<RbdDisk> {
+    let pool = crate::pool::require(cfg)?;
+    let image = format!("{}/vm-{name}", crate::core::pool::RBD_POOL);
+    let work = cfg.state_dir.join("restore-vm").join(name);
+    let _ = std::fs::remove_dir_all(&work);
+    let merged = work.join("merged");
+    std::fs::create_dir_all(&merged).with_context(|| format!("creating {}", merged.display()))?;
+    for p in [upper, lower] {
+        if p.to_str().is_none_or(|s| s.contains([',', ':', '\\'])) {
+            bail!(
+                "{}: an overlay mount cannot name a path with ',', ':' or '\\'; choose a plainer state_dir",
+                p.display()
+            );
+        }
+    }
+    let opts = format!("lowerdir={}:{}", upper.display(), lower.display());
+    nix::mount::mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        nix::mount::MsFlags::MS_RDONLY,
+        Some(opts.as_str()),
     )
+    .with_context(|| format!("mounting the restored root at {}", merged.display()))?;
+    let file = work.join("root.ext4");
+    // The base's size, half again for growth, and room for the filesystem's own tables.
+    let bytes = (base.bytes + base.bytes / 2 + (256 << 20)).next_multiple_of(1 << 20);
+    let made = (|| -> anyhow::Result<()> {
+        let run = |program: &str, args: &[&std::ffi::OsStr]| -> anyhow::Result<()> {
+            let out = std::process::Command::new(program)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .with_context(|| format!("running {program}"))?;
+            if !out.status.success() {
+                bail!(
+                    "{program} exited {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(())
+        };
+        let size = format!("{}k", bytes >> 10);
+        run(
+            "mkfs.ext4",
+            &[
+                "-q".as_ref(),
+                "-F".as_ref(),
+                "-L".as_ref(),
+                "root".as_ref(),
+                "-d".as_ref(),
+                merged.as_os_str(),
+                file.as_os_str(),
+                size.as_ref(),
+            ],
+        )?;
+        run(
+            "rbd",
+            &[
+                "-c".as_ref(),
+                pool.paths.conf().as_os_str(),
+                "import".as_ref(),
+                file.as_os_str(),
+                image.as_ref(),
+            ],
+        )
+    })();
+    let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir_all(&work);
+    made.with_context(|| format!("making {name}'s disk {image}"))?;
+    let boot = crate::base::boot_dir_of(&cfg.boot_dir, base);
+    Ok(RbdDisk {
+        image,
+        conf: pool.paths.conf(),
+        kernel: boot.join("vmlinuz"),
+        initrd: boot.join("initrd.img"),
+        bytes,
+    })
+}
+
+/// A QEMU command line for the restored machine on `bridge`: netbooted, or with `--pool` its
+/// disk on RBD (QEMU's rbd driver, as the pool's admin) and the base's kernel.
+pub fn qemu_command(r: &RestoredVm, bridge: &str) -> String {
+    let net = format!(
+        "-netdev bridge,id=n0,br={bridge} -device e1000,netdev=n0,mac={}",
+        r.mac
+    );
+    match &r.rbd {
+        None => format!(
+            "qemu-system-x86_64 -m 1024 -nodefaults -nographic -serial mon:stdio -boot n {net}"
+        ),
+        Some(d) => format!(
+            "qemu-system-x86_64 -m 1024 -nodefaults -nographic -serial mon:stdio -kernel {} -initrd {} -append 'root=/dev/vda rw boot=local console=ttyS0' -drive format=raw,if=virtio,file=rbd:{}:conf={}:id=admin {net}",
+            d.kernel.display(),
+            d.initrd.display(),
+            d.image,
+            d.conf.display()
+        ),
+    }
 }
 
 #[cfg(test)]

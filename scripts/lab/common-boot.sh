@@ -34,7 +34,7 @@ mode_mac() {
     bios-live) echo 52:54:00:77:00:05 ;;
     bios-nfs1) echo 52:54:00:77:00:11 ;; bios-nfs2) echo 52:54:00:77:00:12 ;;
     bios-nfs3) echo 52:54:00:77:00:13 ;; bios-nfs4) echo 52:54:00:77:00:14 ;;
-    bios-nfs9) echo 52:54:00:77:00:19 ;;
+    bios-nfs9) echo 52:54:00:77:00:19 ;; bios-pool1) echo 52:54:00:77:00:21 ;;
     *) echo "unknown mode $1" >&2; return 1 ;;
   esac
 }
@@ -58,9 +58,11 @@ qemu_accel() {
 }
 
 # start_vm MODE: starts a VM on a new tap, its serial console in $LAB/serial-MODE.log; sets
-# VM_PID, VM_TAP and VM_START (ns). VM_MEM sets the RAM (MB), VM_MAC another MAC than the mode's.
+# VM_PID, VM_TAP and VM_START (ns). VM_MEM sets the RAM (MB), VM_MAC another MAC than the mode's,
+# VM_DISK a raw file given to the VM as its virtio disk (/dev/vda).
 start_vm() {
-  local mode=$1 mac tap serial machine dev
+  local mode=$1 mac tap serial machine dev disk=()
+  [ -n "${VM_DISK:-}" ] && disk=(-drive "file=$VM_DISK,if=virtio,format=raw")
   mac=${VM_MAC:-$(mode_mac "$mode")}; tap=t${mode//-/}; tap=${tap:0:12}
   serial=$LAB/serial-$mode.log
   rm -f "$serial"
@@ -79,7 +81,7 @@ start_vm() {
   VM_TAP=$tap
   VM_PID=$(ns_bg "$SRV" "$LAB/qemu-$mode.log" qemu-system-x86_64 -accel "$(qemu_accel)" -m "${VM_MEM:-512}" -nodefaults -no-reboot \
     -display none -serial "file:$serial" "${machine[@]}" -boot n \
-    -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" "${dev[@]}")
+    -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" "${dev[@]}" "${disk[@]}")
 }
 
 # stop_vm: waits up to 10 s for the VM of the last start_vm to power off, then kills it.

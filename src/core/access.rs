@@ -83,7 +83,7 @@ pub fn required_role(method: &str, path: &str, history_path: Option<&str>) -> Ac
         (
             "GET",
             "/ui/" | "/ui/audit" | "/ui/audit.csv" | "/ui/health" | "/ui/live" | "/ui/groups"
-            | "/ui/images" | "/ui/graphs",
+            | "/ui/images" | "/ui/graphs" | "/ui/pool",
         ) => Access::Role(Role::Viewer),
         // A machine's host-file backups: their contents and writing them back.
         ("GET", p) if p.starts_with("/ui/machines/") && p.ends_with("/backups") => {

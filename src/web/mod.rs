@@ -9,6 +9,7 @@ pub mod graphs;
 pub mod history;
 pub mod images;
 pub mod pages;
+pub mod pool;
 pub mod power;
 pub mod roots;
 
@@ -51,6 +52,7 @@ pub fn routes() -> Router<HttpState> {
         .route("/ui/groups", get(power::page))
         .route("/ui/images", get(images::page))
         .route("/ui/graphs", get(graphs::page))
+        .route("/ui/pool", get(pool::page))
         .route("/ui/images/import", post(images::import))
         .route("/ui/images/remove", post(images::remove))
         .route("/ui/profiles/{name}/image", post(images::use_image))

@@ -74,7 +74,7 @@ pub fn layout(f: &Frame, body: Markup) -> Markup {
                 header {
                     a href="/ui/" { "pxelator" }
                     @if let Some(w) = f.who {
-                        nav { a href="/ui/" { "Machines" } " " a href="/ui/groups" style="margin-left:1rem" { "Groups" } " " a href="/ui/images" style="margin-left:1rem" { "Images" } " " a href="/ui/graphs" style="margin-left:1rem" { "Graphs" } " " a href="/ui/audit" style="margin-left:1rem" { "Audit" } " " a href="/ui/health" style="margin-left:1rem" { "Health" } }
+                        nav { a href="/ui/" { "Machines" } " " a href="/ui/groups" style="margin-left:1rem" { "Groups" } " " a href="/ui/images" style="margin-left:1rem" { "Images" } " " a href="/ui/graphs" style="margin-left:1rem" { "Graphs" } " " a href="/ui/pool" style="margin-left:1rem" { "Pool" } " " a href="/ui/audit" style="margin-left:1rem" { "Audit" } " " a href="/ui/health" style="margin-left:1rem" { "Health" } }
                         div.who {
                             span { (w.user) " (" (w.role.name()) ")" }
                             form.inline method="post" action="/ui/logout" {
