@@ -59,7 +59,8 @@ qemu_accel() {
 
 # start_vm MODE: starts a VM on a new tap, its serial console in $LAB/serial-MODE.log; sets
 # VM_PID, VM_TAP and VM_START (ns). VM_MEM sets the RAM (MB), VM_MAC another MAC than the mode's,
-# VM_DISK a raw file given to the VM as its virtio disk (/dev/vda).
+# VM_DISK a raw file given to the VM as its virtio disk (/dev/vda), VM_CPU a -cpu model (e.g. max:
+# Ceph's erasure-code plugins use instructions TCG's default CPU model lacks).
 start_vm() {
   local mode=$1 mac tap serial machine dev disk=()
   [ -n "${VM_DISK:-}" ] && disk=(-drive "file=$VM_DISK,if=virtio,format=raw")
@@ -79,7 +80,7 @@ start_vm() {
   esac
   VM_START=$(date +%s%N)
   VM_TAP=$tap
-  VM_PID=$(ns_bg "$SRV" "$LAB/qemu-$mode.log" qemu-system-x86_64 -accel "$(qemu_accel)" -m "${VM_MEM:-512}" -nodefaults -no-reboot \
+  VM_PID=$(ns_bg "$SRV" "$LAB/qemu-$mode.log" qemu-system-x86_64 -accel "$(qemu_accel)" ${VM_CPU:+-cpu "$VM_CPU"} -m "${VM_MEM:-512}" -nodefaults -no-reboot \
     -display none -serial "file:$serial" "${machine[@]}" -boot n \
     -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" "${dev[@]}" "${disk[@]}")
 }
