@@ -652,11 +652,20 @@ pub fn overlay_snapshot(
     let base = crate::nfsroot::host_base(&cfg.state_dir, host).unwrap_or_default();
     let file = crate::nfsroot::snapshot(&cfg.state_dir, host).map_err(anyhow::Error::msg)?;
     let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    // An offsite copy: the pool spans the kiosks' disks as well as the appliance's.
+    let pool_copy =
+        crate::pool::store_copy(cfg, "overlay-snapshots", &file).with_context(|| {
+            format!(
+                "{} was written, but not copied into the pool",
+                file.display()
+            )
+        })?;
     let event = crate::core::event::Event::OverlaySnapshot {
         host: host.to_owned(),
         base,
         file: file.clone(),
         bytes,
+        pool_copy,
     };
     Ok((file, event))
 }

@@ -870,20 +870,25 @@ fn pool(config: &std::path::Path, cmd: PoolCmd) -> anyhow::Result<bool> {
             Vec::new()
         }
         PoolCmd::Usage { json } => {
-            let p = pxelator::pool::require(&cfg)?;
-            let pools = pxelator::pool::Api::connect(&cfg, &p)?.pools()?;
+            let u = pxelator::pool::usage(&cfg)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&pools)?);
+                println!("{}", serde_json::to_string_pretty(&u)?);
             } else {
-                for u in pools {
+                for p in &u.pools {
                     println!(
-                        "{:<24} {} copies (min {})  {:>10} MB  {} objects",
-                        u.name,
-                        u.size,
-                        u.min_size,
-                        u.stored >> 20,
-                        u.objects
+                        "pool {:<20} {} copies (min {})  {:>10} MB stored  {} objects",
+                        p.name,
+                        p.size,
+                        p.min_size,
+                        p.stored >> 20,
+                        p.objects
                     );
+                }
+                for (name, bytes) in &u.images {
+                    println!("image {name:<40} {:>10} MB (VM disk)", bytes >> 20);
+                }
+                for (name, bytes) in &u.copies {
+                    println!("copy  {name:<40} {:>10} MB", bytes.div_ceil(1 << 20));
                 }
             }
             Vec::new()
@@ -1083,6 +1088,12 @@ fn overlay(config: &std::path::Path, cmd: OverlayCmd) -> anyhow::Result<bool> {
         OverlayCmd::Snapshot { host } => {
             let (file, event) = pxelator::commands::overlay_snapshot(&cfg, &host)?;
             println!("{}", file.display());
+            if let pxelator::core::event::Event::OverlaySnapshot {
+                pool_copy: Some(c), ..
+            } = &event
+            {
+                println!("copied into the storage pool as {c}");
+            }
             vec![event]
         }
         OverlayCmd::Snapshots {

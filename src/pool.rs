@@ -666,7 +666,7 @@ impl Api {
         Ok(api)
     }
 
-    fn call(
+    pub fn call(
         &self,
         method: &str,
         path: &str,
@@ -1258,6 +1258,104 @@ pub fn remove(cfg: &Config, host: &str, force: bool) -> Result<Event, PoolError>
     Ok(Event::OsdRemoved {
         osd: o.id,
         host: host.to_owned(),
+    })
+}
+
+/// The RADOS namespace of the pxelator pool holding copies of files the appliance keeps
+/// (overlay snapshots), as objects named `<kind>/<file name>`.
+pub const COPIES_NS: &str = "copies";
+
+/// Copies `file` into the pool as `<kind>/<its name>` (an offsite copy: the pool spans the
+/// kiosks' disks too); the object's name, or None when the appliance has no pool.
+pub fn store_copy(cfg: &Config, kind: &str, file: &Path) -> Result<Option<String>, PoolError> {
+    let Some(pool) = open(cfg)? else {
+        return Ok(None);
+    };
+    let base = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| msg(format!("{}: not a plain file name", file.display())))?;
+    let name = format!("{kind}/{base}");
+    tool(
+        "rados",
+        &[
+            "-c",
+            &pool.paths.conf().to_string_lossy(),
+            "-p",
+            decide::RBD_POOL,
+            "-N",
+            COPIES_NS,
+            "put",
+            &name,
+            &file.to_string_lossy(),
+        ],
+    )?;
+    Ok(Some(name))
+}
+
+/// What is where (`pool usage`): each pool, the RBD images (VM disks) and the copies.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Usage {
+    pub pools: Vec<PoolUsage>,
+    /// `pool/image` and its provisioned size.
+    pub images: Vec<(String, u64)>,
+    /// Objects in the copies namespace and their sizes (at most 10 000 listed).
+    pub copies: Vec<(String, u64)>,
+}
+
+pub fn usage(cfg: &Config) -> Result<Usage, PoolError> {
+    let pool = require(cfg)?;
+    let api = Api::connect(cfg, &pool)?;
+    let pools = api.pools()?;
+    let v = api.call("GET", "/api/block/image", None)?;
+    let mut images = Vec::new();
+    for group in v.as_array().into_iter().flatten() {
+        for img in group
+            .get("value")
+            .and_then(|x| x.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let name = img.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+            let p = img.get("pool_name").and_then(|n| n.as_str()).unwrap_or("?");
+            let size = img.get("size").and_then(|n| n.as_u64()).unwrap_or(0);
+            images.push((format!("{p}/{name}"), size));
+        }
+    }
+    images.sort();
+    let conf = pool.paths.conf().to_string_lossy().into_owned();
+    let listed = tool(
+        "rados",
+        &["-c", &conf, "-p", decide::RBD_POOL, "-N", COPIES_NS, "ls"],
+    )?;
+    let mut copies = Vec::new();
+    for name in listed.lines().take(10_000) {
+        // "<pool>/<name> mtime …, size N"
+        let stat = tool(
+            "rados",
+            &[
+                "-c",
+                &conf,
+                "-p",
+                decide::RBD_POOL,
+                "-N",
+                COPIES_NS,
+                "stat",
+                name,
+            ],
+        )?;
+        let size = stat
+            .rsplit("size ")
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        copies.push((name.to_owned(), size));
+    }
+    copies.sort();
+    Ok(Usage {
+        pools,
+        images,
+        copies,
     })
 }
 

@@ -308,6 +308,8 @@ pub enum Event {
         base: String,
         file: PathBuf,
         bytes: u64,
+        /// Its copy in the storage pool (object name), when the appliance has a pool.
+        pool_copy: Option<String>,
     },
     /// `pxelator overlay reset`: the host's overlay starts again from its base at its next boot.
     OverlayResetRequested {
