@@ -126,20 +126,25 @@ pub fn check_conf_word(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The `[global]` lines every daemon and client of the cluster needs (cephx everywhere).
+fn global_section(c: &Cluster) -> String {
+    format!(
+        "[global]\nfsid = {}\nmon_host = {}\npublic_network = {}\n\
+         auth_cluster_required = cephx\nauth_service_required = cephx\n\
+         auth_client_required = cephx\nms_bind_ipv6 = false\n",
+        c.fsid,
+        mon_host(c.mon_ip),
+        c.public_network
+    )
+}
+
 /// The ceph.conf the appliance's mon, mgr, OSD and tools read. `dir` is `<state_dir>/pool`:
 /// every path of the cluster lives there.
 pub fn appliance_conf(c: &Cluster, dir: &str, appliance: &str) -> String {
     let mut s = format!(
         "# Written by pxelator pool init; the cluster's own settings live in its mon.\n\
-         [global]\n\
-         fsid = {fsid}\n\
-         mon_host = {mon}\n\
-         public_network = {net}\n\
-         auth_cluster_required = cephx\n\
-         auth_service_required = cephx\n\
-         auth_client_required = cephx\n\
+         {global}\
          auth_allow_insecure_global_id_reclaim = false\n\
-         ms_bind_ipv6 = false\n\
          osd_pool_default_size = 3\n\
          osd_pool_default_min_size = 1\n\
          osd_crush_chooseleaf_type = 1\n\
@@ -153,9 +158,7 @@ pub fn appliance_conf(c: &Cluster, dir: &str, appliance: &str) -> String {
          pid_file = {dir}/run/$name.pid\n\
          log_file = {dir}/log/$cluster-$name.log\n\
          crash_dir = {dir}/crash\n",
-        fsid = c.fsid,
-        mon = mon_host(c.mon_ip),
-        net = c.public_network,
+        global = global_section(c),
         monmem = c.sizes.mon_memory_target,
     );
     for (k, v) in &c.extra {
@@ -188,14 +191,7 @@ pub struct OsdIdentity {
 pub fn kiosk_conf(c: &Cluster, m: &Member, osd: &OsdIdentity) -> String {
     format!(
         "# pxelator-osd id={id} uuid={uuid} disk={disk}\n\
-         [global]\n\
-         fsid = {fsid}\n\
-         mon_host = {mon}\n\
-         public_network = {net}\n\
-         auth_cluster_required = cephx\n\
-         auth_service_required = cephx\n\
-         auth_client_required = cephx\n\
-         ms_bind_ipv6 = false\n\
+         {global}\
          [osd.{id}]\n\
          key = {secret}\n\
          osd_memory_target = {mem}\n\
@@ -203,9 +199,7 @@ pub fn kiosk_conf(c: &Cluster, m: &Member, osd: &OsdIdentity) -> String {
         id = osd.id,
         uuid = osd.uuid,
         disk = m.disk,
-        fsid = c.fsid,
-        mon = mon_host(c.mon_ip),
-        net = c.public_network,
+        global = global_section(c),
         secret = osd.secret,
         mem = c.sizes.kiosk_osd_memory_target,
         host = m.host,
@@ -533,6 +527,34 @@ mod tests {
         let hosts: BTreeSet<String> = ["k1", "k3"].iter().map(|s| s.to_string()).collect();
         let ids: Vec<u32> = noout_for(&osds, &hosts).iter().map(|o| o.id).collect();
         assert_eq!(ids, vec![1], "out OSDs need no noout");
+    }
+
+    #[test]
+    fn appliance_conf_keeps_every_path_under_its_dir_and_the_down_out_timer_off() {
+        let mut extra = BTreeMap::new();
+        extra.insert("mon_data_avail_warn".to_owned(), "1".to_owned());
+        let c = Cluster {
+            fsid: "f".into(),
+            mon_ip: "10.0.0.1".parse().unwrap(),
+            public_network: "10.0.0.0/24".into(),
+            sizes: Sizes::default(),
+            extra,
+        };
+        let s = appliance_conf(&c, "/s/pool", "appliance");
+        for want in [
+            "[global]\nfsid = f\nmon_host = [v2:10.0.0.1:3300,v1:10.0.0.1:6789]\n",
+            "auth_client_required = cephx\n",
+            "osd_pool_default_min_size = 1\n",
+            "mon_osd_down_out_interval = 0\n",
+            "mon_data_avail_warn = 1\n",
+            "[mon]\nmon_data = /s/pool/mon\n",
+            "crush_location = root=appliance-root host=appliance\n",
+        ] {
+            assert!(s.contains(want), "{want:?} missing from:\n{s}");
+        }
+        for line in s.lines().filter(|l| l.contains("= /")) {
+            assert!(line.contains("/s/pool/"), "a path outside the pool's dir: {line}");
+        }
     }
 
     #[test]
