@@ -553,7 +553,10 @@ mod tests {
             assert!(s.contains(want), "{want:?} missing from:\n{s}");
         }
         for line in s.lines().filter(|l| l.contains("= /")) {
-            assert!(line.contains("/s/pool/"), "a path outside the pool's dir: {line}");
+            assert!(
+                line.contains("/s/pool/"),
+                "a path outside the pool's dir: {line}"
+            );
         }
     }
 
