@@ -1105,10 +1105,12 @@ pub fn before_power_off(
     }))
 }
 
-/// The keeper's memory of the last health it reported, so only changes are events.
+/// The keeper's memory between rounds: the last health it reported (only changes are
+/// events) and its Dashboard session (logged in again when a call fails).
 #[derive(Default)]
 pub struct KeeperMemory {
     pub health: Option<(String, Vec<String>)>,
+    api: Option<Api>,
 }
 
 /// One round of the keeper: daemons running, then the decision on the OSDs carried out.
@@ -1120,7 +1122,10 @@ pub fn keep_round(cfg: &Config, mem: &mut KeeperMemory) -> Result<Vec<Event>, Po
         .into_iter()
         .map(|(daemon, pid)| Event::PoolDaemonStarted { daemon, pid })
         .collect();
-    let api = Api::connect(cfg, &pool)?;
+    let api = match mem.api.take() {
+        Some(a) => a,
+        None => Api::connect(cfg, &pool)?,
+    };
     let osds: Vec<OsdView> = api.osds()?.into_iter().map(|o| o.view).collect();
     let now = crate::clock::unix_now() as i64;
     let steps = with_tracked(&pool, |t| {
@@ -1163,9 +1168,21 @@ pub fn keep_round(cfg: &Config, mem: &mut KeeperMemory) -> Result<Vec<Event>, Po
                 host: host.clone(),
             }),
         };
-        events.push(done.unwrap_or_else(|e| Event::PoolProblem {
-            message: format!("{s:?}: {e}"),
-        }));
+        match done {
+            Ok(e) => events.push(e),
+            Err(e) => {
+                // A noout that could not be cleared is remembered, so the next round tries again.
+                if let Step::ClearNoout { id, .. } = &s {
+                    with_tracked(&pool, |t| {
+                        t.noout.insert(*id, now);
+                        Ok(())
+                    })?;
+                }
+                events.push(Event::PoolProblem {
+                    message: format!("{s:?}: {e}"),
+                });
+            }
+        }
     }
     let h = api.health()?;
     let now_health = (h.status.clone(), h.checks.clone());
@@ -1176,6 +1193,7 @@ pub fn keep_round(cfg: &Config, mem: &mut KeeperMemory) -> Result<Vec<Event>, Po
         });
         mem.health = Some(now_health);
     }
+    mem.api = Some(api);
     Ok(events)
 }
 
