@@ -749,6 +749,10 @@ impl Api {
                             .to_owned(),
                         up: flag("up"),
                         is_in: flag("in"),
+                        noout: o
+                            .get("state")
+                            .and_then(serde_json::Value::as_array)
+                            .is_some_and(|st| st.iter().any(|x| x.as_str() == Some("noout"))),
                     },
                     total: num("total"),
                     used: num("total").saturating_sub(num("available")),
@@ -1136,52 +1140,44 @@ pub fn keep_round(cfg: &Config, mem: &mut KeeperMemory) -> Result<Vec<Event>, Po
     for s in steps {
         use decide::Step;
         let done = match &s {
-            Step::Up { id, host } => Ok(Event::OsdUp {
+            Step::Up { id, host } => Ok(Some(Event::OsdUp {
                 osd: *id,
                 host: host.clone(),
-            }),
-            Step::Down { id, host } => Ok(Event::OsdDown {
+            })),
+            Step::Down { id, host } => Ok(Some(Event::OsdDown {
                 osd: *id,
                 host: host.clone(),
-            }),
-            Step::ClearNoout { id, host } => {
-                api.set_noout(&[*id], false).map(|()| Event::NooutCleared {
-                    osd: *id,
-                    host: host.clone(),
-                })
-            }
+            })),
+            // Asked every round until the flag is seen gone (then NooutGone is the event).
+            Step::ClearNoout { id, .. } => api.set_noout(&[*id], false).map(|()| None),
+            Step::NooutGone { id, host } => Ok(Some(Event::NooutCleared {
+                osd: *id,
+                host: host.clone(),
+            })),
             Step::MarkOut {
                 id,
                 host,
                 down_secs,
-            } => {
-                let _ = api.set_noout(&[*id], false);
-                api.mark(*id, "out").map(|()| Event::OsdMarkedOut {
+            } => api.mark(*id, "out").map(|()| {
+                Some(Event::OsdMarkedOut {
                     osd: *id,
                     host: host.clone(),
                     reason: "grace".into(),
                     down_secs: Some(*down_secs),
                 })
-            }
-            Step::MarkIn { id, host } => api.mark(*id, "in").map(|()| Event::OsdMarkedIn {
-                osd: *id,
-                host: host.clone(),
+            }),
+            Step::MarkIn { id, host } => api.mark(*id, "in").map(|()| {
+                Some(Event::OsdMarkedIn {
+                    osd: *id,
+                    host: host.clone(),
+                })
             }),
         };
         match done {
-            Ok(e) => events.push(e),
-            Err(e) => {
-                // A noout that could not be cleared is remembered, so the next round tries again.
-                if let Step::ClearNoout { id, .. } = &s {
-                    with_tracked(&pool, |t| {
-                        t.noout.insert(*id, now);
-                        Ok(())
-                    })?;
-                }
-                events.push(Event::PoolProblem {
-                    message: format!("{s:?}: {e}"),
-                });
-            }
+            Ok(e) => events.extend(e),
+            Err(e) => events.push(Event::PoolProblem {
+                message: format!("{s:?}: {e}"),
+            }),
         }
     }
     let h = api.health()?;

@@ -255,6 +255,8 @@ pub struct OsdView {
     pub up: bool,
     #[serde(rename = "in")]
     pub is_in: bool,
+    /// It carries an individual `noout` flag now.
+    pub noout: bool,
 }
 
 /// What the keeper remembers between its rounds (`<state_dir>/pool/keeper.json`).
@@ -289,8 +291,15 @@ pub enum Step {
         id: u32,
         host: String,
     },
-    /// Back up: clear the `noout` set before its power-off.
+    /// Back up (or out): clear the `noout` set before its power-off. Asked again every round
+    /// until the flag is seen gone: the mon has been seen to keep it when the clearing met
+    /// the OSD's own boot.
     ClearNoout {
+        id: u32,
+        host: String,
+    },
+    /// The `noout` pxelator set is gone.
+    NooutGone {
         id: u32,
         host: String,
     },
@@ -309,7 +318,8 @@ pub enum Step {
 
 /// The keeper's decision for one round: the OSDs now, what it remembered, the time and the
 /// grace → the steps and what to remember. Noout stays on a machine that is down (that is its
-/// purpose) until it returns or its grace runs out.
+/// purpose) until it returns or its grace runs out (then it is marked out, and an out OSD needs
+/// no noout); pxelator forgets a noout it set only when the flag is seen gone.
 pub fn keep(osds: &[OsdView], before: &Tracked, now: i64, grace_secs: i64) -> (Vec<Step>, Tracked) {
     let mut t = before.clone();
     let mut steps = Vec::new();
@@ -331,14 +341,11 @@ pub fn keep(osds: &[OsdView], before: &Tracked, now: i64, grace_secs: i64) -> (V
                     host: host.clone(),
                 });
             }
-            if t.noout.remove(&id).is_some() {
-                steps.push(Step::ClearNoout {
+            if !o.is_in && t.out_by_grace.remove(&id) && !t.drained.contains(&id) {
+                steps.push(Step::MarkIn {
                     id,
                     host: host.clone(),
                 });
-            }
-            if !o.is_in && t.out_by_grace.remove(&id) && !t.drained.contains(&id) {
-                steps.push(Step::MarkIn { id, host });
             }
         } else {
             if was != Some(false) {
@@ -350,13 +357,24 @@ pub fn keep(osds: &[OsdView], before: &Tracked, now: i64, grace_secs: i64) -> (V
             let since = *t.down_since.entry(id).or_insert(now);
             let down_secs = now - since;
             if o.is_in && down_secs >= grace_secs && !t.drained.contains(&id) {
-                t.noout.remove(&id);
                 t.out_by_grace.insert(id);
                 steps.push(Step::MarkOut {
                     id,
-                    host,
+                    host: host.clone(),
                     down_secs,
                 });
+            }
+        }
+        // Up again, or out for good: the noout set before its power-off has done its work.
+        let marked_out = steps
+            .iter()
+            .any(|s| matches!(s, Step::MarkOut { id: i, .. } if *i == id));
+        if t.noout.contains_key(&id) && (o.up || !o.is_in || marked_out) {
+            if o.noout {
+                steps.push(Step::ClearNoout { id, host });
+            } else {
+                t.noout.remove(&id);
+                steps.push(Step::NooutGone { id, host });
             }
         }
     }
@@ -380,7 +398,13 @@ mod tests {
             host: host.into(),
             up,
             is_in,
+            noout: false,
         }
+    }
+
+    fn flagged(mut o: OsdView) -> OsdView {
+        o.noout = true;
+        o
     }
 
     #[test]
@@ -439,7 +463,10 @@ mod tests {
         t.noout.insert(2, 100);
         t.was_up.insert(1, false);
         t.was_up.insert(2, false);
-        let osds = [osd(1, "k1", true, true), osd(2, "k2", false, true)];
+        let osds = [
+            flagged(osd(1, "k1", true, true)),
+            flagged(osd(2, "k2", false, true)),
+        ];
         let (steps, t2) = keep(&osds, &t, 200, 3 * 86400);
         assert_eq!(
             steps,
@@ -454,9 +481,30 @@ mod tests {
                 },
             ]
         );
-        assert!(!t2.noout.contains_key(&1));
         assert!(t2.noout.contains_key(&2), "a machine still off keeps noout");
         assert_eq!(t2.down_since.get(&2), Some(&200));
+        // The flag survived the clearing (the mon kept it): asked again, remembered still.
+        let (again, t3) = keep(&osds, &t2, 210, 3 * 86400);
+        assert_eq!(
+            again,
+            vec![Step::ClearNoout {
+                id: 1,
+                host: "k1".into()
+            }]
+        );
+        // Seen gone: forgotten, reported once.
+        let osds = [osd(1, "k1", true, true), flagged(osd(2, "k2", false, true))];
+        let (gone, t4) = keep(&osds, &t3, 220, 3 * 86400);
+        assert_eq!(
+            gone,
+            vec![Step::NooutGone {
+                id: 1,
+                host: "k1".into()
+            }]
+        );
+        assert!(!t4.noout.contains_key(&1));
+        let (none, _) = keep(&osds, &t4, 230, 3 * 86400);
+        assert!(none.is_empty(), "{none:?}");
     }
 
     #[test]
@@ -464,6 +512,7 @@ mod tests {
         let grace = 3 * 86400;
         let osds_down = [osd(5, "k5", false, true)];
         let (s1, t1) = keep(&osds_down, &Tracked::default(), 1000, grace);
+        // (Its noout, set at power-off, is cleared when it is marked out: see below.)
         assert_eq!(
             s1,
             vec![Step::Down {
@@ -491,6 +540,45 @@ mod tests {
             host: "k5".into()
         }));
         assert!(t5.out_by_grace.is_empty());
+    }
+
+    #[test]
+    fn marked_out_past_the_grace_its_noout_is_cleared() {
+        let mut t = Tracked::default();
+        t.noout.insert(7, 0);
+        let (s, t2) = keep(&[flagged(osd(7, "k7", false, true))], &t, 100, 50);
+        assert_eq!(
+            s,
+            vec![Step::Down {
+                id: 7,
+                host: "k7".into()
+            }],
+            "first seen down now: the grace counts from here, noout stays"
+        );
+        let (s, t3) = keep(&[flagged(osd(7, "k7", false, true))], &t2, 200, 50);
+        assert_eq!(
+            s,
+            vec![
+                Step::MarkOut {
+                    id: 7,
+                    host: "k7".into(),
+                    down_secs: 100
+                },
+                Step::ClearNoout {
+                    id: 7,
+                    host: "k7".into()
+                },
+            ]
+        );
+        let (s, t4) = keep(&[osd(7, "k7", false, false)], &t3, 210, 50);
+        assert_eq!(
+            s,
+            vec![Step::NooutGone {
+                id: 7,
+                host: "k7".into()
+            }]
+        );
+        assert!(t4.noout.is_empty());
     }
 
     #[test]

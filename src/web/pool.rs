@@ -93,6 +93,7 @@ mod tests {
                     host: "k3".into(),
                     up: false,
                     is_in: true,
+                    noout: true,
                 },
                 used: 5 << 20,
                 total: 3 << 30,
