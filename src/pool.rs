@@ -672,6 +672,18 @@ impl Api {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, PoolError> {
+        self.call_version(method, path, body, ACCEPT)
+    }
+
+    /// [`Api::call`] for an endpoint of another API version (`accept`, e.g. the RBD image
+    /// list is 2.0 in Ceph 16).
+    fn call_version(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+        accept: &str,
+    ) -> Result<serde_json::Value, PoolError> {
         let url = format!("{}{path}", self.base);
         let err = |reason: String| PoolError::Api {
             url: url.clone(),
@@ -682,7 +694,7 @@ impl Api {
             ("GET", _) => self
                 .agent
                 .get(&url)
-                .header("Accept", ACCEPT)
+                .header("Accept", accept)
                 .header("Authorization", &auth)
                 .call(),
             (m, b) => {
@@ -691,7 +703,7 @@ impl Api {
                     "POST" => self.agent.post(&url),
                     _ => self.agent.put(&url),
                 };
-                req.header("Accept", ACCEPT)
+                req.header("Accept", accept)
                     .header("Authorization", &auth)
                     .header("Content-Type", "application/json")
                     .send(b)
@@ -1321,15 +1333,23 @@ pub fn usage(cfg: &Config) -> Result<Usage, PoolError> {
     let pool = require(cfg)?;
     let api = Api::connect(cfg, &pool)?;
     let pools = api.pools()?;
-    let v = api.call("GET", "/api/block/image", None)?;
+    let v = api.call_version(
+        "GET",
+        "/api/block/image",
+        None,
+        "application/vnd.ceph.api.v2.0+json",
+    )?;
     let mut images = Vec::new();
+    // Per pool {"pool_name", "value": [images]}; a flat list of images also read.
     for group in v.as_array().into_iter().flatten() {
-        for img in group
-            .get("value")
-            .and_then(|x| x.as_array())
-            .into_iter()
-            .flatten()
+        let inner = group.get("value").and_then(|x| x.as_array());
+        for img in inner
+            .map(|a| a.iter().collect::<Vec<_>>())
+            .unwrap_or_else(|| vec![group])
         {
+            if img.get("name").is_none() {
+                continue;
+            }
             let name = img.get("name").and_then(|n| n.as_str()).unwrap_or("?");
             let p = img.get("pool_name").and_then(|n| n.as_str()).unwrap_or("?");
             let size = img.get("size").and_then(|n| n.as_u64()).unwrap_or(0);
