@@ -625,6 +625,19 @@ async fn audit_status(State(st): State<HttpState>) -> Response {
         .into_response()
 }
 
+/// The path as the audit store records it: a pool member's join token is a secret (it lets its
+/// holder fetch that member's OSD key), so `/pool/join/HOST/TOKEN` is kept as
+/// `/pool/join/HOST/-`.
+fn recorded_path(path: &str) -> String {
+    match path.strip_prefix("/pool/join/") {
+        Some(rest) => format!(
+            "/pool/join/{}/-",
+            rest.split('/').next().unwrap_or_default()
+        ),
+        None => path.to_owned(),
+    }
+}
+
 /// Emits one `HttpServed` event per request, with the MAC when the path names one.
 async fn audit(
     State(bus): State<Arc<Bus>>,
@@ -632,7 +645,7 @@ async fn audit(
     req: Request,
     next: Next,
 ) -> Response {
-    let path = req.uri().path().to_owned();
+    let path = recorded_path(req.uri().path());
     let resp = next.run(req).await;
     let user = resp
         .extensions()
@@ -656,4 +669,17 @@ async fn audit(
         user,
     });
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn join_tokens_never_reach_the_audit_store() {
+        assert_eq!(
+            super::recorded_path("/pool/join/k1/0123456789abcdef0123456789abcdef01234567"),
+            "/pool/join/k1/-"
+        );
+        assert_eq!(super::recorded_path("/pool/join.sh"), "/pool/join.sh");
+        assert_eq!(super::recorded_path("/files/vmlinuz"), "/files/vmlinuz");
+    }
 }
