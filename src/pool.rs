@@ -131,16 +131,16 @@ fn new_secret() -> String {
     decide::cephx_secret(random16(), now)
 }
 
-/// Runs a Ceph tool with arguments (no shell); its stdout, or an error naming what ran and
-/// what it said.
-fn tool(program: &str, args: &[&str]) -> Result<String, PoolError> {
+/// Runs a tool with arguments (no shell); its stdout, or an error naming what ran and what it
+/// said. The pool's Ceph tools, and restore-vm's mkfs.ext4.
+pub(crate) fn tool(program: &str, args: &[&str]) -> Result<String, PoolError> {
     let out = Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| {
             msg(format!(
-                "running {program}: {e} (install ceph-mon, ceph-mgr, ceph-mgr-dashboard, ceph-osd and ceph-common)"
+                "running {program}: {e} (is it installed? the pool's tools come with ceph-mon, ceph-mgr, ceph-mgr-dashboard, ceph-osd and ceph-common)"
             ))
         })?;
     if !out.status.success() {

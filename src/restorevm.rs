@@ -362,44 +362,22 @@ fn rbd_disk(
     let file = work.join("root.ext4");
     // The base's size, half again for growth, and room for the filesystem's own tables.
     let bytes = (base.bytes + base.bytes / 2 + (256 << 20)).next_multiple_of(1 << 20);
-    let made = (|| -> anyhow::Result<()> {
-        let run = |program: &str, args: &[&std::ffi::OsStr]| -> anyhow::Result<()> {
-            let out = std::process::Command::new(program)
-                .args(args)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .with_context(|| format!("running {program}"))?;
-            if !out.status.success() {
-                bail!(
-                    "{program} exited {}: {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            Ok(())
-        };
+    // Paths under state_dir, checked above to be plain UTF-8.
+    let made = (|| -> Result<String, crate::pool::PoolError> {
         let size = format!("{}k", bytes >> 10);
-        run(
+        let (merged_s, file_s) = (merged.to_string_lossy(), file.to_string_lossy());
+        crate::pool::tool(
             "mkfs.ext4",
-            &[
-                "-q".as_ref(),
-                "-F".as_ref(),
-                "-L".as_ref(),
-                "root".as_ref(),
-                "-d".as_ref(),
-                merged.as_os_str(),
-                file.as_os_str(),
-                size.as_ref(),
-            ],
+            &["-q", "-F", "-L", "root", "-d", &merged_s, &file_s, &size],
         )?;
-        run(
+        crate::pool::tool(
             "rbd",
             &[
-                "-c".as_ref(),
-                pool.paths.conf().as_os_str(),
-                "import".as_ref(),
-                file.as_os_str(),
-                image.as_ref(),
+                "-c",
+                &pool.paths.conf().to_string_lossy(),
+                "import",
+                &file_s,
+                &image,
             ],
         )
     })();
