@@ -146,7 +146,7 @@ async fn backup_scheduler(
         let hosts: Vec<String> = due.into_iter().map(|(h, _)| h).collect();
         let (c, b) = (cfg.clone(), bus.clone());
         let run = tokio::task::spawn_blocking(move || {
-            backup::run(
+            crate::commands::backup_run(
                 &c,
                 &plans,
                 &hosts,

@@ -644,6 +644,30 @@ fn promoted_changes(
     (changes, skipped)
 }
 
+/// Pulls hosts' files (`backup run`, and the daemon's schedule): [`crate::backup::run`], then,
+/// when a pull committed and the appliance has a pool, the conf repo's offsite copy
+/// ([`crate::pool::store_conf_bundle`]); a failed copy is a `pool_problem` event, the pulls
+/// stand.
+pub fn backup_run(
+    cfg: &Config,
+    plans: &crate::backup::Plans,
+    hosts: &[String],
+    author: &crate::confrepo::Author,
+    emit: &dyn Fn(crate::core::event::Event),
+) -> Result<Vec<crate::backup::HostResult>, crate::backup::BackupError> {
+    let results = crate::backup::run(cfg, plans, hosts, author, emit)?;
+    if results.iter().any(|r| r.commit.is_some()) {
+        match crate::pool::store_conf_bundle(cfg) {
+            Ok(Some(e)) => emit(e),
+            Ok(None) => {}
+            Err(e) => emit(crate::core::event::Event::PoolProblem {
+                message: format!("copying the conf repo into the pool after backups: {e}"),
+            }),
+        }
+    }
+    Ok(results)
+}
+
 /// `pxelator overlay snapshot HOST`: the host's overlay as a tar; the file and its event.
 pub fn overlay_snapshot(
     cfg: &Config,

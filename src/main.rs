@@ -582,7 +582,8 @@ fn backup(config: &std::path::Path, who: Option<&str>, cmd: BackupCmd) -> anyhow
                     cfg.conf_repo.display()
                 );
             }
-            let results = b::run(&cfg, &plans, &hosts, &author(who), &emit)?;
+            let results =
+                pxelator::commands::backup_run(&cfg, &plans, &hosts, &author(who), &emit)?;
             for r in &results {
                 println!(
                     "{:<20} {} {}",
@@ -806,12 +807,31 @@ enum PoolCmd {
     },
     /// Print the join script a member's live system runs at boot (also at /pool/join.sh).
     JoinScript,
+    /// Run the appliance's Ceph daemon KIND (mon, mgr or osd) in the foreground: what the
+    /// image's units pxelator-ceph-KIND.service start. With --check only say whether it would
+    /// (exit status 1, which makes the unit's ExecCondition skip it, when this machine has no
+    /// pool or pxelator's keeper runs its daemons).
+    Daemon {
+        kind: String,
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn pool(config: &std::path::Path, cmd: PoolCmd) -> anyhow::Result<bool> {
     use pxelator::core::event::Event;
     let cfg = Config::load(config)?;
     let events = match cmd {
+        PoolCmd::Daemon { kind, check } => {
+            let (program, args) = pxelator::pool::daemon_command(&cfg, &kind)?;
+            if check {
+                println!("{program} {}", args.join(" "));
+                return Ok(true);
+            }
+            use std::os::unix::process::CommandExt;
+            let e = std::process::Command::new(&program).args(&args).exec();
+            anyhow::bail!("running {program}: {e} (is ceph-{kind} installed?)");
+        }
         PoolCmd::Init { disk, name } => {
             let info = pxelator::pool::init(&cfg, &disk, &name, &|s| eprintln!("pool init: {s}"))?;
             println!(
@@ -834,7 +854,15 @@ fn pool(config: &std::path::Path, cmd: PoolCmd) -> anyhow::Result<bool> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
             } else {
-                println!("pool {}: {}", st.fsid, st.health.status);
+                println!(
+                    "pool {}: {} (daemons run by {})",
+                    st.fsid,
+                    st.health.status,
+                    match st.supervisor {
+                        pxelator::pool::Supervisor::Systemd => "systemd",
+                        pxelator::pool::Supervisor::Pxelator => "pxelator",
+                    }
+                );
                 for c in &st.health.checks {
                     println!("  {c}");
                 }

@@ -85,6 +85,53 @@ pub struct PoolInfo {
     pub osd: u32,
     pub disk: PathBuf,
     pub created: String,
+    /// Who starts and restarts the appliance's daemons.
+    #[serde(default)]
+    pub supervisor: Supervisor,
+    /// False while `pool init` is still making the cluster (the daemons may already run).
+    #[serde(default = "ready_default")]
+    pub ready: bool,
+}
+
+fn ready_default() -> bool {
+    true
+}
+
+/// Who starts and restarts the appliance's mon, mgr and OSD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Supervisor {
+    /// pxelator's pool keeper (a lab, or a machine without systemd): forked daemons found by
+    /// their pidfiles.
+    #[default]
+    Pxelator,
+    /// systemd, through the appliance image's units `pxelator-ceph-{mon,mgr,osd}.service`
+    /// (each runs `pxelator pool daemon KIND`); chosen by `pool init` when systemd runs and
+    /// those units are installed.
+    Systemd,
+}
+
+impl Supervisor {
+    /// The one for a pool made now on this machine.
+    fn here() -> Supervisor {
+        let systemd = Path::new("/run/systemd/system").is_dir();
+        let units = Command::new("systemctl")
+            .args(["cat", "--quiet", &unit_name("mon")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if systemd && units {
+            Supervisor::Systemd
+        } else {
+            Supervisor::Pxelator
+        }
+    }
+}
+
+/// The systemd unit of one kind of the appliance's daemons (image/appliance/root/etc/systemd).
+pub fn unit_name(kind: &str) -> String {
+    format!("pxelator-ceph-{kind}.service")
 }
 
 /// The pool, when this appliance has one.
@@ -96,6 +143,11 @@ pub struct Pool {
 
 /// The pool of this appliance, or None when `pool init` was never run.
 pub fn open(cfg: &Config) -> Result<Option<Pool>, PoolError> {
+    Ok(open_any(cfg)?.filter(|p| p.info.ready))
+}
+
+/// The pool, also one `pool init` is still making.
+fn open_any(cfg: &Config) -> Result<Option<Pool>, PoolError> {
     let paths = Paths::new(&cfg.state_dir);
     let f = paths.info();
     if !f.exists() {
@@ -176,41 +228,87 @@ impl Daemon {
     fn program(&self) -> String {
         format!("ceph-{}", self.kind)
     }
-    /// Its PID, when its pidfile names a live process of its program.
-    fn pid(&self, paths: &Paths) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(paths.pidfile(&self.name()))
+    /// Its arguments; `foreground` under systemd (the unit's main process is the daemon).
+    fn args(&self, paths: &Paths, foreground: bool) -> Vec<String> {
+        let mut a = vec![
+            "-c".to_owned(),
+            paths.conf().to_string_lossy().into_owned(),
+            "-i".to_owned(),
+            self.id.clone(),
+        ];
+        if foreground {
+            a.insert(0, "-f".to_owned());
+        }
+        a
+    }
+    /// Its PID: under systemd its unit's main process, else the live process of its program
+    /// its pidfile names.
+    fn pid(&self, paths: &Paths, sup: Supervisor) -> Option<i32> {
+        let pid: i32 = match sup {
+            Supervisor::Systemd => tool(
+                "systemctl",
+                &[
+                    "show",
+                    "--property=MainPID",
+                    "--value",
+                    &unit_name(self.kind),
+                ],
+            )
             .ok()?
             .trim()
             .parse()
-            .ok()?;
+            .ok()?,
+            Supervisor::Pxelator => std::fs::read_to_string(paths.pidfile(&self.name()))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?,
+        };
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.trim() == self.program()).then_some(pid)
+        (pid > 0 && comm.trim() == self.program()).then_some(pid)
     }
-    /// Starts it (Ceph daemons fork into the background and write their pidfile).
-    fn start(&self, paths: &Paths) -> Result<i32, PoolError> {
-        let _ = std::fs::remove_file(paths.pidfile(&self.name()));
-        tool(
-            &self.program(),
-            &["-c", &paths.conf().to_string_lossy(), "-i", &self.id],
-        )?;
+    /// Starts it: forked (Ceph daemons fork into the background and write their pidfile), or
+    /// its systemd unit.
+    fn start(&self, paths: &Paths, sup: Supervisor) -> Result<i32, PoolError> {
+        match sup {
+            Supervisor::Pxelator => {
+                let _ = std::fs::remove_file(paths.pidfile(&self.name()));
+                let args = self.args(paths, false);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                tool(&self.program(), &args)?;
+            }
+            Supervisor::Systemd => {
+                tool("systemctl", &["start", &unit_name(self.kind)])?;
+            }
+        }
         for _ in 0..100 {
-            if let Some(pid) = self.pid(paths) {
+            if let Some(pid) = self.pid(paths, sup) {
                 return Ok(pid);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         Err(msg(format!(
-            "{} did not write its pidfile within 10 s; see {}",
+            "{} is not running 10 s after its start; see {}{}",
             self.name(),
-            paths.log(&self.name()).display()
+            paths.log(&self.name()).display(),
+            match sup {
+                Supervisor::Systemd => format!(" and `journalctl -u {}`", unit_name(self.kind)),
+                Supervisor::Pxelator => String::new(),
+            }
         )))
     }
-    fn stop(&self, paths: &Paths) {
-        let Some(pid) = self.pid(paths) else { return };
+    fn stop(&self, paths: &Paths, sup: Supervisor) {
+        if sup == Supervisor::Systemd {
+            let _ = tool("systemctl", &["stop", &unit_name(self.kind)]);
+            return;
+        }
+        let Some(pid) = self.pid(paths, sup) else {
+            return;
+        };
         let p = nix::unistd::Pid::from_raw(pid);
         let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGTERM);
         for _ in 0..100 {
-            if self.pid(paths).is_none() {
+            if self.pid(paths, sup).is_none() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -237,11 +335,15 @@ fn daemons(info: &PoolInfo) -> [Daemon; 3] {
 }
 
 /// Starts whichever of the appliance's daemons is not running: (name, pid) of each started.
+/// Under systemd nothing: its units restart them.
 pub fn ensure_running(pool: &Pool) -> Result<Vec<(String, i32)>, PoolError> {
     let mut started = Vec::new();
+    if pool.info.supervisor == Supervisor::Systemd {
+        return Ok(started);
+    }
     for d in daemons(&pool.info) {
-        if d.pid(&pool.paths).is_none() {
-            started.push((d.name(), d.start(&pool.paths)?));
+        if d.pid(&pool.paths, pool.info.supervisor).is_none() {
+            started.push((d.name(), d.start(&pool.paths, pool.info.supervisor)?));
         }
     }
     Ok(started)
@@ -250,8 +352,28 @@ pub fn ensure_running(pool: &Pool) -> Result<Vec<(String, i32)>, PoolError> {
 /// Stops the appliance's daemons (OSD first, mon last).
 pub fn stop(pool: &Pool) {
     for d in daemons(&pool.info).iter().rev() {
-        d.stop(&pool.paths);
+        d.stop(&pool.paths, pool.info.supervisor);
     }
+}
+
+/// `pxelator pool daemon KIND` (the appliance's systemd units): the program and arguments of
+/// the appliance's daemon KIND (mon, mgr, osd) in the foreground, to be exec'd. An error when
+/// this machine has no pool or its pool is not run by systemd (the unit then does not start).
+pub fn daemon_command(cfg: &Config, kind: &str) -> Result<(String, Vec<String>), PoolError> {
+    let pool = open_any(cfg)?
+        .ok_or_else(|| PoolError::NotInitialized(Paths::new(&cfg.state_dir).info()))?;
+    if pool.info.supervisor != Supervisor::Systemd {
+        return Err(msg(format!(
+            "the pool in {} is run by pxelator's keeper, not by systemd (supervisor = \"pxelator\" in {})",
+            pool.paths.dir.display(),
+            pool.paths.info().display()
+        )));
+    }
+    let d = daemons(&pool.info)
+        .into_iter()
+        .find(|d| d.kind == kind)
+        .ok_or_else(|| msg(format!("no pool daemon {kind:?}: give mon, mgr or osd")))?;
+    Ok((d.program(), d.args(&pool.paths, true)))
 }
 
 /// Refuses a disk that holds something: a mounted one, or one whose first MiB is not zeros
@@ -305,7 +427,7 @@ pub fn init(
     say: &dyn Fn(&str),
 ) -> Result<PoolInfo, PoolError> {
     let paths = Paths::new(&cfg.state_dir);
-    if paths.info().exists() {
+    if open(cfg)?.is_some() {
         return Err(msg(format!(
             "{} exists: this appliance already has a pool (see `pxelator pool status`)",
             paths.info().display()
@@ -335,8 +457,13 @@ pub fn init(
         osd: 0,
         disk: disk.to_owned(),
         created: crate::clock::rfc3339(crate::clock::unix_now()),
+        supervisor: Supervisor::here(),
+        ready: false,
     };
     // A half-made pool from an earlier failed init is moved aside, never reused.
+    if let Ok(Some(old)) = open_any(cfg) {
+        stop(&old);
+    }
     if paths.dir.exists() {
         let aside = paths
             .dir
@@ -354,6 +481,25 @@ pub fn init(
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
     }
+    let made = make(cfg, &paths, info.clone(), say);
+    if made.is_err() {
+        // Nothing of a failed init keeps running; its directory is moved aside by the next.
+        stop(&Pool { paths, info });
+    }
+    made
+}
+
+/// [`init`]'s steps, in a fresh `<state_dir>/pool/`.
+fn make(
+    cfg: &Config,
+    paths: &Paths,
+    info: PoolInfo,
+    say: &dyn Fn(&str),
+) -> Result<PoolInfo, PoolError> {
+    let paths = paths.clone();
+    let name = info.name.as_str();
+    let disk = info.disk.clone();
+    let sup = info.supervisor;
     let dir = paths.dir.to_string_lossy().into_owned();
     let c = cluster(cfg, &info);
     let write = |p: PathBuf, text: &str| {
@@ -381,6 +527,14 @@ pub fn init(
     let random = crate::auth::random_hex(24);
     write(paths.dashboard_secret(), &random)?;
     write(paths.join_key(), &crate::auth::random_hex(32))?;
+    let write_info = |info: &PoolInfo| {
+        let text = toml::to_string(info).map_err(|e| msg(e.to_string()))?;
+        write(paths.info(), &text)
+    };
+    write_info(&info)?;
+    if sup == Supervisor::Systemd {
+        say("the daemons run under systemd (pxelator-ceph-mon, -mgr, -osd)");
+    }
 
     say("making the monitor");
     let monmap = paths.dir.join("monmap");
@@ -414,7 +568,7 @@ pub fn init(
     )?;
     let _ = std::fs::remove_file(&mon_kr);
     let [mon, mgr, osd] = daemons(&info);
-    mon.start(&paths)?;
+    mon.start(&paths, sup)?;
     ceph(&paths, &["mon", "enable-msgr2"])?;
 
     say("placing copies: one on the appliance, the others on kiosks (CRUSH rule appliance_first)");
@@ -452,7 +606,7 @@ pub fn init(
             &mgr_kr.to_string_lossy(),
         ],
     )?;
-    mgr.start(&paths)?;
+    mgr.start(&paths, sup)?;
     retry(60, || {
         ceph(&paths, &["mgr", "module", "enable", "dashboard"])
     })?;
@@ -492,12 +646,13 @@ pub fn init(
     };
     let id = osd_new(&paths, &ident)?;
     let info = PoolInfo { osd: id, ..info };
+    write_info(&info)?;
     let osd_dir = paths.dir.join("osd");
     write(
         osd_dir.join("keyring"),
         &keyring(&format!("osd.{id}"), &ident.secret, &[]),
     )?;
-    std::os::unix::fs::symlink(disk, osd_dir.join("block"))
+    std::os::unix::fs::symlink(&disk, osd_dir.join("block"))
         .map_err(|e| msg(format!("{}: {e}", osd_dir.display())))?;
     tool(
         "ceph-osd",
@@ -519,9 +674,7 @@ pub fn init(
         id: id.to_string(),
         ..osd
     };
-    osd.start(&paths)?;
-    let text = toml::to_string(&info).map_err(|e| msg(e.to_string()))?;
-    write(paths.info(), &text)?;
+    osd.start(&paths, sup)?;
 
     say("making the RBD pool for VM disks and snapshot copies");
     let pool = Pool {
@@ -533,6 +686,11 @@ pub fn init(
     retry(60, || {
         tool("rbd", &["-c", &conf, "pool", "init", decide::RBD_POOL])
     })?;
+    let info = PoolInfo {
+        ready: true,
+        ..info
+    };
+    write_info(&info)?;
     Ok(info)
 }
 
@@ -926,6 +1084,8 @@ pub struct PoolUsage {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
     pub fsid: String,
+    /// Who runs the appliance's mon, mgr and OSD.
+    pub supervisor: Supervisor,
     pub health: Health,
     pub osds: Vec<OsdInfo>,
     /// OSDs carrying pxelator's noout (machines switched off by a schedule).
@@ -943,6 +1103,7 @@ pub fn status(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Status,
     let joined: BTreeSet<&str> = osds.iter().map(|o| o.view.host.as_str()).collect();
     Ok(Status {
         fsid: pool.info.fsid.clone(),
+        supervisor: pool.info.supervisor,
         health: api.health()?,
         noout: api.noout()?.into_iter().collect(),
         waiting: members
@@ -1317,6 +1478,60 @@ pub fn store_copy(cfg: &Config, kind: &str, file: &Path) -> Result<Option<String
         ],
     )?;
     Ok(Some(name))
+}
+
+/// Copies of the conf repo kept in the pool: one per day (the day's last), the newest kept.
+const CONF_BUNDLES_KEPT: usize = 14;
+
+/// After backups that committed: the whole conf repo (host files, inventory and their
+/// history) as a git bundle into the pool, `conf-repo/<date>.bundle` (the day's last copy
+/// replaces its earlier ones; the newest [`CONF_BUNDLES_KEPT`] days are kept). None without a
+/// pool. The event says what was written.
+pub fn store_conf_bundle(cfg: &Config) -> Result<Option<Event>, PoolError> {
+    let Some(pool) = open(cfg)? else {
+        return Ok(None);
+    };
+    let day = &crate::clock::rfc3339(crate::clock::unix_now())[..10];
+    let dir = pool.paths.dir.join("run");
+    let file = dir.join(format!("{day}.bundle"));
+    let _ = std::fs::remove_file(&file);
+    tool(
+        "git",
+        &[
+            "-C",
+            &cfg.conf_repo.to_string_lossy(),
+            "bundle",
+            "create",
+            "--quiet",
+            &file.to_string_lossy(),
+            "--all",
+        ],
+    )?;
+    let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let stored = store_copy(cfg, "conf-repo", &file);
+    let _ = std::fs::remove_file(&file);
+    let object = stored?.unwrap_or_default();
+    let conf = pool.paths.conf().to_string_lossy().into_owned();
+    let rados = |args: &[&str]| {
+        let mut all = vec!["-c", &conf, "-p", decide::RBD_POOL, "-N", COPIES_NS];
+        all.extend_from_slice(args);
+        tool("rados", &all)
+    };
+    let mut bundles: Vec<String> = rados(&["ls"])?
+        .lines()
+        .filter(|l| l.starts_with("conf-repo/") && l.ends_with(".bundle"))
+        .map(str::to_owned)
+        .collect();
+    bundles.sort();
+    let old = bundles.len().saturating_sub(CONF_BUNDLES_KEPT);
+    for b in &bundles[..old] {
+        rados(&["rm", b])?;
+    }
+    Ok(Some(Event::PoolCopyStored {
+        what: "conf-repo".into(),
+        object,
+        bytes,
+    }))
 }
 
 /// What is where (`pool usage`): each pool, the RBD images (VM disks) and the copies.

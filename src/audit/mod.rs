@@ -291,6 +291,7 @@ fn source_of(e: &Event) -> &'static str {
         | Event::OsdMarkedOut { .. }
         | Event::OsdMarkedIn { .. }
         | Event::OsdRemoved { .. }
+        | Event::PoolCopyStored { .. }
         | Event::PoolProblem { .. } => "pool",
         Event::PowerRequested { .. }
         | Event::PowerFailed { .. }

@@ -403,6 +403,13 @@ pub enum Event {
         osd: u32,
         host: String,
     },
+    /// An offsite copy written into the pool (RADOS namespace `copies`): after backups that
+    /// committed, the conf repo (host files, inventory, history) as a git bundle.
+    PoolCopyStored {
+        what: String,
+        object: String,
+        bytes: u64,
+    },
     /// Something keeps the pool from its work (a daemon that will not start, the API down…).
     PoolProblem {
         message: String,
@@ -481,6 +488,7 @@ impl Event {
             Event::OsdMarkedOut { .. } => "osd_marked_out",
             Event::OsdMarkedIn { .. } => "osd_marked_in",
             Event::OsdRemoved { .. } => "osd_removed",
+            Event::PoolCopyStored { .. } => "pool_copy_stored",
             Event::PoolProblem { .. } => "pool_problem",
             Event::InventoryLoaded { .. } => "inventory_loaded",
             Event::InventoryProblem { .. } => "inventory_problem",

@@ -81,6 +81,7 @@ mod tests {
             csrf: None,
         };
         let s = Status {
+            supervisor: crate::pool::Supervisor::Pxelator,
             fsid: "f".into(),
             health: Health {
                 status: "HEALTH_WARN".into(),
