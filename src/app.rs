@@ -735,17 +735,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             shutdown: cancel.clone(),
         };
         let app = http::router(state);
-        let c = cancel.clone();
-        tasks.spawn(async move {
-            let serve = axum::serve(
-                http_listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { c.cancelled().await });
-            if let Err(e) = serve.await {
-                warn!("http server: {e}");
-            }
+        let files = Arc::new(crate::services::files::Files {
+            boot_dir: cfg.boot_dir.clone(),
+            bus: bus.clone(),
         });
+        tasks.spawn(crate::services::files::serve(
+            http_listener,
+            app,
+            files,
+            cancel.clone(),
+        ));
     }
 
     match crate::backup::ensure_default_key(&cfg) {

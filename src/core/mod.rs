@@ -5,6 +5,7 @@ pub mod access;
 pub mod boot;
 pub mod dhcp;
 pub mod event;
+pub mod files;
 pub mod graphs;
 pub mod health;
 pub mod leases;

@@ -4,6 +4,7 @@
 pub mod api_auth;
 pub mod contain;
 pub mod dhcp;
+pub mod files;
 pub mod flood;
 pub mod http;
 pub mod journal;
