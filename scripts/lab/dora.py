@@ -4,7 +4,7 @@ replies come to its port 67, as perfdhcp does), runs one DISCOVER-OFFER-REQUEST-
 after another with a fresh MAC each, for SECS seconds (or until SIGINT/SIGTERM) at most RATE per second, and prints one
 line: "exchanges N timeouts T p50_ms X p99_ms Y max_ms Z".
 
-    dora.py SERVER_IP RELAY_IP SECS [RATE]
+    dora.py SERVER_IP RELAY_IP SECS [RATE [STOPFILE]]    (also stops once STOPFILE exists)
 """
 import os
 import signal
@@ -15,6 +15,7 @@ import time
 
 server, relay, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
 rate = float(sys.argv[4]) if len(sys.argv) > 4 else 20.0
+stopfile = sys.argv[5] if len(sys.argv) > 5 else None
 TIMEOUT = 2.0
 
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -71,7 +72,7 @@ signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
 lat, timeouts = [], 0
 end = time.monotonic() + secs
 n = 0
-while time.monotonic() < end and not stop:
+while time.monotonic() < end and not stop and not (stopfile and os.path.exists(stopfile)):
     n += 1
     t0 = time.monotonic()
     xid = struct.unpack("!I", os.urandom(4))[0]
