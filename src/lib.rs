@@ -16,7 +16,8 @@
 //!   writes; [`inventory::edit`] turns `host add|edit|rm` into checked file changes.
 //! - [`confrepo`]  — the conf repo as git (gix): commits with real authors, log/diff/cat/revert by
 //!   revision or date, snapshots of HEAD for the daemon.
-//! - [`services`]  — socket tasks (dhcp, tftp, http): receive, decode, decide, send, emit events.
+//! - [`services`]  — socket tasks (dhcp, tftp, http, the /files zero-copy path): receive, decode,
+//!   decide, send, emit events.
 //! - [`events`]    — the event bus: protocol tasks publish without ever waiting; the logger subscribes.
 //! - [`audit`]     — the audit store: bus → writer (spool when the store is away) → SQLite or
 //!   MongoDB behind one trait; Mongo-style queries; CouchDB import, JSONL/BSON export.

@@ -16,6 +16,7 @@
 pub mod migrate;
 pub mod mongo;
 pub mod query;
+pub mod rollup;
 pub mod spool;
 pub mod sqlite;
 pub mod writer;

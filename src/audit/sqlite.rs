@@ -3,7 +3,7 @@
 //! are indexed by postings — per written batch, each value's ids — instead of B-tree indexes,
 //! which cost ~3 µs per entry and would cap ingest near 60 000 events/s.
 use super::query::{column_expr, filter_to_sql, pipeline_to_sql, sort_to_sql, IdShape, Param, Sql};
-use super::{AuditError, AuditStore, Record};
+use super::{rollup, AuditError, AuditStore, Record};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 use std::path::Path;
@@ -30,6 +30,24 @@ CREATE TABLE IF NOT EXISTS postings (
     n        INTEGER NOT NULL,  -- how many ids
     ids      BLOB NOT NULL,
     PRIMARY KEY (field, key, first_id)
+) WITHOUT ROWID;
+-- Rollups (audit::rollup): exact count/sum/min/max of each numeric field per hour by kind and
+-- by kind + mac/ip/host, per minute by kind; written in the events' own transaction. sum, min
+-- and max have no type so integers stay integers.
+CREATE TABLE IF NOT EXISTS rollups (
+    period INTEGER NOT NULL,   -- bucket width, ms (60000, 3600000)
+    bucket INTEGER NOT NULL,   -- bucket start, unix ms
+    kind   TEXT NOT NULL,
+    dim    TEXT NOT NULL,      -- '' (the kind alone), mac, ip or host
+    key    TEXT NOT NULL,      -- its value ('' for dim ''; U+0000 for events without one)
+    field  TEXT NOT NULL,      -- the numeric field; '' = the events themselves (n = count)
+    n      INTEGER NOT NULL,
+    sum, min, max,
+    PRIMARY KEY (period, kind, dim, bucket, key, field)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value
 ) WITHOUT ROWID;
 ";
 
@@ -212,6 +230,16 @@ fn stored_doc<'b>(r: &Record, buf: &'b mut Vec<u8>) -> &'b str {
 
 pub struct SqliteStore {
     conn: Connection,
+    /// Events from this time on are in the rollups (a store made before them has older ones
+    /// only as events).
+    rollups_from: i64,
+    /// Whether aggregations may be answered from the rollups.
+    use_rollups: bool,
+    /// The writer's rollup rows of the hours not yet written (events from `rollups_to` on).
+    pending: rollup::Pending,
+    /// The rollups table holds every event from `rollups_from` until here (an hour start);
+    /// the writer's own view (readers read it from `meta` per query).
+    rollups_to: i64,
 }
 
 impl rusqlite::ToSql for Param {
@@ -278,7 +306,66 @@ impl SqliteStore {
             ))
             .map_err(err)?;
         }
-        Ok(SqliteStore { conn })
+        // A store older than its rollups: they cover what is written from now on.
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (name, value) SELECT 'rollups_from_ms', coalesce(max(time_ms) + 1, 0) FROM events",
+            [],
+        )
+        .map_err(err)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (name, value) SELECT 'rollups_to_ms', value FROM meta WHERE name = 'rollups_from_ms'",
+            [],
+        )
+        .map_err(err)?;
+        let rollups_from = rollups_from(&conn).map_err(err)?;
+        let rollups_to = rollups_to(&conn).map_err(err)?;
+        let mut store = SqliteStore {
+            conn,
+            rollups_from,
+            use_rollups: true,
+            pending: Default::default(),
+            rollups_to,
+        };
+        store.reload_pending().map_err(err)?;
+        Ok(store)
+    }
+
+    /// The rows of the hours not yet written, from their events (after a restart).
+    fn reload_pending(&mut self) -> rusqlite::Result<()> {
+        let from = self.rollups_to.max(self.rollups_from);
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {OUT_COLUMNS}, id FROM events WHERE id >= ?1 ORDER BY id"
+        ))?;
+        let mut rows = st.query([from.clamp(0, i64::MAX >> 21) << 20])?;
+        let mut chunk: Vec<Record> = Vec::new();
+        loop {
+            let next = rows.next()?;
+            let done = next.is_none();
+            if let Some(r) = next {
+                let text = |i: usize| -> rusqlite::Result<Option<String>> { r.get(i) };
+                chunk.push(Record {
+                    id: r.get(7)?,
+                    time_ms: r.get(0)?,
+                    source: std::borrow::Cow::Owned(r.get(1)?),
+                    kind: std::borrow::Cow::Owned(r.get(2)?),
+                    mac: text(3)?,
+                    ip: text(4)?,
+                    host: text(5)?,
+                    doc: row_doc(r)?,
+                });
+            }
+            if chunk.len() >= 50_000 || (done && !chunk.is_empty()) {
+                let mut b = rollup::Batch::default();
+                for r in chunk.iter().filter(|r| r.time_ms >= from) {
+                    b.add(r);
+                }
+                self.pending.merge(b);
+                chunk.clear();
+            }
+            if done {
+                return Ok(());
+            }
+        }
     }
 
     /// Opens an existing store read-only (the CLI, while the daemon writes).
@@ -295,7 +382,150 @@ impl SqliteStore {
             path: path.to_owned(),
             source,
         })?;
-        Ok(SqliteStore { conn })
+        // A store written before rollups existed has none until a writer opens it.
+        let rollups_from = rollups_from(&conn).unwrap_or(i64::MAX);
+        Ok(SqliteStore {
+            conn,
+            rollups_from,
+            use_rollups: true,
+            pending: Default::default(),
+            rollups_to: i64::MIN,
+        })
+    }
+
+    /// Whether aggregations may be answered from the rollups (on by default; off, the events
+    /// answer everything — what the rollups are checked against).
+    pub fn set_rollups(&mut self, on: bool) {
+        self.use_rollups = on;
+    }
+
+    /// An aggregation the rollups can answer: the whole hours inside its range from them,
+    /// the rest (partial hours at the ends, times before the rollups began) from the events
+    /// by rowid range, merged.
+    fn rollup_aggregate(&self, plan: &rollup::Plan) -> Result<Vec<Value>, AuditError> {
+        let mut parts = rollup::Parts::new();
+        let fields = plan.fields();
+        let hours = plan.hours(self.rollups_from, self.written_to());
+        let mut event_ranges = Vec::new();
+        match hours {
+            Some((h0, h1)) => {
+                event_ranges.push((plan.from, h0));
+                event_ranges.push((h1, plan.to));
+                self.rollup_part(plan, &fields, h0, h1, &mut parts)?;
+            }
+            None => event_ranges.push((plan.from, plan.to)),
+        }
+        for (a, b) in event_ranges {
+            if a < b {
+                self.event_part(plan, &fields, a, b, &mut parts)?;
+            }
+        }
+        let out = rollup::answer(plan, &parts);
+        if out.len() > super::query::MAX_GROUPS {
+            return Err(super::query::QueryError::TooManyGroups(super::query::MAX_GROUPS).into());
+        }
+        Ok(out)
+    }
+
+    /// Until when the rollups table is complete: the writer knows; a reader asks `meta`.
+    fn written_to(&self) -> i64 {
+        if self.rollups_to != i64::MIN {
+            return self.rollups_to;
+        }
+        rollups_to(&self.conn).unwrap_or(i64::MIN)
+    }
+
+    fn rollup_part(
+        &self,
+        plan: &rollup::Plan,
+        fields: &[&str],
+        h0: i64,
+        h1: i64,
+        parts: &mut rollup::Parts,
+    ) -> Result<(), AuditError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT key, field, sum(n), sum(sum), min(min), max(max) FROM rollups \
+             WHERE period = ?1 AND kind = ?2 AND dim = ?3 AND bucket >= ?4 AND bucket < ?5 \
+             AND (field = '' OR field IN (SELECT value FROM rarray(?6))) GROUP BY key, field",
+        )?;
+        let wanted = std::rc::Rc::new(
+            fields
+                .iter()
+                .map(|f| rusqlite::types::Value::Text((*f).to_owned()))
+                .collect::<Vec<_>>(),
+        );
+        let mut rows = st.query(rusqlite::params![
+            rollup::HOUR,
+            plan.kind,
+            plan.dim,
+            h0,
+            h1,
+            wanted
+        ])?;
+        while let Some(r) = rows.next()? {
+            let key: String = r.get(0)?;
+            let key = (!plan.dim.is_empty() && key != rollup::NULL_KEY).then_some(key);
+            let field: String = r.get(1)?;
+            let acc = rollup::Acc {
+                n: r.get(2)?,
+                sum: num(r.get_ref(3)?),
+                min: num(r.get_ref(4)?),
+                max: num(r.get_ref(5)?),
+            };
+            parts
+                .entry(key)
+                .or_default()
+                .entry(field)
+                .or_default()
+                .merge(&acc);
+        }
+        Ok(())
+    }
+
+    fn event_part(
+        &self,
+        plan: &rollup::Plan,
+        fields: &[&str],
+        from: i64,
+        to: i64,
+        parts: &mut rollup::Parts,
+    ) -> Result<(), AuditError> {
+        let group = if plan.dim.is_empty() {
+            "NULL"
+        } else {
+            plan.dim
+        };
+        let mut cols = String::new();
+        for f in fields {
+            let e = column_expr(f)?;
+            cols.push_str(&format!(", count({e}), sum({e}), min({e}), max({e})"));
+        }
+        let sql = format!(
+            "SELECT {group}, count(*){cols} FROM events WHERE id >= ?1 AND id < ?2 AND kind = ?3 GROUP BY 1"
+        );
+        let mut st = self.conn.prepare(&sql)?;
+        let lo = from.clamp(0, i64::MAX >> 21) << 20;
+        let hi = to.clamp(0, i64::MAX >> 21) << 20;
+        let mut rows = st.query(rusqlite::params![lo, hi, plan.kind])?;
+        while let Some(r) = rows.next()? {
+            let key: Option<String> = r.get(0)?;
+            let e = parts.entry(key).or_default();
+            e.entry(String::new()).or_default().merge(&rollup::Acc {
+                n: r.get(1)?,
+                ..Default::default()
+            });
+            for (i, f) in fields.iter().enumerate() {
+                let c = 2 + i * 4;
+                let acc = rollup::Acc {
+                    n: r.get(c)?,
+                    sum: num(r.get_ref(c + 1)?),
+                    min: num(r.get_ref(c + 2)?),
+                    max: num(r.get_ref(c + 3)?),
+                };
+                e.entry((*f).to_owned()).or_default().merge(&acc);
+            }
+        }
+        Ok(())
     }
 
     /// Makes running statements fail ("interrupted") once `stop` returns true; checked every
@@ -454,14 +684,15 @@ fn build_postings(conn: &Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-impl AuditStore for SqliteStore {
-    fn prepare(&mut self) -> Result<(), AuditError> {
-        Ok(())
-    }
-
-    fn insert(&mut self, rows: &[Record]) -> Result<usize, AuditError> {
+impl SqliteStore {
+    /// One batch in one transaction: events, postings, rollups.
+    fn insert_batch(&mut self, rows: &[Record]) -> Result<usize, AuditError> {
         let tx = self.conn.transaction()?;
+
         let mut postings = Postings::default();
+        let mut rollups = rollup::Batch::default();
+        let mut late = rollup::Batch::default();
+        let mut newest = i64::MIN;
         {
             let mut st = tx.prepare_cached("INSERT OR IGNORE INTO events (id, time_ms, source, kind, mac, ip, host, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
             let mut buf = Vec::with_capacity(512);
@@ -476,7 +707,16 @@ impl AuditStore for SqliteStore {
                     r.host,
                     stored_doc(r, &mut buf)
                 ])?;
-                // A replayed event is already posted.
+                // A replayed event is already posted (and rolled up). One older than the
+                // rollups written so far is added to them now, with this batch.
+                if added == 1 && r.time_ms >= self.rollups_from {
+                    if r.time_ms < self.rollups_to {
+                        late.add(r);
+                    } else {
+                        rollups.add(r);
+                    }
+                    newest = newest.max(r.time_ms);
+                }
                 if added == 1 {
                     let values = [
                         r.mac.as_deref(),
@@ -493,8 +733,104 @@ impl AuditStore for SqliteStore {
             }
         }
         write_postings(&tx, postings)?;
+        write_rollups(&tx, late.rows())?;
+        self.pending.merge(rollups);
+        // Hours before the newest event's are over: their rows are written (once each).
+        let hour = newest.div_euclid(rollup::HOUR) * rollup::HOUR;
+        let mut to = self.rollups_to;
+        if newest != i64::MIN && hour > self.rollups_to {
+            let done = self.pending.take_before(hour);
+            write_rollups(&tx, done.rows())?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('rollups_to_ms', ?1)",
+                [hour],
+            )?;
+            to = hour;
+        }
         tx.commit()?;
+        self.rollups_to = to;
         Ok(rows.len())
+    }
+}
+
+fn rollups_from(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT value FROM meta WHERE name = 'rollups_from_ms'",
+        [],
+        |r| r.get(0),
+    )
+}
+
+fn num(v: rusqlite::types::ValueRef<'_>) -> Option<rollup::Num> {
+    use rusqlite::types::ValueRef as V;
+    match v {
+        V::Integer(i) => Some(rollup::Num::Int(i)),
+        V::Real(f) => Some(rollup::Num::Real(f)),
+        _ => None,
+    }
+}
+
+fn num_sql(n: Option<rollup::Num>) -> rusqlite::types::Value {
+    use rusqlite::types::Value as V;
+    match n {
+        Some(rollup::Num::Int(i)) => V::Integer(i),
+        Some(rollup::Num::Real(f)) => V::Real(f),
+        None => V::Null,
+    }
+}
+
+fn rollups_to(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT value FROM meta WHERE name = 'rollups_to_ms'",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Rollup rows added to the stored ones.
+fn write_rollups<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    rows: impl Iterator<Item = (rollup::RowKey<'a>, rollup::Acc)>,
+) -> Result<(), AuditError> {
+    let mut st = tx.prepare_cached(
+        "INSERT INTO rollups (period, bucket, kind, dim, key, field, n, sum, min, max) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT DO UPDATE SET n = n + excluded.n, \
+         sum = CASE WHEN sum IS NULL THEN excluded.sum WHEN excluded.sum IS NULL THEN sum ELSE sum + excluded.sum END, \
+         min = CASE WHEN min IS NULL OR excluded.min < min THEN excluded.min ELSE min END, \
+         max = CASE WHEN max IS NULL OR excluded.max > max THEN excluded.max ELSE max END",
+    )?;
+    for ((period, bucket, kind, dim, key, field), a) in rows {
+        st.execute(rusqlite::params![
+            period,
+            bucket,
+            kind,
+            dim,
+            key,
+            field,
+            a.n,
+            num_sql(a.sum),
+            num_sql(a.min),
+            num_sql(a.max)
+        ])?;
+    }
+    Ok(())
+}
+
+impl AuditStore for SqliteStore {
+    fn prepare(&mut self) -> Result<(), AuditError> {
+        Ok(())
+    }
+
+    fn insert(&mut self, rows: &[Record]) -> Result<usize, AuditError> {
+        let r = self.insert_batch(rows);
+        if r.is_err() {
+            // The batch is not stored (the writer spools it and tries again): the rows kept in
+            // memory are made again from what is.
+            self.pending = Default::default();
+            let _ = self.reload_pending();
+        }
+        r
     }
 
     fn prune(&mut self, before_ms: i64) -> Result<u64, AuditError> {
@@ -560,6 +896,9 @@ impl AuditStore for SqliteStore {
 
     fn aggregate(&self, pipeline: &Value) -> Result<Vec<Value>, AuditError> {
         let a = pipeline_to_sql(pipeline)?;
+        if let Some(plan) = rollup::plan(pipeline).filter(|_| self.use_rollups) {
+            return self.rollup_aggregate(&plan);
+        }
         let ids = first_match(pipeline)
             .and_then(|m| self.narrow(m))
             .map(|(_, ids)| id_array(ids));
@@ -613,6 +952,51 @@ impl AuditStore for SqliteStore {
     /// `EXPLAIN QUERY PLAN` for a pipeline: the postings used (if any), then SQLite's plan.
     fn explain_aggregate(&self, pipeline: &Value) -> Result<Vec<String>, AuditError> {
         let a = pipeline_to_sql(pipeline)?;
+        if let Some(plan) = rollup::plan(pipeline).filter(|_| self.use_rollups) {
+            // Open ends are printed as such (the plan's bounds are far past any real time).
+            let ms = |t: i64| {
+                if t <= 0 {
+                    "the start".to_owned()
+                } else if t >= i64::MAX / 8 {
+                    "now".to_owned()
+                } else {
+                    crate::clock::rfc3339((t / 1000) as u64)
+                }
+            };
+            let mut out = Vec::new();
+            let events = |a: i64, b: i64| {
+                format!(
+                    "EVENTS kind = {:?}, time {} to {} (rowid range)",
+                    plan.kind,
+                    ms(a),
+                    ms(b)
+                )
+            };
+            match plan.hours(self.rollups_from, self.written_to()) {
+                Some((h0, h1)) => {
+                    out.push(format!(
+                        "ROLLUPS hourly, kind = {:?}, by {}, {} to {}",
+                        plan.kind,
+                        if plan.dim.is_empty() {
+                            "kind"
+                        } else {
+                            plan.dim
+                        },
+                        ms(h0),
+                        ms(h1),
+                    ));
+                    // Before the first event: nothing to read, not shown.
+                    if plan.from < h0 && plan.from > 0 {
+                        out.push(events(plan.from, h0));
+                    }
+                    if h1 < plan.to {
+                        out.push(events(h1, plan.to));
+                    }
+                }
+                None => out.push(events(plan.from, plan.to)),
+            }
+            return Ok(out);
+        }
         let narrowed = first_match(pipeline).and_then(|m| self.narrow(m));
         self.plan(&a.sql, &a.params, narrowed)
     }
