@@ -554,7 +554,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             queue,
             store,
             spool,
-            audit.max_age,
+            (audit.max_age, audit.rollup_max_age),
             audit_stats.clone(),
             cancel.clone(),
         ));

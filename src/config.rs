@@ -106,6 +106,9 @@ pub struct RawAudit {
     pub url: Option<String>,
     /// Delete events older than this many days (checked hourly); unset keeps everything.
     pub max_age_days: Option<u32>,
+    /// Delete rollups (the hourly and per-minute aggregates) older than this many days
+    /// (default 3650: trends for years after their events are gone).
+    pub rollup_max_age_days: Option<u32>,
     /// Extra indexes on document fields: "rtt" becomes (rtt, time); "kind,ip,rtt" is a
     /// compound index on exactly those fields (it lets `avg(rtt)` by ip read only the index).
     #[serde(default)]
@@ -251,6 +254,8 @@ pub struct AuditConfig {
     pub backend: AuditBackend,
     /// Events older than this are deleted (None: kept forever).
     pub max_age: Option<std::time::Duration>,
+    /// Rollups older than this are deleted.
+    pub rollup_max_age: std::time::Duration,
     /// Document fields to index (validated names).
     pub indexes: Vec<String>,
     pub spool_dir: PathBuf,
@@ -485,6 +490,13 @@ impl RawConfig {
         if timeout_secs == 0 {
             return Err(invalid("tftp.timeout_secs", &0, "use 1..=255"));
         }
+        if self.audit.rollup_max_age_days == Some(0) {
+            return Err(invalid(
+                "audit.rollup_max_age_days",
+                &0,
+                "use at least 1 (default 3650)",
+            ));
+        }
         if self.audit.max_age_days == Some(0) {
             return Err(invalid(
                 "audit.max_age_days",
@@ -538,6 +550,9 @@ impl RawConfig {
                 .audit
                 .max_age_days
                 .map(|d| std::time::Duration::from_secs(u64::from(d) * 86400)),
+            rollup_max_age: std::time::Duration::from_secs(
+                u64::from(self.audit.rollup_max_age_days.unwrap_or(3650)) * 86400,
+            ),
             indexes: self.audit.indexes.clone(),
             spool_dir: self
                 .audit

@@ -475,11 +475,15 @@ fn battery_embedded() {
         &["rtt".into(), "kind,ip,rtt".into()],
     )
     .unwrap();
-    let avg = json!([{"$match": {"kind": "ping"}}, {"$group": {"_id": "$ip", "a": {"$avg": "$rtt"}}}]);
+    let avg =
+        json!([{"$match": {"kind": "ping"}}, {"$group": {"_id": "$ip", "a": {"$avg": "$rtt"}}}]);
     // Issue 15: the rollups answer it first (whole hours; the hour still being written from
     // the events)…
     let plan = s.explain_aggregate(&avg).unwrap().join(" ");
-    assert!(plan.starts_with("ROLLUPS hourly, kind = \"ping\", by ip"), "{plan}");
+    assert!(
+        plan.starts_with("ROLLUPS hourly, kind = \"ping\", by ip"),
+        "{plan}"
+    );
     let from_rollups = s.aggregate(&avg).unwrap();
     // …and with them off, the user's index covers it: the table is not read at all.
     s.set_rollups(false);

@@ -78,7 +78,7 @@ async fn embedded_store_locked_for_the_outage_loses_nothing() {
         bus.audit_queue().unwrap(),
         Box::new(store),
         spool.clone(),
-        None,
+        (None, std::time::Duration::from_secs(3650 * 86400)),
         stats.clone(),
         cancel.clone(),
     ));
@@ -149,7 +149,7 @@ async fn a_full_spool_drops_and_counts_instead_of_growing_or_blocking() {
         bus.audit_queue().unwrap(),
         Box::new(store),
         spool.clone(),
-        None,
+        (None, std::time::Duration::from_secs(3650 * 86400)),
         stats.clone(),
         cancel.clone(),
     ));
@@ -232,7 +232,7 @@ async fn mongodb_unreachable_for_the_outage_loses_nothing() {
             MongoStore::open(&url, &[]).unwrap()
         })),
         spool.clone(),
-        None,
+        (None, std::time::Duration::from_secs(3650 * 86400)),
         stats.clone(),
         cancel.clone(),
     ));

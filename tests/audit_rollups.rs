@@ -212,3 +212,44 @@ fn whole_hours_come_from_the_rollups() {
     );
     assert_eq!(reader.aggregate(&partial).unwrap()[0]["n"], json!(120));
 }
+
+/// Retention: pruning events leaves the rollups (trends outlive their events); pruning
+/// rollups is separate.
+#[test]
+fn rollups_outlive_their_events_until_their_own_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("a.db"), &[]).unwrap();
+    let evs: Vec<Record> = (0..240)
+        .map(|i| {
+            record(
+                i,
+                &Ev {
+                    at: i as i64 * 60_000,
+                    kind: 0,
+                    who: Some(1),
+                    rtt: Some(2),
+                    real: false,
+                    bytes: None,
+                },
+            )
+        })
+        .collect();
+    store.insert(&evs).unwrap();
+    let first_hour = json!([{"$match": {"kind": "ping", "time": {"$gte": T0, "$lt": T0 + 3_600_000}}},
+        {"$group": {"_id": null, "n": {"$count": {}}, "s": {"$sum": "$rtt"}}}]);
+    assert_eq!(store.aggregate(&first_hour).unwrap()[0]["n"], json!(60));
+    // The events of the first two hours go (the audit's max_age_days)…
+    assert_eq!(store.prune(T0 + 2 * 3_600_000).unwrap(), 120);
+    store.set_rollups(false);
+    assert_eq!(store.aggregate(&first_hour).unwrap()[0]["n"], json!(0));
+    store.set_rollups(true);
+    // …their hour's rollup stays and still answers,
+    let r = store.aggregate(&first_hour).unwrap();
+    assert_eq!(
+        (r[0]["n"].clone(), r[0]["s"].clone()),
+        (json!(60), json!(120))
+    );
+    // until the rollups' own retention (rollup_max_age_days) takes it.
+    assert!(store.prune_rollups(T0 + 3_600_000).unwrap() > 0);
+    assert_eq!(store.aggregate(&first_hour).unwrap()[0]["n"], json!(0));
+}

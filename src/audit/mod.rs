@@ -67,6 +67,11 @@ pub trait AuditStore: Send {
     fn insert(&mut self, rows: &[Record]) -> Result<usize, AuditError>;
     /// Deletes events older than `before_ms`; returns how many went.
     fn prune(&mut self, before_ms: i64) -> Result<u64, AuditError>;
+    /// Deletes rollup rows of buckets that start before `before_ms` (their own retention,
+    /// longer than the events'); how many. Stores without rollups have none.
+    fn prune_rollups(&mut self, _before_ms: i64) -> Result<u64, AuditError> {
+        Ok(0)
+    }
     fn count(&self) -> Result<u64, AuditError>;
     /// Documents matching a filter, each with `time` (RFC 3339), `time_ms`, `source`, `kind`
     /// and the (enriched) `mac`/`ip`/`host` beside the event's own fields, handed to `f` as the

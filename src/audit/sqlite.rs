@@ -846,6 +846,12 @@ impl AuditStore for SqliteStore {
         Ok(n as u64)
     }
 
+    fn prune_rollups(&mut self, before_ms: i64) -> Result<u64, AuditError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM rollups WHERE bucket < ?1", [before_ms])? as u64)
+    }
+
     fn count(&self) -> Result<u64, AuditError> {
         Ok(self
             .conn

@@ -76,12 +76,13 @@ impl WriterStats {
 }
 
 /// Drains `queue` until `cancel`, then stores (or spools) everything already queued. With
-/// `max_age`, the store thread deletes older events once an hour.
+/// `max_age`, the store thread deletes older events once an hour; rollups older than
+/// `rollup_max_age` likewise.
 pub async fn run_writer(
     mut queue: UnboundedReceiver<Arc<Stamped>>,
     store: Box<dyn AuditStore>,
     spool: Spool,
-    max_age: Option<Duration>,
+    (max_age, rollup_max_age): (Option<Duration>, Duration),
     stats: Arc<WriterStats>,
     cancel: CancellationToken,
 ) {
@@ -93,7 +94,7 @@ pub async fn run_writer(
         let (spool, stats) = (spool.clone(), stats.clone());
         std::thread::Builder::new()
             .name("audit-store".into())
-            .spawn(move || store_thread(store, rx, spool, max_age, stats))
+            .spawn(move || store_thread(store, rx, spool, (max_age, rollup_max_age), stats))
             .expect("spawn audit store thread")
     };
     let mut enricher = Enricher::default();
@@ -168,7 +169,7 @@ fn store_thread(
     mut store: Box<dyn AuditStore>,
     rx: Receiver<Vec<Record>>,
     spool: Spool,
-    max_age: Option<Duration>,
+    (max_age, rollup_max_age): (Option<Duration>, Duration),
     stats: Arc<WriterStats>,
 ) {
     let mut healthy = match store.prepare() {
@@ -232,15 +233,20 @@ fn store_thread(
             }
             next_try = Instant::now() + backoff;
         }
-        if let Some(age) = max_age {
-            if healthy && Instant::now() >= next_prune {
-                next_prune = Instant::now() + Duration::from_secs(3600);
-                let cutoff = crate::clock::unix_now_ms() - age.as_millis() as i64;
-                match store.prune(cutoff) {
+        if healthy && Instant::now() >= next_prune {
+            next_prune = Instant::now() + Duration::from_secs(3600);
+            let now = crate::clock::unix_now_ms();
+            if let Some(age) = max_age {
+                match store.prune(now - age.as_millis() as i64) {
                     Ok(n) if n > 0 => info!(deleted = n, "audit retention"),
                     Ok(_) => {}
                     Err(e) => warn!("audit retention: {e}"),
                 }
+            }
+            match store.prune_rollups(now - rollup_max_age.as_millis() as i64) {
+                Ok(n) if n > 0 => info!(deleted = n, "audit rollup retention"),
+                Ok(_) => {}
+                Err(e) => warn!("audit rollup retention: {e}"),
             }
         }
         if closed {
@@ -362,7 +368,7 @@ mod tests {
             bus.audit_queue().unwrap(),
             store,
             spool.clone(),
-            None,
+            (None, std::time::Duration::from_secs(3650 * 86400)),
             stats.clone(),
             cancel.clone(),
         ));
