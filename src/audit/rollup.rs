@@ -322,9 +322,13 @@ impl Plan {
     /// The whole hours inside the range that the rollups hold (they cover events from
     /// `covered_from` until `written_to`), or None.
     pub fn hours(&self, covered_from: i64, written_to: i64) -> Option<(i64, i64)> {
-        let a = self.from.max(covered_from);
+        // Open ends and "never" are far out; bounded so the hour arithmetic cannot overflow.
+        const FAR: i64 = 1 << 60;
+        let bound = |t: i64| t.clamp(-FAR, FAR);
+        let (covered_from, written_to) = (bound(covered_from), bound(written_to));
+        let a = bound(self.from).max(covered_from);
         let h0 = a.div_euclid(HOUR) * HOUR + if a.rem_euclid(HOUR) == 0 { 0 } else { HOUR };
-        let h1 = (self.to.div_euclid(HOUR) * HOUR).min(written_to.div_euclid(HOUR) * HOUR);
+        let h1 = (bound(self.to).div_euclid(HOUR) * HOUR).min(written_to.div_euclid(HOUR) * HOUR);
         (h0 < h1).then_some((h0, h1))
     }
 }
@@ -480,6 +484,13 @@ mod tests {
         assert_eq!((p.from, p.to), (11, 7_200_001));
         assert_eq!(p.hours(0, i64::MAX / 4), Some((HOUR, 2 * HOUR)));
         assert_eq!(p.hours(2 * HOUR, i64::MAX / 4), None);
+        // A store read before any writer gave it rollups: "never" on both ends, no overflow.
+        assert_eq!(p.hours(i64::MAX, i64::MIN), None);
+        let open =
+            plan(&json!([{"$match": {"kind": "k"}}, {"$group": {"_id": null, "n": {"$sum": 1}}}]))
+                .unwrap();
+        assert_eq!(open.hours(i64::MAX, i64::MIN), None);
+        assert!(open.hours(0, i64::MAX).is_some());
     }
 
     #[test]

@@ -736,9 +736,9 @@ impl SqliteStore {
         write_rollups(&tx, late.rows())?;
         self.pending.merge(rollups);
         // Hours before the newest event's are over: their rows are written (once each).
-        let hour = newest.div_euclid(rollup::HOUR) * rollup::HOUR;
+        let hour = (newest != i64::MIN).then(|| newest.div_euclid(rollup::HOUR) * rollup::HOUR);
         let mut to = self.rollups_to;
-        if newest != i64::MIN && hour > self.rollups_to {
+        if let Some(hour) = hour.filter(|&h| h > self.rollups_to) {
             let done = self.pending.take_before(hour);
             write_rollups(&tx, done.rows())?;
             tx.execute(
