@@ -102,6 +102,7 @@ proptest! {
         cuts in proptest::collection::vec(0usize..300, 0..6),
         replay in 0usize..50,
         restart_at in 0usize..8,
+        crash in any::<bool>(),
         ranges in proptest::collection::vec((0i64..6, 0i64..3_600_000, 0i64..6, 0i64..3_600_000, any::<bool>()), 4),
     ) {
         let dir = tempfile::tempdir().unwrap();
@@ -114,10 +115,15 @@ proptest! {
         cuts.sort_unstable();
         for (i, w) in cuts.windows(2).enumerate() {
             store.insert(&records[w[0]..w[1]]).unwrap();
-            // A restart in the middle: the writer's rows of the open hour come back from
-            // the events.
+            // A restart in the middle.
             if i == restart_at {
-                drop(store);
+                if crash {
+                    // Killed: the open hour's rows in memory are lost, and re-read.
+                    std::mem::forget(store);
+                } else {
+                    // Closed: they are written first.
+                    drop(store);
+                }
                 store = SqliteStore::open(&dir.path().join("a.db"), &[]).unwrap();
             }
         }

@@ -237,9 +237,12 @@ pub struct SqliteStore {
     use_rollups: bool,
     /// The writer's rollup rows of the hours not yet written (events from `rollups_to` on).
     pending: rollup::Pending,
-    /// The rollups table holds every event from `rollups_from` until here (an hour start);
-    /// the writer's own view (readers read it from `meta` per query).
+    /// The rollups table holds every event from `rollups_from` until here (an hour start,
+    /// or after a clean close the time after the newest event); the writer's own view
+    /// (readers read it from `meta` per query).
     rollups_to: i64,
+    /// The newest event time in `pending`.
+    pending_newest: i64,
 }
 
 impl rusqlite::ToSql for Param {
@@ -325,6 +328,7 @@ impl SqliteStore {
             use_rollups: true,
             pending: Default::default(),
             rollups_to,
+            pending_newest: i64::MIN,
         };
         store.reload_pending().map_err(err)?;
         Ok(store)
@@ -358,6 +362,7 @@ impl SqliteStore {
                 let mut b = rollup::Batch::default();
                 for r in chunk.iter().filter(|r| r.time_ms >= from) {
                     b.add(r);
+                    self.pending_newest = self.pending_newest.max(r.time_ms);
                 }
                 self.pending.merge(b);
                 chunk.clear();
@@ -390,6 +395,7 @@ impl SqliteStore {
             use_rollups: true,
             pending: Default::default(),
             rollups_to: i64::MIN,
+            pending_newest: i64::MIN,
         })
     }
 
@@ -425,6 +431,27 @@ impl SqliteStore {
             return Err(super::query::QueryError::TooManyGroups(super::query::MAX_GROUPS).into());
         }
         Ok(out)
+    }
+
+    /// Writes the open hour's rows too (a clean close): the table is then complete until just
+    /// after the newest event, so the next open has nothing to read again, and later events
+    /// of that hour are added to its rows as they come.
+    fn flush_pending(&mut self) -> Result<(), AuditError> {
+        if self.pending_newest == i64::MIN {
+            return Ok(());
+        }
+        let to = self.rollups_to.max(self.pending_newest.saturating_add(1));
+        let done = self.pending.take_before(i64::MAX);
+        let tx = self.conn.transaction()?;
+        write_rollups(&tx, done.rows())?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES ('rollups_to_ms', ?1)",
+            [to],
+        )?;
+        tx.commit()?;
+        self.rollups_to = to;
+        self.pending_newest = i64::MIN;
+        Ok(())
     }
 
     /// Until when the rollups table is complete: the writer knows; a reader asks `meta`.
@@ -735,6 +762,7 @@ impl SqliteStore {
         write_postings(&tx, postings)?;
         write_rollups(&tx, late.rows())?;
         self.pending.merge(rollups);
+        self.pending_newest = self.pending_newest.max(newest);
         // Hours before the newest event's are over: their rows are written (once each).
         let hour = (newest != i64::MIN).then(|| newest.div_euclid(rollup::HOUR) * rollup::HOUR);
         let mut to = self.rollups_to;
@@ -817,6 +845,15 @@ fn write_rollups<'a>(
     Ok(())
 }
 
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_pending() {
+            // The next writer re-reads the open hour from the events.
+            tracing::warn!("audit rollups of the open hour not written at close: {e}");
+        }
+    }
+}
+
 impl AuditStore for SqliteStore {
     fn prepare(&mut self) -> Result<(), AuditError> {
         Ok(())
@@ -828,6 +865,7 @@ impl AuditStore for SqliteStore {
             // The batch is not stored (the writer spools it and tries again): the rows kept in
             // memory are made again from what is.
             self.pending = Default::default();
+            self.pending_newest = i64::MIN;
             let _ = self.reload_pending();
         }
         r
