@@ -182,15 +182,18 @@ fn open_file(dir: &std::path::Path, rel: &str) -> Option<(std::fs::File, decide:
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     use std::os::unix::fs::MetadataExt;
     let d = std::fs::File::open(dir).ok()?;
-    let fd = rustix::fs::openat2(
+    let f = match rustix::fs::openat2(
         &d,
         rel,
         OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-    )
-    .ok()?;
-    let f = std::fs::File::from(fd);
+    ) {
+        Ok(fd) => std::fs::File::from(fd),
+        // Where openat2 is refused (seen in the appliance's sandboxed unit: every file 404),
+        // the same rule by resolving the path and checking it is still below the directory.
+        Err(_) => open_checked(dir, rel)?,
+    };
     let m = f.metadata().ok()?;
     m.is_file().then_some((
         f,
@@ -200,6 +203,18 @@ fn open_file(dir: &std::path::Path, rel: &str) -> Option<(std::fs::File, decide:
             ino: m.ino(),
         },
     ))
+}
+
+/// `rel` under `dir` with every link resolved, opened only if it is still below `dir` (the
+/// fallback for [`open_file`]; a link swapped between the check and the open could win, which
+/// needs write access to the boot directory).
+fn open_checked(dir: &std::path::Path, rel: &str) -> Option<std::fs::File> {
+    let root = dir.canonicalize().ok()?;
+    let full = root.join(rel).canonicalize().ok()?;
+    if !full.starts_with(&root) {
+        return None;
+    }
+    std::fs::File::open(full).ok()
 }
 
 /// Writes the head, then the file's bytes with sendfile, a chunk at a time.
@@ -332,5 +347,35 @@ impl tokio::io::AsyncWrite for Rewind {
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The fallback keeps the rule: links inside the boot directory work, links out do not.
+    #[test]
+    fn the_fallback_stays_in_the_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let boot = t.path().join("boot");
+        std::fs::create_dir_all(boot.join("k")).unwrap();
+        std::fs::write(boot.join("k/vmlinuz"), "kernel").unwrap();
+        std::fs::write(t.path().join("secret"), "no").unwrap();
+        std::os::unix::fs::symlink("k/vmlinuz", boot.join("current")).unwrap();
+        std::os::unix::fs::symlink("../secret", boot.join("up")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", boot.join("passwd")).unwrap();
+        let read = |rel: &str| {
+            super::open_checked(&boot, rel).map(|f| {
+                use std::io::Read;
+                let mut s = String::new();
+                std::io::BufReader::new(f).read_to_string(&mut s).unwrap();
+                s
+            })
+        };
+        assert_eq!(read("k/vmlinuz").as_deref(), Some("kernel"));
+        assert_eq!(read("current").as_deref(), Some("kernel"));
+        assert_eq!(read("up"), None);
+        assert_eq!(read("passwd"), None);
+        assert_eq!(read("../secret"), None);
+        assert_eq!(read("missing"), None);
     }
 }
