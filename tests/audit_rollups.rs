@@ -167,26 +167,32 @@ proptest! {
     }
 }
 
-#[test]
-fn whole_hours_come_from_the_rollups() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(&dir.path().join("a.db"), &[]).unwrap();
-    // 150 minutes: hours 0 and 1 are over (written), hour 2 is still being written.
-    let evs: Vec<Record> = (0..150)
+/// `n` pings one minute apart from T0; `who_rtt(i)` gives the i-th one's host and rtt.
+fn pings_a_minute(n: usize, who_rtt: impl Fn(usize) -> (u8, i32)) -> Vec<Record> {
+    (0..n)
         .map(|i| {
+            let (who, rtt) = who_rtt(i);
             record(
                 i,
                 &Ev {
                     at: i as i64 * 60_000,
                     kind: 0,
-                    who: Some((i % 3) as u8),
-                    rtt: Some(i as i32),
+                    who: Some(who),
+                    rtt: Some(rtt),
                     real: false,
                     bytes: None,
                 },
             )
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn whole_hours_come_from_the_rollups() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("a.db"), &[]).unwrap();
+    // 150 minutes: hours 0 and 1 are over (written), hour 2 is still being written.
+    let evs = pings_a_minute(150, |i| ((i % 3) as u8, i as i32));
     store.insert(&evs).unwrap();
     let day = json!([{"$match": {"kind": "ping", "time": {"$gte": T0, "$lt": T0 + 86_400_000}}},
         {"$group": {"_id": "$ip", "avg": {"$avg": "$rtt"}}}]);
@@ -225,21 +231,7 @@ fn whole_hours_come_from_the_rollups() {
 fn rollups_outlive_their_events_until_their_own_retention() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SqliteStore::open(&dir.path().join("a.db"), &[]).unwrap();
-    let evs: Vec<Record> = (0..240)
-        .map(|i| {
-            record(
-                i,
-                &Ev {
-                    at: i as i64 * 60_000,
-                    kind: 0,
-                    who: Some(1),
-                    rtt: Some(2),
-                    real: false,
-                    bytes: None,
-                },
-            )
-        })
-        .collect();
+    let evs = pings_a_minute(240, |_| (1, 2));
     store.insert(&evs).unwrap();
     let first_hour = json!([{"$match": {"kind": "ping", "time": {"$gte": T0, "$lt": T0 + 3_600_000}}},
         {"$group": {"_id": null, "n": {"$count": {}}, "s": {"$sum": "$rtt"}}}]);

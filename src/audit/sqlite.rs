@@ -493,12 +493,7 @@ impl SqliteStore {
             let key: String = r.get(0)?;
             let key = (!plan.dim.is_empty() && key != rollup::NULL_KEY).then_some(key);
             let field: String = r.get(1)?;
-            let acc = rollup::Acc {
-                n: r.get(2)?,
-                sum: num(r.get_ref(3)?),
-                min: num(r.get_ref(4)?),
-                max: num(r.get_ref(5)?),
-            };
+            let acc = acc_at(r, 2)?;
             parts
                 .entry(key)
                 .or_default()
@@ -542,13 +537,7 @@ impl SqliteStore {
                 ..Default::default()
             });
             for (i, f) in fields.iter().enumerate() {
-                let c = 2 + i * 4;
-                let acc = rollup::Acc {
-                    n: r.get(c)?,
-                    sum: num(r.get_ref(c + 1)?),
-                    min: num(r.get_ref(c + 2)?),
-                    max: num(r.get_ref(c + 3)?),
-                };
+                let acc = acc_at(r, 2 + i * 4)?;
                 e.entry((*f).to_owned()).or_default().merge(&acc);
             }
         }
@@ -796,6 +785,16 @@ fn num(v: rusqlite::types::ValueRef<'_>) -> Option<rollup::Num> {
         V::Real(f) => Some(rollup::Num::Real(f)),
         _ => None,
     }
+}
+
+/// count, sum, min, max from four columns of a row, starting at `c`.
+fn acc_at(r: &rusqlite::Row<'_>, c: usize) -> rusqlite::Result<rollup::Acc> {
+    Ok(rollup::Acc {
+        n: r.get(c)?,
+        sum: num(r.get_ref(c + 1)?),
+        min: num(r.get_ref(c + 2)?),
+        max: num(r.get_ref(c + 3)?),
+    })
 }
 
 fn num_sql(n: Option<rollup::Num>) -> rusqlite::types::Value {
