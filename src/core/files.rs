@@ -309,13 +309,28 @@ pub fn reply(h: &Head, rel: &str, meta: &FileMeta, now: SystemTime) -> Reply {
 
 /// A short error reply (404 and the like), its text naming the fix.
 pub fn error_reply(h: &Head, status: u16, reason: &str, text: &str) -> Reply {
-    let body = if h.method == "HEAD" { "" } else { text };
+    plain_reply(status, reason, text, h.method != "HEAD", h.keep_alive)
+}
+
+/// The reply to a head that did not end within [`MAX_HEAD`] bytes; the connection closes.
+pub fn too_large_reply() -> Reply {
+    plain_reply(
+        431,
+        "Request Header Fields Too Large",
+        &format!("request head over {MAX_HEAD} bytes\n"),
+        true,
+        false,
+    )
+}
+
+fn plain_reply(status: u16, reason: &str, text: &str, with_body: bool, keep_alive: bool) -> Reply {
     Reply {
         status,
         head: format!(
-            "HTTP/1.1 {status} {reason}\r\nServer: pxelator\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status} {reason}\r\nServer: pxelator\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n{}",
             text.len(),
-            if h.keep_alive { "keep-alive" } else { "close" }
+            if keep_alive { "keep-alive" } else { "close" },
+            if with_body { text } else { "" }
         ),
         body: None,
         length: text.len() as u64,

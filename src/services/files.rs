@@ -89,16 +89,10 @@ async fn connection(
                 Parsed::Done(h) => break Some(h),
                 Parsed::Other => break None,
                 Parsed::TooLarge => {
-                    let text = format!("request head over {} bytes\n", decide::MAX_HEAD);
+                    let reply = decide::too_large_reply();
                     let _ = tokio::time::timeout(
                         Duration::from_secs(STALL_SECS),
-                        stream.write_all(
-                            format!(
-                                "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                                text.len()
-                            )
-                            .as_bytes(),
-                        ),
+                        stream.write_all(reply.head.as_bytes()),
                     )
                     .await;
                     return;
