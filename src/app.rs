@@ -626,6 +626,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let mut dns_socks = Vec::new();
+    if let Some(d) = &cfg.dns {
+        for iface in &d.interfaces {
+            let s = crate::services::dns::bind(iface, d.port)
+                .with_context(|| format!("dns on {iface} port {}", d.port))?;
+            info!(iface, port = d.port, domains = ?d.domains, "dns listening");
+            dns_socks.push((iface.clone(), s));
+        }
+    }
     let http_listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("http on {}", cfg.http.listen))?;
@@ -695,6 +704,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 }
             }
         });
+    }
+    if !dns_socks.is_empty() {
+        let svc = Arc::new(crate::services::dns::DnsService {
+            cfg: Arc::new(cfg.clone()),
+            zone: crate::services::dns::zones(inv_rx.clone(), &cfg, cancel.clone()),
+            inventory: inv_rx.clone(),
+            bus: bus.clone(),
+        });
+        for (iface, sock) in dns_socks {
+            tasks.spawn(svc.clone().run(iface, sock, cancel.clone()));
+        }
     }
     if let Some(sock) = syslog_sock {
         tasks.spawn(crate::services::syslog::run(

@@ -51,6 +51,36 @@ pub struct RawConfig {
     pub nfsroot: RawNfsroot,
     #[serde(default)]
     pub pool: RawPool,
+    #[serde(default)]
+    pub dns: RawDns,
+}
+
+/// `[dns]`: DNS from the inventory (A and PTR records, group names, command names), other
+/// names forwarded to `upstreams`. Off unless `interfaces` names at least one interface.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// Interfaces to answer on (never all of them), e.g. ["br0"].
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// UDP port (default 53).
+    pub port: Option<u16>,
+    /// The domains the inventory's names live in (default: the subnets' `domain`s).
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Resolvers other names are forwarded to, "a.b.c.d" or "a.b.c.d:port".
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+    /// TTL of the inventory's records in seconds (default 60).
+    pub ttl: Option<u32>,
+    /// Command names that may run: "wake", "netboot", "local" (default none).
+    #[serde(default)]
+    pub commands: Vec<String>,
+    /// Networks (CIDR) whose machines may send command names.
+    #[serde(default)]
+    pub command_from: Vec<String>,
+    /// Commands one address may send a minute (default 6).
+    pub command_per_minute: Option<u32>,
 }
 
 /// `[pool]`: the storage pool (Ceph) made by `pxelator pool init`; these are its sizes and the
@@ -208,6 +238,24 @@ pub struct Config {
     pub syslog: Option<SocketAddr>,
     pub nfsroot: NfsrootConfig,
     pub pool: PoolConfig,
+    /// None when `[dns]` names no interface.
+    pub dns: Option<DnsConfig>,
+}
+
+/// `[dns]`, validated (see [`RawDns`]); also the policy [`crate::core::dns::decide`] reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsConfig {
+    pub interfaces: Vec<String>,
+    pub port: u16,
+    /// Lower case, no final dot; at least one.
+    pub domains: Vec<String>,
+    /// The subnets whose reverse names (in-addr.arpa) are answered here.
+    pub reverse: Vec<(Ipv4Addr, u8)>,
+    pub upstreams: Vec<SocketAddr>,
+    pub ttl: u32,
+    pub commands: Vec<crate::core::dns::Command>,
+    pub command_from: Vec<(Ipv4Addr, u8)>,
+    pub command_per_minute: u32,
 }
 
 /// The validated `[pool]` section.
@@ -619,7 +667,15 @@ impl RawConfig {
                 ceph_options: p.ceph_options.clone(),
             }
         };
+        let dns = self.dns.validate(&subnets, &invalid)?;
+        if dns.is_some() {
+            // DHCP option 6: the appliance answers names, so subnets that name no resolver get it.
+            for s in subnets.iter_mut().filter(|s| s.dns.is_empty()) {
+                s.dns = vec![self.server_ip];
+            }
+        }
         Ok(Config {
+            dns,
             audit,
             path: path.to_owned(),
             conf_repo: self.conf_repo,
@@ -672,6 +728,92 @@ impl RawConfig {
             },
             pool,
         })
+    }
+}
+
+impl RawDns {
+    fn validate(
+        &self,
+        subnets: &[Subnet],
+        invalid: &dyn Fn(&str, &dyn std::fmt::Display, &str) -> ConfigError,
+    ) -> Result<Option<DnsConfig>, ConfigError> {
+        if self.interfaces.is_empty() {
+            return Ok(None);
+        }
+        let mut domains = if self.domains.is_empty() {
+            subnets.iter().filter_map(|s| s.domain.clone()).collect()
+        } else {
+            self.domains.clone()
+        };
+        for d in &mut domains {
+            *d = d.trim_end_matches('.').to_ascii_lowercase();
+            let ok = !d.is_empty()
+                && d.len() <= 200
+                && d.split('.')
+                    .all(|l| crate::inventory::check_hostname(l).is_ok());
+            if !ok {
+                return Err(invalid(
+                    "dns.domains",
+                    d,
+                    "a domain is labels of letters, digits and '-' joined by dots, e.g. \"lab.example\"",
+                ));
+            }
+        }
+        domains.sort();
+        domains.dedup();
+        if domains.is_empty() {
+            return Err(invalid(
+                "dns.domains",
+                &"[]",
+                "name the inventory's domain (dns.domains = [\"lab.example\"]) or give a [[subnet]] a domain",
+            ));
+        }
+        let mut upstreams = Vec::new();
+        for u in &self.upstreams {
+            let a = u
+                .parse::<SocketAddr>()
+                .or_else(|_| u.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| invalid("dns.upstreams", u, "give \"a.b.c.d\" or \"a.b.c.d:port\""))?;
+            upstreams.push(a);
+        }
+        let mut commands = Vec::new();
+        for c in &self.commands {
+            commands.push(crate::core::dns::Command::parse(c).ok_or_else(|| {
+                invalid("dns.commands", c, "use \"wake\", \"netboot\" or \"local\"")
+            })?);
+        }
+        let mut command_from = Vec::new();
+        for n in &self.command_from {
+            command_from.push(parse_cidr(n).ok_or_else(|| {
+                invalid("dns.command_from", n, "expected a CIDR like 10.77.1.0/24")
+            })?);
+        }
+        if !commands.is_empty() && command_from.is_empty() {
+            return Err(invalid(
+                "dns.command_from",
+                &"[]",
+                "commands are accepted only from the networks named here: add e.g. \"10.77.1.0/24\", or remove dns.commands",
+            ));
+        }
+        let per_minute = self.command_per_minute.unwrap_or(6);
+        if per_minute == 0 {
+            return Err(invalid(
+                "dns.command_per_minute",
+                &0,
+                "use at least 1, or remove dns.commands to accept none",
+            ));
+        }
+        Ok(Some(DnsConfig {
+            interfaces: self.interfaces.clone(),
+            port: self.port.unwrap_or(53),
+            domains,
+            reverse: subnets.iter().map(|s| (s.network, s.prefix)).collect(),
+            upstreams,
+            ttl: self.ttl.unwrap_or(60),
+            commands,
+            command_from,
+            command_per_minute: per_minute,
+        }))
     }
 }
 
@@ -745,5 +887,38 @@ pool = ["10.77.1.100", "10.77.1.199"]
     fn cidr_host_bits_are_refused() {
         let text = GOOD.replace("10.77.1.0/24", "10.77.1.3/24");
         assert!(Config::parse(Path::new("t.toml"), &text).is_err());
+    }
+
+    #[test]
+    fn dns_section_validates_and_names_what_to_fix() {
+        let on = format!("{GOOD}\n[dns]\ninterfaces = [\"br0\"]\ndomains = [\"Lab.Example.\"]\nupstreams = [\"10.0.0.53\", \"10.0.0.54:5353\"]\n");
+        let c = Config::parse(Path::new("t.toml"), &on).unwrap();
+        let d = c.dns.as_ref().unwrap();
+        assert_eq!(d.domains, vec!["lab.example".to_string()]);
+        assert_eq!(d.upstreams[1], "10.0.0.54:5353".parse().unwrap());
+        assert_eq!(d.reverse, vec![(Ipv4Addr::new(10, 77, 1, 0), 24)]);
+        assert_eq!(
+            c.dhcp.net.subnets[0].dns,
+            vec![c.server_ip],
+            "option 6 points at us"
+        );
+        assert!(Config::parse(Path::new("t.toml"), GOOD)
+            .unwrap()
+            .dns
+            .is_none());
+        let bad = |extra: &str| {
+            Config::parse(Path::new("t.toml"), &format!("{on}{extra}"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad("commands = [\"wake\"]\n");
+        assert!(e.contains("dns.command_from"), "{e}");
+        let e = bad("commands = [\"reboot\"]\ncommand_from = [\"10.77.1.0/24\"]\n");
+        assert!(e.contains("dns.commands") && e.contains("\"wake\""), "{e}");
+        let no_domain = format!("{GOOD}\n[dns]\ninterfaces = [\"br0\"]\n");
+        let e = Config::parse(Path::new("t.toml"), &no_domain)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dns.domains"), "{e}");
     }
 }

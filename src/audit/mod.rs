@@ -260,6 +260,7 @@ fn source_of(e: &Event) -> &'static str {
         | Event::HandlerPanicked { proto, .. }
         | Event::Suppressed { proto, .. } => proto,
         Event::TftpStarted { .. } | Event::TftpFinished { .. } | Event::TftpFailed { .. } => "tftp",
+        Event::DnsAnswered { .. } | Event::DnsCommand { .. } | Event::DnsRefused { .. } => "dns",
         Event::HttpServed { .. } | Event::AuthFailed { .. } | Event::BootScriptRefused { .. } => {
             "http"
         }

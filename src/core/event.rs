@@ -221,6 +221,30 @@ pub enum Event {
         packet: String,
         message: String,
     },
+    /// A DNS query answered (`via`: "inventory", "forwarded" or "error"; `rcode` as dig
+    /// shows it). Each asker's queries are rate-limited as events (`suppressed`).
+    DnsAnswered {
+        peer: SocketAddr,
+        name: String,
+        qtype: String,
+        rcode: String,
+        via: &'static str,
+    },
+    /// A command name carried out (`wake.kiosk7.<domain>`): `outcome` "done" or why it failed.
+    DnsCommand {
+        peer: SocketAddr,
+        command: String,
+        host: String,
+        mac: Mac,
+        outcome: String,
+    },
+    /// A DNS query refused (a command not enabled, an asker not allowed, over its rate, no
+    /// upstream for an outside name), and why.
+    DnsRefused {
+        peer: SocketAddr,
+        name: String,
+        reason: String,
+    },
     TftpStarted {
         peer: SocketAddr,
         file: String,
@@ -458,6 +482,9 @@ impl Event {
             Event::HandlerPanicked { .. } => "handler_panicked",
             Event::Suppressed { .. } => "suppressed",
             Event::Syslog { .. } => "syslog",
+            Event::DnsAnswered { .. } => "dns_answered",
+            Event::DnsCommand { .. } => "dns_command",
+            Event::DnsRefused { .. } => "dns_refused",
             Event::TftpStarted { .. } => "tftp_started",
             Event::TftpFinished { .. } => "tftp_finished",
             Event::TftpFailed { .. } => "tftp_failed",

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod boot;
 pub mod dhcp;
+pub mod dns;
 pub mod event;
 pub mod files;
 pub mod graphs;

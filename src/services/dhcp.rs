@@ -74,16 +74,7 @@ pub const PROXY_PORT: u16 = 4011;
 
 /// Binds the DHCP socket for one interface.
 pub fn bind(iface: &str, port: u16) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
-    s.set_broadcast(true)?;
-    s.bind_device(Some(iface.as_bytes())).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot bind DHCP to interface {iface:?}: {e} (does it exist? is pxelator root or CAP_NET_RAW?)"))
-    })?;
-    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
-    s.set_nonblocking(true)?;
-    UdpSocket::from_std(s.into())
+    super::bind_udp_to_device("DHCP", iface, port, true)
 }
 
 impl DhcpService {

@@ -34,6 +34,15 @@ impl Flood {
         }
     }
 
+    /// `per_minute` events a minute per source, bursts of up to that many.
+    pub fn per_minute(per_minute: u32) -> Flood {
+        Flood {
+            per_sec: f64::from(per_minute) / 60.0,
+            burst: f64::from(per_minute.max(1)),
+            map: HashMap::new(),
+        }
+    }
+
     /// Whether one more event from `ip` at `now_ms` may be recorded.
     pub fn allow(&mut self, ip: IpAddr, now_ms: i64) -> bool {
         if !self.map.contains_key(&ip) && self.map.len() >= MAX_SOURCES {

@@ -1,0 +1,441 @@
+//! DNS service: one UDP socket per configured interface (bound to the device, so nothing is
+//! answered elsewhere). Each query is decided by [`crate::core::dns::decide`]; this task sends
+//! the answer, forwards other names to the upstreams (fresh random IDs, answers checked
+//! against the question and the upstream asked, [`MAX_PENDING`] in flight, [`UPSTREAM_WAIT`]
+//! each), carries out command names (Wake-on-LAN or AMT through [`crate::power`], one-time
+//! boot overrides through [`crate::nextboot`]) within `dns.command_per_minute` per asker, and
+//! emits one event per query (each source's events rate-limited like syslog's).
+use super::flood::Flood;
+use crate::config::Config;
+use crate::core::dns::{self, Answered, Command, Decision, Zone};
+use crate::core::event::Event;
+use crate::events::Bus;
+use crate::inventory::Inventory;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Forwarded queries waiting for an upstream, per interface; past it, SERVFAIL at once.
+pub const MAX_PENDING: usize = 4096;
+/// How long one upstream is given before the next is asked (then SERVFAIL).
+pub const UPSTREAM_WAIT: Duration = Duration::from_millis(1500);
+/// Query events one source may have recorded a second, and in one burst.
+const EVENTS_PER_SEC: u32 = 50;
+const EVENTS_BURST: u32 = 200;
+
+pub fn bind(iface: &str, port: u16) -> std::io::Result<UdpSocket> {
+    super::bind_udp_to_device("DNS", iface, port, false)
+}
+
+/// The zone, rebuilt from every inventory the daemon loads.
+pub fn zones(
+    mut inv: watch::Receiver<Inventory>,
+    cfg: &Config,
+    cancel: CancellationToken,
+) -> watch::Receiver<Arc<Zone>> {
+    let server_ip = cfg.server_ip;
+    let build = move |i: &Inventory| {
+        Arc::new(Zone::build(
+            i,
+            server_ip,
+            crate::clock::unix_now_ms() / 1000,
+        ))
+    };
+    let (tx, rx) = watch::channel(build(&inv.borrow_and_update()));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = inv.changed() => if r.is_err() { break },
+            }
+            let z = build(&inv.borrow_and_update());
+            tx.send_replace(z);
+        }
+    });
+    rx
+}
+
+pub struct DnsService {
+    pub cfg: Arc<Config>,
+    pub zone: watch::Receiver<Arc<Zone>>,
+    pub inventory: watch::Receiver<Inventory>,
+    pub bus: Bus,
+}
+
+struct Pending {
+    client: SocketAddr,
+    id: u16,
+    query: Vec<u8>,
+    upstream: usize,
+    deadline: Instant,
+    name: String,
+}
+
+impl DnsService {
+    pub async fn run(self: Arc<Self>, iface: String, sock: UdpSocket, cancel: CancellationToken) {
+        let Some(policy) = self.cfg.dns.clone() else {
+            return;
+        };
+        let sock = Arc::new(sock);
+        let upstream = if policy.upstreams.is_empty() {
+            None
+        } else {
+            match UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0))).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(iface, "dns: no socket for upstreams: {e}");
+                    None
+                }
+            }
+        };
+        let mut pending: HashMap<u16, Pending> = HashMap::new();
+        let mut events = Flood::new(EVENTS_PER_SEC, EVENTS_BURST);
+        let mut commands = Flood::per_minute(policy.command_per_minute);
+        let mut buf = vec![0u8; 4096];
+        let mut ubuf = vec![0u8; 65_536];
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {
+                    self.expire(&sock, upstream.as_ref(), &policy.upstreams, &mut pending, &mut events).await;
+                    for (ip, count) in events.drain() {
+                        self.bus.emit(Event::Suppressed { proto: "dns", what: "dns_answered", ip, count });
+                    }
+                }
+                r = sock.recv_from(&mut buf) => match r {
+                    Ok((n, peer)) => {
+                        let packet = buf[..n].to_vec();
+                        self.query(&sock, upstream.as_ref(), &policy, &packet, peer, &mut pending, &mut events, &mut commands).await;
+                    }
+                    Err(e) => tracing::warn!(iface, "dns receive: {e}"),
+                },
+                r = recv_opt(upstream.as_ref(), &mut ubuf) => match r {
+                    Ok((n, from)) => self.upstream_reply(&sock, &ubuf[..n], from, &policy.upstreams, &mut pending, &mut events).await,
+                    Err(e) => tracing::warn!(iface, "dns upstream receive: {e}"),
+                },
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn query(
+        &self,
+        sock: &Arc<UdpSocket>,
+        upstream: Option<&UdpSocket>,
+        policy: &crate::config::DnsConfig,
+        packet: &[u8],
+        peer: SocketAddr,
+        pending: &mut HashMap<u16, Pending>,
+        events: &mut Flood,
+        commands: &mut Flood,
+    ) {
+        let zone = self.zone.borrow().clone();
+        let Some(decision) = super::contain::contain(&self.bus, "dns", peer, packet, || {
+            dns::decide(packet, peer.ip(), &zone, policy)
+        }) else {
+            return;
+        };
+        let now_ms = crate::clock::unix_now_ms();
+        let mut emit = |e: Event| {
+            if events.allow(peer.ip(), now_ms) {
+                self.bus.emit(e);
+            }
+        };
+        match decision {
+            Decision::Drop { reason } => emit(Event::PacketRejected {
+                proto: "dns",
+                peer,
+                iface: String::new(),
+                bytes: packet.len(),
+                reason,
+            }),
+            Decision::Reply(a) => {
+                send(sock, &dns::encode(&a, packet), peer).await;
+                let via = if matches!(a.rcode(), "NOERROR" | "NXDOMAIN") {
+                    "inventory"
+                } else {
+                    "error"
+                };
+                emit(answered(peer, &a, via));
+            }
+            Decision::Refused { reply, reason } => {
+                send(sock, &dns::encode(&reply, packet), peer).await;
+                emit(Event::DnsRefused {
+                    peer,
+                    name: reply.name,
+                    reason,
+                });
+            }
+            Decision::Command {
+                command,
+                host,
+                target,
+                reply,
+            } => {
+                if !commands.allow(peer.ip(), now_ms) {
+                    send(sock, &dns::encode(&dns::refusal(&reply), packet), peer).await;
+                    // Always recorded: the command limit already bounds these.
+                    self.bus.emit(Event::DnsRefused {
+                        peer,
+                        name: reply.name,
+                        reason: format!(
+                            "over dns.command_per_minute ({}) for {}",
+                            policy.command_per_minute,
+                            peer.ip()
+                        ),
+                    });
+                    return;
+                }
+                // The effect may wait on a machine (AMT): not on this loop.
+                let (cfg, inv, bus, sock) = (
+                    self.cfg.clone(),
+                    self.inventory.borrow().clone(),
+                    self.bus.clone(),
+                    sock.clone(),
+                );
+                let packet = packet.to_vec();
+                tokio::spawn(async move {
+                    let (h, mac) = (host.clone(), target.mac);
+                    let outcome = tokio::task::spawn_blocking(move || {
+                        carry_out(&cfg, &inv, command, &h, mac, peer)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err((format!("the command panicked: {e}"), Vec::new())));
+                    let (outcome, effects) = match outcome {
+                        Ok(ev) => ("done".to_string(), ev),
+                        Err((why, ev)) => (why, ev),
+                    };
+                    let answer = if outcome == "done" {
+                        reply
+                    } else {
+                        let mut r = dns::refusal(&reply);
+                        r.msg.metadata.response_code = hickory_proto::op::ResponseCode::ServFail;
+                        r
+                    };
+                    send(&sock, &dns::encode(&answer, &packet), peer).await;
+                    for e in effects {
+                        bus.emit(e);
+                    }
+                    bus.emit(Event::DnsCommand {
+                        peer,
+                        command: command.as_str().into(),
+                        host,
+                        mac: target.mac,
+                        outcome,
+                    });
+                });
+            }
+            Decision::Forward { name, qtype } => {
+                let Some(up) = upstream else {
+                    return;
+                };
+                if pending.len() >= MAX_PENDING {
+                    let a = servfail(packet, name, qtype);
+                    send(sock, &dns::encode(&a, packet), peer).await;
+                    emit(answered(peer, &a, "forwarded"));
+                    return;
+                }
+                let id = loop {
+                    let mut b = [0u8; 2];
+                    let _ = getrandom::fill(&mut b);
+                    let id = u16::from_be_bytes(b);
+                    if !pending.contains_key(&id) {
+                        break id;
+                    }
+                };
+                let p = Pending {
+                    client: peer,
+                    id: u16::from_be_bytes([packet[0], packet[1]]),
+                    query: packet.to_vec(),
+                    upstream: 0,
+                    deadline: Instant::now() + UPSTREAM_WAIT,
+                    name,
+                };
+                forward(up, &p.query, id, policy.upstreams[0]).await;
+                pending.insert(id, p);
+            }
+        }
+    }
+
+    async fn upstream_reply(
+        &self,
+        sock: &UdpSocket,
+        reply: &[u8],
+        from: SocketAddr,
+        upstreams: &[SocketAddr],
+        pending: &mut HashMap<u16, Pending>,
+        events: &mut Flood,
+    ) {
+        if reply.len() < 12 {
+            return;
+        }
+        let id = u16::from_be_bytes([reply[0], reply[1]]);
+        // Only the upstream asked may answer, with the question asked.
+        let ok = pending.get(&id).is_some_and(|p| {
+            upstreams.get(p.upstream) == Some(&from) && same_question(&p.query, reply)
+        });
+        if !ok {
+            return;
+        }
+        let p = pending.remove(&id).expect("checked");
+        let mut out = reply.to_vec();
+        out[..2].copy_from_slice(&p.id.to_be_bytes());
+        send(sock, &out, p.client).await;
+        if events.allow(p.client.ip(), crate::clock::unix_now_ms()) {
+            let rcode = hickory_proto::op::ResponseCode::from(0, reply[3] & 0x0f);
+            self.bus.emit(Event::DnsAnswered {
+                peer: p.client,
+                name: p.name,
+                qtype: qtype_of(&p.query),
+                rcode: dns::rcode_name(rcode).into(),
+                via: "forwarded",
+            });
+        }
+    }
+
+    /// Queries an upstream did not answer in time go to the next one; past the last, SERVFAIL.
+    async fn expire(
+        &self,
+        sock: &UdpSocket,
+        upstream: Option<&UdpSocket>,
+        upstreams: &[SocketAddr],
+        pending: &mut HashMap<u16, Pending>,
+        events: &mut Flood,
+    ) {
+        let now = Instant::now();
+        let late: Vec<u16> = pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            let mut p = pending.remove(&id).expect("listed");
+            if let (Some(up), Some(next)) = (upstream, upstreams.get(p.upstream + 1)) {
+                p.upstream += 1;
+                p.deadline = now + UPSTREAM_WAIT;
+                forward(up, &p.query, id, *next).await;
+                pending.insert(id, p);
+                continue;
+            }
+            let a = servfail(&p.query, p.name, qtype_of(&p.query));
+            send(sock, &dns::encode(&a, &p.query), p.client).await;
+            if events.allow(p.client.ip(), crate::clock::unix_now_ms()) {
+                let mut e = answered(p.client, &a, "forwarded");
+                if let Event::DnsAnswered { rcode, .. } = &mut e {
+                    *rcode = "SERVFAIL (no upstream answered)".into();
+                }
+                self.bus.emit(e);
+            }
+        }
+    }
+}
+
+/// What a command does; Ok with its events, or Err with why it failed (and events so far).
+fn carry_out(
+    cfg: &Config,
+    inv: &Inventory,
+    command: Command,
+    host: &str,
+    mac: crate::core::mac::Mac,
+    peer: SocketAddr,
+) -> Result<Vec<Event>, (String, Vec<Event>)> {
+    use crate::core::boot::NextBoot;
+    let next = match command {
+        Command::Wake => {
+            let events = crate::power::request(
+                cfg,
+                inv,
+                &[host.to_owned()],
+                Some(crate::power::schedule::Action::On),
+                None,
+            )
+            .map_err(|e| (e.to_string(), Vec::new()))?;
+            let failed = events.iter().find_map(|e| match e {
+                Event::PowerFailed { reason, .. } => Some(reason.clone()),
+                _ => None,
+            });
+            return match failed {
+                Some(why) => Err((why, events)),
+                None => Ok(events),
+            };
+        }
+        Command::Netboot => NextBoot::Netboot,
+        Command::Local => NextBoot::Local,
+    };
+    crate::nextboot::set(&cfg.state_dir, mac, Some(next))
+        .map_err(|e| (e.to_string(), Vec::new()))?;
+    Ok(vec![Event::NextBootSet {
+        mac,
+        host: Some(host.to_owned()),
+        next: Some(next.name().into()),
+        user: format!("dns:{}", peer.ip()),
+    }])
+}
+
+fn answered(peer: SocketAddr, a: &Answered, via: &'static str) -> Event {
+    Event::DnsAnswered {
+        peer,
+        name: a.name.clone(),
+        qtype: a.qtype.clone(),
+        rcode: a.rcode().into(),
+        via,
+    }
+}
+
+fn servfail(query: &[u8], name: String, qtype: String) -> Answered {
+    let mut msg = hickory_proto::op::Message::from_vec(query)
+        .map(|q| {
+            let mut m = hickory_proto::op::Message::response(q.metadata.id, q.metadata.op_code);
+            m.metadata.recursion_desired = q.metadata.recursion_desired;
+            m.add_queries(q.queries);
+            m
+        })
+        .unwrap_or_else(|_| {
+            hickory_proto::op::Message::response(0, hickory_proto::op::OpCode::Query)
+        });
+    msg.metadata.response_code = hickory_proto::op::ResponseCode::ServFail;
+    Answered { msg, name, qtype }
+}
+
+fn qtype_of(query: &[u8]) -> String {
+    hickory_proto::op::Message::from_vec(query)
+        .ok()
+        .and_then(|m| m.queries.first().map(|q| q.query_type().to_string()))
+        .unwrap_or_default()
+}
+
+fn same_question(query: &[u8], reply: &[u8]) -> bool {
+    match (
+        hickory_proto::op::Message::from_vec(query),
+        hickory_proto::op::Message::from_vec(reply),
+    ) {
+        (Ok(q), Ok(r)) => q.queries == r.queries,
+        _ => false,
+    }
+}
+
+async fn forward(up: &UdpSocket, query: &[u8], id: u16, to: SocketAddr) {
+    let mut q = query.to_vec();
+    q[..2].copy_from_slice(&id.to_be_bytes());
+    if let Err(e) = up.send_to(&q, to).await {
+        tracing::warn!("dns: forwarding to {to}: {e}");
+    }
+}
+
+async fn send(sock: &UdpSocket, bytes: &[u8], to: SocketAddr) {
+    if let Err(e) = sock.send_to(bytes, to).await {
+        tracing::warn!("dns: answering {to}: {e}");
+    }
+}
+
+async fn recv_opt(s: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match s {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
