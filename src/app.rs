@@ -504,6 +504,7 @@ async fn feed_web(
     mut rx: tokio::sync::broadcast::Receiver<Arc<crate::events::Stamped>>,
     seen: crate::web::SharedSeen,
     health: crate::web::SharedHealth,
+    metrics: Arc<crate::services::metrics::Metrics>,
     cancel: CancellationToken,
 ) {
     use tokio::sync::broadcast::error::RecvError;
@@ -514,6 +515,7 @@ async fn feed_web(
         };
         match got {
             Ok(e) => {
+                metrics.observe(&e.event);
                 seen.lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .observe(&e.event, e.time_ms);
@@ -522,7 +524,7 @@ async fn feed_web(
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .observe(&e.event, e.time_ms);
             }
-            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Lagged(n)) => metrics.missed(n),
             Err(RecvError::Closed) => return,
         }
     }
@@ -562,10 +564,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // The web UI's last-seen table: every event from now on, and what the store remembers.
     let seen = crate::web::SharedSeen::default();
     let health = crate::web::SharedHealth::default();
+    let metrics = Arc::new(crate::services::metrics::Metrics::new());
     tasks.spawn(feed_web(
         bus.subscribe(),
         seen.clone(),
         health.clone(),
+        metrics.clone(),
         cancel.clone(),
     ));
     if let Some(a) = cfg.audit.clone() {
@@ -575,6 +579,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             Err(e) => warn!("last-seen table not seeded from the audit store: {e}"),
         });
     }
+    let pings = crate::services::metrics::SharedPings::default();
     let mut load_state = LoadState::default();
     let inv = load_inventory(&cfg, None, &bus, &mut load_state);
     let (inv_tx, inv_rx) = watch::channel(inv);
@@ -753,6 +758,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             seen: seen.clone(),
             health: health.clone(),
             shutdown: cancel.clone(),
+            metrics: metrics.clone(),
+            pings: pings.clone(),
         };
         let app = http::router(state);
         let files = Arc::new(crate::services::files::Files {

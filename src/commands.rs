@@ -701,3 +701,27 @@ pub fn overlay_reset(cfg: &Config, host: &str) -> anyhow::Result<crate::core::ev
         host: host.to_owned(),
     })
 }
+
+/// The DHCP server's leases as the lease journal (`state_dir/leases.jsonl`) has them, named
+/// from the inventory: `pxelator leases`. (The running daemon's `GET /api/leases` reads the
+/// same leases from memory.) Read only; an absent journal is no leases.
+pub fn leases(cfg: &Config) -> anyhow::Result<Vec<crate::core::leases::LeaseRow>> {
+    let path = cfg.state_dir.join("leases.jsonl");
+    let leases = match std::fs::File::open(&path) {
+        Ok(f) => {
+            crate::services::journal::replay(std::io::BufReader::new(f))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                .0
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => bail!(
+            "{}: {e} (is state_dir right in the config?)",
+            path.display()
+        ),
+    };
+    Ok(crate::core::leases::rows(
+        &leases,
+        &load(cfg),
+        crate::clock::unix_now(),
+    ))
+}

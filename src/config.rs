@@ -53,6 +53,18 @@ pub struct RawConfig {
     pub pool: RawPool,
     #[serde(default)]
     pub dns: RawDns,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`: who may scrape `/metrics` without a token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Networks (CIDR) whose addresses may read /metrics without logging in, e.g. the
+    /// Prometheus server's ["10.0.0.9/32"]. Everyone else needs a viewer's token.
+    #[serde(default)]
+    pub allow_from: Vec<String>,
 }
 
 /// `[dns]`: DNS from the inventory (A and PTR records, group names, command names), other
@@ -240,6 +252,8 @@ pub struct Config {
     pub pool: PoolConfig,
     /// None when `[dns]` names no interface.
     pub dns: Option<DnsConfig>,
+    /// `[metrics] allow_from`: networks that read /metrics without a token.
+    pub metrics_allow_from: Vec<(Ipv4Addr, u8)>,
 }
 
 /// `[dns]`, validated (see [`RawDns`]); also the policy [`crate::core::dns::decide`] reads.
@@ -674,8 +688,19 @@ impl RawConfig {
                 s.dns = vec![self.server_ip];
             }
         }
+        let mut metrics_allow_from = Vec::new();
+        for n in &self.metrics.allow_from {
+            metrics_allow_from.push(parse_cidr(n).ok_or_else(|| {
+                invalid(
+                    "metrics.allow_from",
+                    n,
+                    "expected a CIDR like 10.0.0.9/32 (the Prometheus server)",
+                )
+            })?);
+        }
         Ok(Config {
             dns,
+            metrics_allow_from,
             audit,
             path: path.to_owned(),
             conf_repo: self.conf_repo,

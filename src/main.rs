@@ -150,6 +150,14 @@ enum Cmd {
         #[arg(long)]
         author: Option<String>,
     },
+    /// The DHCP server's leases (address, MAC, hostname, state, expiry), from its journal.
+    Leases {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Query the audit store (every DHCP, TFTP, HTTP and inventory event).
     Audit {
         #[command(flatten)]
@@ -1304,6 +1312,31 @@ enum AuditCmd {
     },
 }
 
+fn leases(config: &std::path::Path, json: bool) -> anyhow::Result<bool> {
+    let rows = pxelator::commands::leases(&Config::load(config)?)?;
+    if json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(r)?);
+        }
+        return Ok(true);
+    }
+    println!(
+        "{:<15}  {:<17}  {:<20}  {:<8}  EXPIRES",
+        "IP", "MAC", "HOSTNAME", "STATE"
+    );
+    for r in &rows {
+        println!(
+            "{:<15}  {:<17}  {:<20}  {:<8}  {}",
+            r.ip.to_string(),
+            r.mac.to_string(),
+            r.hostname.as_deref().unwrap_or("-"),
+            r.state,
+            r.expires_at
+        );
+    }
+    Ok(true)
+}
+
 fn audit(config: &std::path::Path, cmd: AuditCmd) -> anyhow::Result<bool> {
     use anyhow::Context;
     let cfg = Config::load(config)?;
@@ -1696,6 +1729,10 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
             cmd,
         } => exit_code(audit(&config, cmd)),
+        Cmd::Leases {
+            config: ConfigArg { path: config },
+            json,
+        } => exit_code(leases(&config, json)),
         Cmd::Base {
             config: ConfigArg { path: config },
             cmd,

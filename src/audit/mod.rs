@@ -247,7 +247,7 @@ pub struct Record {
     pub doc: Value,
 }
 
-fn source_of(e: &Event) -> &'static str {
+pub fn source_of(e: &Event) -> &'static str {
     match e {
         Event::DhcpReply { .. }
         | Event::DhcpIgnored { .. }

@@ -106,7 +106,8 @@ pub fn required_role(method: &str, path: &str, history_path: Option<&str>) -> Ac
         }
         // Importing reads a path on the server; removing deletes boot files.
         ("POST", "/ui/images/import" | "/ui/images/remove") => Access::Role(Role::Admin),
-        ("GET", "/api/whoami") => Access::Role(Role::Viewer),
+        // /metrics also opens to the addresses of `[metrics] allow_from` (services::api_auth).
+        ("GET", "/api/whoami" | "/api/leases" | "/metrics") => Access::Role(Role::Viewer),
         ("GET", p) if p.starts_with("/api/audit/") => Access::Role(Role::Viewer),
         ("GET", "/api/history/log") => Access::Role(Role::Viewer),
         ("GET", "/api/history/diff" | "/api/history/cat") if !secretive(history_path) => {

@@ -210,6 +210,43 @@ impl Leases {
     }
 }
 
+/// One lease as `pxelator leases` and `GET /api/leases` show it (what a dnsmasq leases file
+/// says, and the state): sorted by address.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeaseRow {
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+    /// The inventory's name for the MAC (None for a machine it does not know).
+    pub hostname: Option<String>,
+    /// "bound", "offered", "declined", or "expired" once `expires` is past.
+    pub state: &'static str,
+    /// Unix seconds, and the same as RFC 3339 (UTC).
+    pub expires: u64,
+    pub expires_at: String,
+}
+
+/// The rows of every lease held in `leases` at `now` (expired ones too, marked so).
+pub fn rows(leases: &Leases, inv: &crate::inventory::Inventory, now: u64) -> Vec<LeaseRow> {
+    let mut out: Vec<LeaseRow> = leases
+        .iter()
+        .map(|l| LeaseRow {
+            ip: l.ip,
+            mac: l.mac,
+            hostname: inv.by_mac(&l.mac).and_then(|m| m.hostname.clone()),
+            state: match l.state {
+                _ if l.until <= now => "expired",
+                LeaseState::Bound => "bound",
+                LeaseState::Offered => "offered",
+                LeaseState::Declined => "declined",
+            },
+            expires: l.until,
+            expires_at: crate::clock::rfc3339(l.until),
+        })
+        .collect();
+    out.sort_by_key(|r| r.ip);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +284,43 @@ mod tests {
         assert_eq!(l.free_in_pool(A, B, 50, |_| true), Some(B));
         assert_eq!(l.free_in_pool(A, B, 50, |ip| ip != B), None);
         assert_eq!(l.free_in_pool(A, B, 150, |ip| ip != B), Some(A));
+    }
+
+    #[test]
+    fn rows_name_machines_sort_by_address_and_mark_expired() {
+        let mut l = Leases::default();
+        l.apply(&LeaseChange::Bind {
+            mac: mac(2),
+            ip: B,
+            until: 100,
+        });
+        l.apply(&LeaseChange::Bind {
+            mac: mac(1),
+            ip: A,
+            until: 300,
+        });
+        let m = crate::inventory::Machine {
+            mac: mac(1),
+            ip: Some(A),
+            hostname: Some("k1".into()),
+            profile: None,
+            args: None,
+            params: Default::default(),
+            source: "machines/k1.toml".into(),
+            registered: None,
+        };
+        let inv = crate::inventory::Inventory::build(vec![m], vec![], &mut vec![]);
+        let r = rows(&l, &inv, 200);
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (r[0].ip, r[0].hostname.as_deref(), r[0].state),
+            (A, Some("k1"), "bound")
+        );
+        assert_eq!(
+            (r[1].ip, r[1].hostname.as_deref(), r[1].state),
+            (B, None, "expired")
+        );
+        assert_eq!(r[0].expires_at, "1970-01-01T00:05:00Z");
     }
 
     #[test]

@@ -129,6 +129,20 @@ pub async fn guard(
 ) -> Response {
     let hist = history_path(&req);
     let need = required_role(req.method().as_str(), req.uri().path(), hist.as_deref());
+    // A Prometheus server named in `[metrics] allow_from` scrapes without a token.
+    if req.uri().path() == "/metrics"
+        && st.auth.host_ok(req.headers())
+        && st
+            .config
+            .metrics_allow_from
+            .iter()
+            .any(|(net, len)| match peer.ip() {
+                std::net::IpAddr::V4(ip) => crate::core::dns::in_net(ip, *net, *len),
+                std::net::IpAddr::V6(_) => false,
+            })
+    {
+        return next.run(req).await;
+    }
     let Access::Role(role) = need else {
         if need == Access::Login && !st.auth.host_ok(req.headers()) {
             return refuse(StatusCode::MISDIRECTED_REQUEST, misdirected(&st));

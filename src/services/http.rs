@@ -47,6 +47,10 @@ pub struct HttpState {
     /// Cancelled when the daemon stops: long-lived responses (the web UI's live stream) end
     /// then, so the graceful shutdown does not wait on them.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Counters for `/metrics`, fed from the event bus.
+    pub metrics: Arc<super::metrics::Metrics>,
+    /// The ping monitor's view of each machine (empty when `[monitor]` is off).
+    pub pings: super::metrics::SharedPings,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -72,6 +76,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/audit/last-seen/{who}", get(audit_last_seen))
         .route("/api/audit/aggregate", get(audit_aggregate))
         .route("/api/audit/status", get(audit_status))
+        .route("/api/leases", get(leases))
+        .route("/metrics", get(metrics))
         .route("/api/history/log", get(history_log))
         .route("/api/history/diff", get(history_diff))
         .route("/api/history/cat", get(history_cat))
@@ -607,6 +613,80 @@ async fn history_cat(
 
 /// `GET /api/audit/status` → the writer's counters: events emitted, stored, sent through the
 /// spool, waiting in it now, and dropped (which must stay 0). Counters only: no file is read.
+/// `GET /api/leases`: the DHCP server's leases (what `pxelator leases --json` prints, as one
+/// JSON array); 404 when pxelator is not the DHCP server here.
+async fn leases(State(st): State<HttpState>) -> Response {
+    let Some(db) = &st.leases else {
+        return (
+            StatusCode::NOT_FOUND,
+            "pxelator hands out no addresses here (dhcp.mode is not \"server\")\n",
+        )
+            .into_response();
+    };
+    let rows = {
+        let db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        crate::core::leases::rows(&db.leases, &st.inventory.borrow(), crate::clock::unix_now())
+    };
+    axum::Json(rows).into_response()
+}
+
+/// `GET /metrics`: Prometheus' text format (see [`super::metrics`]).
+async fn metrics(State(st): State<HttpState>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let now = crate::clock::unix_now();
+    let mut g = super::metrics::Gauges {
+        machines: i64::try_from(st.inventory.borrow().machines().len()).unwrap_or(i64::MAX),
+        ..Default::default()
+    };
+    if let Some(db) = &st.leases {
+        let db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut by: std::collections::BTreeMap<&'static str, i64> =
+            ["bound", "offered", "declined"]
+                .into_iter()
+                .map(|s| (s, 0))
+                .collect();
+        for l in db.leases.iter().filter(|l| l.until > now) {
+            let s = match l.state {
+                crate::core::leases::LeaseState::Bound => "bound",
+                crate::core::leases::LeaseState::Offered => "offered",
+                crate::core::leases::LeaseState::Declined => "declined",
+            };
+            *by.entry(s).or_default() += 1;
+        }
+        g.leases = by.into_iter().collect();
+        for s in &st.config.dhcp.net.subnets {
+            if let Some((a, b)) = s.pool {
+                let n = i64::from(u32::from(b) - u32::from(a)) + 1;
+                g.pool_sizes
+                    .push((format!("{}/{}", s.network, s.prefix), n));
+            }
+        }
+    }
+    if st.audit.is_some() {
+        let s = &st.audit_stats;
+        g.audit = Some(super::metrics::AuditGauges {
+            emitted: st.bus.emitted(),
+            stored: s.stored.load(Relaxed),
+            spooled: s.spooled.load(Relaxed),
+            spool_pending: s.spool_pending.load(Relaxed),
+            dropped: s.dropped.load(Relaxed),
+        });
+    }
+    g.pings = st
+        .pings
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(&g),
+    )
+        .into_response()
+}
+
 async fn audit_status(State(st): State<HttpState>) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
     let s = &st.audit_stats;

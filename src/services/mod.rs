@@ -9,6 +9,7 @@ pub mod files;
 pub mod flood;
 pub mod http;
 pub mod journal;
+pub mod metrics;
 pub mod ra;
 pub mod syslog;
 pub mod tftp;
