@@ -791,6 +791,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cancel.clone(),
     ));
     tasks.spawn(pool_keeper(cfg.clone(), bus.clone(), cancel.clone()));
+    if cfg.monitor.is_some() {
+        tasks.spawn(crate::services::ping::run(
+            Arc::new(cfg.clone()),
+            inv_rx.clone(),
+            bus.clone(),
+            pings.clone(),
+            cancel.clone(),
+        ));
+    }
     tasks.spawn(power_scheduler(
         cfg.clone(),
         bus.clone(),

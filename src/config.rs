@@ -55,6 +55,35 @@ pub struct RawConfig {
     pub dns: RawDns,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub monitor: RawMonitor,
+}
+
+/// `[monitor]`: ping every machine (or the groups named) and alert on changes. Off unless
+/// `enabled = true`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitor {
+    pub enabled: Option<bool>,
+    /// Seconds between two pings of a machine (default 10).
+    pub interval_secs: Option<u32>,
+    /// How long an answer is waited for (ms, default 1000).
+    pub timeout_ms: Option<u32>,
+    /// Only machines with one of these `group` params (default: every machine with an address).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Unanswered pings in a row before a machine is down (default 3); also how many slow
+    /// ones make it slow.
+    pub down_after: Option<u32>,
+    /// Answered pings in a row before a down machine is up again (default 2).
+    pub up_after: Option<u32>,
+    /// Round trip (ms) over which an up machine counts as slow (default: no threshold).
+    pub slow_ms: Option<f64>,
+    /// URL an alert is POSTed to as JSON (host, ip, mac, state, reason, time).
+    pub webhook: Option<String>,
+    /// A program run for each alert (no shell), with PXELATOR_HOST, PXELATOR_IP,
+    /// PXELATOR_MAC, PXELATOR_STATE and PXELATOR_REASON in its environment.
+    pub command: Option<PathBuf>,
 }
 
 /// `[metrics]`: who may scrape `/metrics` without a token.
@@ -254,6 +283,19 @@ pub struct Config {
     pub dns: Option<DnsConfig>,
     /// `[metrics] allow_from`: networks that read /metrics without a token.
     pub metrics_allow_from: Vec<(Ipv4Addr, u8)>,
+    /// None unless `[monitor] enabled = true`.
+    pub monitor: Option<MonitorConfig>,
+}
+
+/// `[monitor]`, validated (see [`RawMonitor`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorConfig {
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+    pub groups: Vec<String>,
+    pub settings: crate::core::monitor::Settings,
+    pub webhook: Option<String>,
+    pub command: Option<PathBuf>,
 }
 
 /// `[dns]`, validated (see [`RawDns`]); also the policy [`crate::core::dns::decide`] reads.
@@ -698,8 +740,66 @@ impl RawConfig {
                 )
             })?);
         }
+        let monitor = match self.monitor.enabled {
+            Some(true) => {
+                let m = &self.monitor;
+                let interval = m.interval_secs.unwrap_or(10);
+                if !(1..=86_400).contains(&interval) {
+                    return Err(invalid("monitor.interval_secs", &interval, "use 1..=86400"));
+                }
+                let timeout = m.timeout_ms.unwrap_or(1000);
+                if !(10..=60_000).contains(&timeout)
+                    || u64::from(timeout) > u64::from(interval) * 1000
+                {
+                    return Err(invalid(
+                        "monitor.timeout_ms",
+                        &timeout,
+                        "use 10..=60000, and no more than interval_secs",
+                    ));
+                }
+                if let Some(w) = &m.webhook {
+                    if !(w.starts_with("http://") || w.starts_with("https://")) {
+                        return Err(invalid(
+                            "monitor.webhook",
+                            w,
+                            "must start with http:// or https://",
+                        ));
+                    }
+                }
+                if let Some(c) = &m.command {
+                    if !c.is_absolute() {
+                        return Err(invalid(
+                            "monitor.command",
+                            &c.display(),
+                            "give the program's absolute path (it is run without a shell)",
+                        ));
+                    }
+                }
+                if m.slow_ms.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
+                    return Err(invalid(
+                        "monitor.slow_ms",
+                        &m.slow_ms.unwrap_or_default(),
+                        "use a positive number of milliseconds",
+                    ));
+                }
+                Some(MonitorConfig {
+                    interval: std::time::Duration::from_secs(u64::from(interval)),
+                    timeout: std::time::Duration::from_millis(u64::from(timeout)),
+                    groups: m.groups.clone(),
+                    settings: crate::core::monitor::Settings {
+                        down_after: m.down_after.unwrap_or(3).clamp(1, 1000),
+                        up_after: m.up_after.unwrap_or(2).clamp(1, 1000),
+                        slow_ms: m.slow_ms,
+                    },
+                    webhook: m.webhook.clone(),
+                    command: m.command.clone(),
+                })
+            }
+            _ => None,
+        };
         Ok(Config {
             dns,
+            monitor,
             metrics_allow_from,
             audit,
             path: path.to_owned(),

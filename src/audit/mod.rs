@@ -261,6 +261,7 @@ pub fn source_of(e: &Event) -> &'static str {
         | Event::Suppressed { proto, .. } => proto,
         Event::TftpStarted { .. } | Event::TftpFinished { .. } | Event::TftpFailed { .. } => "tftp",
         Event::DnsAnswered { .. } | Event::DnsCommand { .. } | Event::DnsRefused { .. } => "dns",
+        Event::Ping { .. } | Event::MachineState { .. } | Event::AlertSent { .. } => "monitor",
         Event::HttpServed { .. } | Event::AuthFailed { .. } | Event::BootScriptRefused { .. } => {
             "http"
         }

@@ -245,6 +245,33 @@ pub enum Event {
         name: String,
         reason: String,
     },
+    /// One ping of a machine by the monitor: `rtt` in milliseconds, absent when it went
+    /// unanswered (`lost`). "average ping rtt per ip" is `audit aggregate` over these.
+    Ping {
+        host: String,
+        ip: Ipv4Addr,
+        mac: Mac,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rtt: Option<f64>,
+        lost: bool,
+    },
+    /// A machine's state as the ping monitor sees it changed: "up", "down", "slow" or
+    /// "normal" (back under the slow threshold), and why.
+    MachineState {
+        host: String,
+        ip: Ipv4Addr,
+        mac: Mac,
+        state: String,
+        reason: String,
+    },
+    /// An alert for a machine's change delivered (`via`: "webhook" or "command"); `outcome`
+    /// "sent", or why it was not.
+    AlertSent {
+        host: String,
+        state: String,
+        via: &'static str,
+        outcome: String,
+    },
     TftpStarted {
         peer: SocketAddr,
         file: String,
@@ -482,6 +509,9 @@ impl Event {
             Event::HandlerPanicked { .. } => "handler_panicked",
             Event::Suppressed { .. } => "suppressed",
             Event::Syslog { .. } => "syslog",
+            Event::Ping { .. } => "ping",
+            Event::MachineState { .. } => "machine_state",
+            Event::AlertSent { .. } => "alert_sent",
             Event::DnsAnswered { .. } => "dns_answered",
             Event::DnsCommand { .. } => "dns_command",
             Event::DnsRefused { .. } => "dns_refused",

@@ -11,6 +11,7 @@ pub mod graphs;
 pub mod health;
 pub mod leases;
 pub mod mac;
+pub mod monitor;
 pub mod nfsroot;
 pub mod pool;
 pub mod reclaim;

@@ -10,6 +10,7 @@ pub mod flood;
 pub mod http;
 pub mod journal;
 pub mod metrics;
+pub mod ping;
 pub mod ra;
 pub mod syslog;
 pub mod tftp;
