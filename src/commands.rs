@@ -725,3 +725,58 @@ pub fn leases(cfg: &Config) -> anyhow::Result<Vec<crate::core::leases::LeaseRow>
         crate::clock::unix_now(),
     ))
 }
+
+/// What to capture: `pxelator capture` and `POST /api/capture` ask with this.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureRequest {
+    /// Default: the first of dhcp.interfaces.
+    pub iface: Option<String>,
+    /// A machine of the inventory (hostname, MAC or IP): its MAC and address.
+    pub host: Option<String>,
+    pub mac: Option<crate::core::mac::Mac>,
+    pub ip: Option<std::net::Ipv4Addr>,
+    pub secs: Option<u64>,
+    pub packets: Option<u64>,
+    pub max_mb: Option<u64>,
+}
+
+/// Takes a capture into `out` (a pcap); the summary and the `capture_taken` event
+/// (`file`: where the pcap went, for the event).
+pub fn capture(
+    cfg: &Config,
+    req: &CaptureRequest,
+    out: impl std::io::Write,
+    user: &str,
+    file: &str,
+) -> anyhow::Result<(crate::capture::Summary, crate::core::event::Event)> {
+    let mut filter = crate::core::capture::Filter {
+        mac: req.mac,
+        ip: req.ip,
+    };
+    if let Some(who) = &req.host {
+        let inv = load(cfg);
+        let m = edit::find(&inv, who).ok_or_else(|| edit::EditError::NotFound(who.clone()))?;
+        filter.mac = Some(m.mac);
+        filter.ip = m.ip.or(filter.ip);
+    }
+    let limits = crate::core::capture::Limits::new(req.secs, req.packets, req.max_mb)
+        .map_err(anyhow::Error::msg)?;
+    let iface = match &req.iface {
+        Some(i) => i.clone(),
+        None => cfg.dhcp.interfaces.first().cloned().ok_or_else(|| {
+            anyhow::anyhow!("no dhcp.interfaces in the config to default to: give --iface")
+        })?,
+    };
+    let summary = crate::capture::capture(&iface, &filter, &limits, out)?;
+    let event = crate::core::event::Event::CaptureTaken {
+        iface,
+        filter: filter.to_string(),
+        packets: summary.packets,
+        bytes: summary.bytes,
+        secs: (summary.secs * 1000.0).round() / 1000.0,
+        stopped_by: summary.stopped_by.into(),
+        user: user.into(),
+        file: file.into(),
+    };
+    Ok((summary, event))
+}

@@ -28,6 +28,8 @@
 //!   machine has it, else Wake-on-LAN and an ssh command; power.toml schedules ([`power::schedule`]).
 //! - [`image`]     — live images: ISO 9660 reader, `image import|list|rm` into versioned,
 //!   checksummed directories under the boot directory.
+//! - [`capture`]   — `pxelator capture` / `POST /api/capture`: one interface's frames of a machine
+//!   ([`core::capture`] decides) into a bounded pcap.
 //! - [`commands`]  — the `host` and `history` operations the CLI and the web UI share, with typed
 //!   results (inventory edit → commit; log/diff/cat/revert).
 //! - [`nextboot`]  — one-time boot overrides ("next boot: local disk / netboot"), machine state in
@@ -54,6 +56,7 @@ pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod base;
+pub mod capture;
 pub mod clock;
 pub mod commands;
 pub mod config;

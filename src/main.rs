@@ -150,6 +150,36 @@ enum Cmd {
         #[arg(long)]
         author: Option<String>,
     },
+    /// Capture one interface's packets (of a machine, or all) into a pcap file that tcpdump
+    /// and Wireshark read; ends after --secs and/or --packets (and --max-mb).
+    Capture {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The interface (default: the first of dhcp.interfaces).
+        #[arg(long)]
+        iface: Option<String>,
+        /// Only this machine's packets (its MAC and address): hostname, MAC or IP.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only frames from/to this MAC (and DHCP messages for it).
+        #[arg(long)]
+        mac: Option<pxelator::core::mac::Mac>,
+        /// Only packets from/to this IPv4 address (and ARP about it).
+        #[arg(long)]
+        ip: Option<std::net::Ipv4Addr>,
+        /// Stop after this many seconds (at most 3600).
+        #[arg(long)]
+        secs: Option<u64>,
+        /// Stop after this many packets.
+        #[arg(long)]
+        packets: Option<u64>,
+        /// Stop before the file passes this size (MiB, default 100).
+        #[arg(long = "max-mb")]
+        max_mb: Option<u64>,
+        /// The pcap file to write (mode 0600: it holds the segment's traffic).
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
     /// The DHCP server's leases (address, MAC, hostname, state, expiry), from its journal.
     Leases {
         #[command(flatten)]
@@ -1312,6 +1342,43 @@ enum AuditCmd {
     },
 }
 
+fn capture(
+    config: &std::path::Path,
+    req: &pxelator::commands::CaptureRequest,
+    output: &std::path::Path,
+) -> anyhow::Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let cfg = Config::load(config)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(output)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "root".into());
+    let (s, event) = pxelator::commands::capture(
+        &cfg,
+        req,
+        std::io::BufWriter::new(file),
+        &user,
+        &output.display().to_string(),
+    )?;
+    record(&cfg, std::slice::from_ref(&event))?;
+    eprintln!(
+        "{}: {} packets, {} bytes in {:.1} s ({} frames seen; stopped by {})",
+        output.display(),
+        s.packets,
+        s.bytes,
+        s.secs,
+        s.seen,
+        s.stopped_by
+    );
+    Ok(true)
+}
+
 fn leases(config: &std::path::Path, json: bool) -> anyhow::Result<bool> {
     let rows = pxelator::commands::leases(&Config::load(config)?)?;
     if json {
@@ -1733,6 +1800,29 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
             json,
         } => exit_code(leases(&config, json)),
+        Cmd::Capture {
+            config: ConfigArg { path: config },
+            iface,
+            host,
+            mac,
+            ip,
+            secs,
+            packets,
+            max_mb,
+            output,
+        } => exit_code(capture(
+            &config,
+            &pxelator::commands::CaptureRequest {
+                iface,
+                host,
+                mac,
+                ip,
+                secs,
+                packets,
+                max_mb,
+            },
+            &output,
+        )),
         Cmd::Base {
             config: ConfigArg { path: config },
             cmd,

@@ -262,6 +262,7 @@ pub fn source_of(e: &Event) -> &'static str {
         Event::TftpStarted { .. } | Event::TftpFinished { .. } | Event::TftpFailed { .. } => "tftp",
         Event::DnsAnswered { .. } | Event::DnsCommand { .. } | Event::DnsRefused { .. } => "dns",
         Event::Ping { .. } | Event::MachineState { .. } | Event::AlertSent { .. } => "monitor",
+        Event::CaptureTaken { .. } => "capture",
         Event::HttpServed { .. } | Event::AuthFailed { .. } | Event::BootScriptRefused { .. } => {
             "http"
         }

@@ -272,6 +272,18 @@ pub enum Event {
         via: &'static str,
         outcome: String,
     },
+    /// A packet capture taken (`pxelator capture`, `POST /api/capture`): where, of what, how
+    /// much, why it stopped, who asked, and where the pcap went.
+    CaptureTaken {
+        iface: String,
+        filter: String,
+        packets: u64,
+        bytes: u64,
+        secs: f64,
+        stopped_by: String,
+        user: String,
+        file: String,
+    },
     TftpStarted {
         peer: SocketAddr,
         file: String,
@@ -509,6 +521,7 @@ impl Event {
             Event::HandlerPanicked { .. } => "handler_panicked",
             Event::Suppressed { .. } => "suppressed",
             Event::Syslog { .. } => "syslog",
+            Event::CaptureTaken { .. } => "capture_taken",
             Event::Ping { .. } => "ping",
             Event::MachineState { .. } => "machine_state",
             Event::AlertSent { .. } => "alert_sent",

@@ -3,6 +3,7 @@
 //! request) come out, ready to be sent and audited by `services`.
 pub mod access;
 pub mod boot;
+pub mod capture;
 pub mod dhcp;
 pub mod dns;
 pub mod event;

@@ -78,6 +78,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/audit/status", get(audit_status))
         .route("/api/leases", get(leases))
         .route("/metrics", get(metrics))
+        .route("/api/capture", post(capture))
         .route("/api/history/log", get(history_log))
         .route("/api/history/diff", get(history_diff))
         .route("/api/history/cat", get(history_cat))
@@ -628,6 +629,79 @@ async fn leases(State(st): State<HttpState>) -> Response {
         crate::core::leases::rows(&db.leases, &st.inventory.borrow(), crate::clock::unix_now())
     };
     axum::Json(rows).into_response()
+}
+
+/// `POST /api/capture?secs=N[&host=|&mac=|&ip=][&iface=][&packets=][&max_mb=]` (admins): a
+/// capture as a pcap download, as `pxelator capture` takes it; through the API at most
+/// [`API_CAPTURE_SECS`] and [`API_CAPTURE_MB`] (it is held in memory until it is sent).
+async fn capture(
+    State(st): State<HttpState>,
+    axum::Extension(who): axum::Extension<crate::auth::Who>,
+    axum::extract::Query(q): axum::extract::Query<CaptureQuery>,
+) -> Response {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, format!("{m}\n")).into_response();
+    let Some(secs) = q.secs.filter(|s| (1..=API_CAPTURE_SECS).contains(s)) else {
+        return bad(format!(
+            "give secs=1..{API_CAPTURE_SECS} (longer captures: `pxelator capture` on the appliance)"
+        ));
+    };
+    if q.max_mb.is_some_and(|m| m > API_CAPTURE_MB) {
+        return bad(format!("max_mb: at most {API_CAPTURE_MB} through the API"));
+    }
+    let mac = match q.mac.as_deref().map(str::parse::<crate::core::mac::Mac>) {
+        Some(Err(e)) => return bad(format!("mac: {e}")),
+        Some(Ok(m)) => Some(m),
+        None => None,
+    };
+    let req = crate::commands::CaptureRequest {
+        iface: q.iface,
+        host: q.host,
+        mac,
+        ip: q.ip,
+        secs: Some(secs),
+        packets: q.packets,
+        max_mb: Some(q.max_mb.unwrap_or(API_CAPTURE_MB)),
+    };
+    let cfg = st.config.clone();
+    let user = who.user.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::new();
+        crate::commands::capture(&cfg, &req, &mut buf, &user, "api download").map(|(_, e)| (buf, e))
+    })
+    .await;
+    match res {
+        Ok(Ok((pcap, event))) => {
+            st.bus.emit(event);
+            (
+                [
+                    (header::CONTENT_TYPE, "application/vnd.tcpdump.pcap"),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"pxelator-capture.pcap\"",
+                    ),
+                ],
+                pcap,
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => bad(format!("{e:#}")),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("capture: {e}\n")).into_response(),
+    }
+}
+
+pub const API_CAPTURE_SECS: u64 = 300;
+pub const API_CAPTURE_MB: u64 = 64;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureQuery {
+    secs: Option<u64>,
+    packets: Option<u64>,
+    max_mb: Option<u64>,
+    iface: Option<String>,
+    host: Option<String>,
+    mac: Option<String>,
+    ip: Option<std::net::Ipv4Addr>,
 }
 
 /// `GET /metrics`: Prometheus' text format (see [`super::metrics`]).
