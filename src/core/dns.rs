@@ -138,6 +138,8 @@ pub struct Answered {
     pub msg: Message,
     pub name: String,
     pub qtype: String,
+    /// The most bytes the asker takes over UDP: 512, or its EDNS size up to [`MAX_UDP`].
+    pub limit: u16,
 }
 
 impl Answered {
@@ -193,6 +195,7 @@ pub fn decide(packet: &[u8], peer: IpAddr, zone: &Zone, policy: &DnsConfig) -> D
                 msg,
                 name: String::new(),
                 qtype: format!("undecodable: {e}"),
+                limit: 512,
             });
         }
     };
@@ -356,6 +359,7 @@ pub fn refusal(reply: &Answered) -> Answered {
         msg,
         name: reply.name.clone(),
         qtype: reply.qtype.clone(),
+        limit: reply.limit,
     }
 }
 
@@ -398,7 +402,16 @@ fn error(req: &Message, code: ResponseCode, name: String, qtype: String) -> Answ
         msg: response(req, code, false),
         name,
         qtype,
+        limit: udp_limit(req),
     }
+}
+
+/// What `req`'s asker takes over UDP (RFC 6891: at least 512).
+pub fn udp_limit(req: &Message) -> u16 {
+    req.edns
+        .as_ref()
+        .map_or(512, |e| e.max_payload())
+        .clamp(512, MAX_UDP)
 }
 
 fn found(req: &Message, recs: Vec<Record>, name: &str, qtype: String) -> Answered {
@@ -408,6 +421,7 @@ fn found(req: &Message, recs: Vec<Record>, name: &str, qtype: String) -> Answere
         msg,
         name: name.into(),
         qtype,
+        limit: udp_limit(req),
     }
 }
 
@@ -432,7 +446,12 @@ fn negative(
         policy.ttl,
         soa(domain, zone, policy),
     ));
-    Answered { msg, name, qtype }
+    Answered {
+        msg,
+        name,
+        qtype,
+        limit: udp_limit(req),
+    }
 }
 
 fn nxdomain(
@@ -476,18 +495,11 @@ fn nodata(
 /// What pxelator accepts over UDP (and says in its EDNS answer).
 pub const MAX_UDP: u16 = 1232;
 
-/// The reply's bytes, no longer than the asker can take (512, or its EDNS size up to
-/// [`MAX_UDP`]): a longer one goes out truncated (TC set, no records) so the asker retries.
-pub fn encode(reply: &Answered, request: &[u8]) -> Vec<u8> {
-    let limit = usize::from(
-        Message::from_vec(request)
-            .ok()
-            .and_then(|m| m.edns.map(|e| e.max_payload()))
-            .unwrap_or(512)
-            .clamp(512, MAX_UDP),
-    );
+/// The reply's bytes, no longer than the asker can take ([`Answered::limit`]): a longer one
+/// goes out truncated (TC set, no records) so the asker retries.
+pub fn encode(reply: &Answered) -> Vec<u8> {
     match reply.msg.to_vec() {
-        Ok(b) if b.len() <= limit => b,
+        Ok(b) if b.len() <= usize::from(reply.limit) => b,
         _ => {
             let mut t = reply.msg.truncate();
             t.metadata.message_type = MessageType::Response;
@@ -738,7 +750,7 @@ mod tests {
         let q = query_bytes(4, "big.lab.test", RecordType::A);
         let r = reply(decide(&q, INSIDE, &z, &p));
         assert_eq!(r.msg.answers.len(), 100);
-        let bytes = encode(&r, &q);
+        let bytes = encode(&r);
         let back = Message::from_vec(&bytes).unwrap();
         assert!(bytes.len() <= 512 && back.metadata.truncation && back.answers.is_empty());
         assert_eq!(back.metadata.id, 4);

@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_PENDING: usize = 4096;
 /// How long one upstream is given before the next is asked (then SERVFAIL).
 pub const UPSTREAM_WAIT: Duration = Duration::from_millis(1500);
+/// Datagrams taken at most after one wake-up before the loop looks at its other sources.
+const BATCH: usize = 64;
 /// Query events one source may have recorded a second, and in one burst.
 const EVENTS_PER_SEC: u32 = 50;
 const EVENTS_BURST: u32 = 200;
@@ -109,8 +111,13 @@ impl DnsService {
                 }
                 r = sock.recv_from(&mut buf) => match r {
                     Ok((n, peer)) => {
-                        let packet = buf[..n].to_vec();
-                        self.query(&sock, upstream.as_ref(), &policy, &packet, peer, &mut pending, &mut events, &mut commands).await;
+                        self.query(&sock, upstream.as_ref(), &policy, &buf[..n], peer, &mut pending, &mut events, &mut commands).await;
+                        // Under load, take what else is queued before waiting on epoll again
+                        // (a bounded batch, so the upstream socket and the tick get their turn).
+                        for _ in 0..BATCH {
+                            let Ok((n, peer)) = sock.try_recv_from(&mut buf) else { break };
+                            self.query(&sock, upstream.as_ref(), &policy, &buf[..n], peer, &mut pending, &mut events, &mut commands).await;
+                        }
                     }
                     Err(e) => tracing::warn!(iface, "dns receive: {e}"),
                 },
@@ -155,7 +162,7 @@ impl DnsService {
                 reason,
             }),
             Decision::Reply(a) => {
-                send(sock, &dns::encode(&a, packet), peer).await;
+                send(sock, &dns::encode(&a), peer).await;
                 let via = if matches!(a.rcode(), "NOERROR" | "NXDOMAIN") {
                     "inventory"
                 } else {
@@ -164,7 +171,7 @@ impl DnsService {
                 emit(answered(peer, &a, via));
             }
             Decision::Refused { reply, reason } => {
-                send(sock, &dns::encode(&reply, packet), peer).await;
+                send(sock, &dns::encode(&reply), peer).await;
                 emit(Event::DnsRefused {
                     peer,
                     name: reply.name,
@@ -178,7 +185,7 @@ impl DnsService {
                 reply,
             } => {
                 if !commands.allow(peer.ip(), now_ms) {
-                    send(sock, &dns::encode(&dns::refusal(&reply), packet), peer).await;
+                    send(sock, &dns::encode(&dns::refusal(&reply)), peer).await;
                     // Always recorded: the command limit already bounds these.
                     self.bus.emit(Event::DnsRefused {
                         peer,
@@ -198,7 +205,6 @@ impl DnsService {
                     self.bus.clone(),
                     sock.clone(),
                 );
-                let packet = packet.to_vec();
                 tokio::spawn(async move {
                     let (h, mac) = (host.clone(), target.mac);
                     let outcome = tokio::task::spawn_blocking(move || {
@@ -217,7 +223,7 @@ impl DnsService {
                         r.msg.metadata.response_code = hickory_proto::op::ResponseCode::ServFail;
                         r
                     };
-                    send(&sock, &dns::encode(&answer, &packet), peer).await;
+                    send(&sock, &dns::encode(&answer), peer).await;
                     for e in effects {
                         bus.emit(e);
                     }
@@ -236,7 +242,7 @@ impl DnsService {
                 };
                 if pending.len() >= MAX_PENDING {
                     let a = servfail(packet, name, qtype);
-                    send(sock, &dns::encode(&a, packet), peer).await;
+                    send(sock, &dns::encode(&a), peer).await;
                     emit(answered(peer, &a, "forwarded"));
                     return;
                 }
@@ -323,7 +329,7 @@ impl DnsService {
                 continue;
             }
             let a = servfail(&p.query, p.name, qtype_of(&p.query));
-            send(sock, &dns::encode(&a, &p.query), p.client).await;
+            send(sock, &dns::encode(&a), p.client).await;
             if events.allow(p.client.ip(), crate::clock::unix_now_ms()) {
                 let mut e = answered(p.client, &a, "forwarded");
                 if let Event::DnsAnswered { rcode, .. } = &mut e {
@@ -388,18 +394,27 @@ fn answered(peer: SocketAddr, a: &Answered, via: &'static str) -> Event {
 }
 
 fn servfail(query: &[u8], name: String, qtype: String) -> Answered {
-    let mut msg = hickory_proto::op::Message::from_vec(query)
+    let (mut msg, limit) = hickory_proto::op::Message::from_vec(query)
         .map(|q| {
+            let limit = dns::udp_limit(&q);
             let mut m = hickory_proto::op::Message::response(q.metadata.id, q.metadata.op_code);
             m.metadata.recursion_desired = q.metadata.recursion_desired;
             m.add_queries(q.queries);
-            m
+            (m, limit)
         })
         .unwrap_or_else(|_| {
-            hickory_proto::op::Message::response(0, hickory_proto::op::OpCode::Query)
+            (
+                hickory_proto::op::Message::response(0, hickory_proto::op::OpCode::Query),
+                512,
+            )
         });
     msg.metadata.response_code = hickory_proto::op::ResponseCode::ServFail;
-    Answered { msg, name, qtype }
+    Answered {
+        msg,
+        name,
+        qtype,
+        limit,
+    }
 }
 
 fn qtype_of(query: &[u8]) -> String {
