@@ -10,14 +10,15 @@
 //! - [`config`]    — TOML config → validated [`config::Config`]; `check-config` runs the same code.
 //! - [`proto`]     — bytes ⇄ types for DHCP, TFTP and syslog, and `Mac`: the `pxelator-proto`
 //!   crate (crates/proto), which depends on nothing of pxelator; no I/O, fuzzable.
-//! - [`core`]      — pure decisions: DHCP decide, leases, boot files and scripts, access rules per
-//!   route, which auto-registered machines to reclaim, the [`core::event::Event`] enum.
+//! - [`core`]      — pure decisions: DHCP decide, leases, boot files and scripts, DNS answers and
+//!   command names, monitor states, capture filters, access rules per route, which
+//!   auto-registered machines to reclaim, the [`core::event::Event`] enum.
 //! - [`inventory`] — conf-repo files → [`inventory::Inventory`] with `path:line` problems; registration
 //!   writes; [`inventory::edit`] turns `host add|edit|rm` into checked file changes.
 //! - [`confrepo`]  — the conf repo as git (gix): commits with real authors, log/diff/cat/revert by
 //!   revision or date, snapshots of HEAD for the daemon.
-//! - [`services`]  — socket tasks (dhcp, tftp, http, the /files zero-copy path): receive, decode,
-//!   decide, send, emit events.
+//! - [`services`]  — socket tasks (dhcp, tftp, http, the /files zero-copy path, dns, the ping
+//!   monitor, /metrics): receive, decode, decide, send, emit events.
 //! - [`events`]    — the event bus: protocol tasks publish without ever waiting; the logger subscribes.
 //! - [`audit`]     — the audit store: bus → writer (spool when the store is away) → SQLite or
 //!   MongoDB behind one trait; Mongo-style queries; CouchDB import, JSONL/BSON export.

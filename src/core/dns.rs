@@ -222,7 +222,13 @@ pub fn decide(packet: &[u8], peer: IpAddr, zone: &Zone, policy: &DnsConfig) -> D
         .max_by_key(|d| d.len())
     {
         let rest = name[..name.len() - domain.len()].trim_end_matches('.');
-        return answer_in_domain(&req, rest, domain, &name, qtype, peer, zone, policy);
+        let at = Asked {
+            req: &req,
+            domain,
+            zone,
+            policy,
+        };
+        return answer_in_domain(&at, rest, &name, qtype, peer);
     }
     if let Some(ip) = reverse_v4(&name) {
         if policy
@@ -230,6 +236,12 @@ pub fn decide(packet: &[u8], peer: IpAddr, zone: &Zone, policy: &DnsConfig) -> D
             .iter()
             .any(|(net, len)| in_net(ip, *net, *len))
         {
+            let at = Asked {
+                req: &req,
+                domain: &policy.domains[0],
+                zone,
+                policy,
+            };
             let reply = match zone.ptr.get(&ip) {
                 Some(host) if matches!(qtype, RecordType::PTR | RecordType::ANY) => {
                     let target = fqdn(&format!("{host}.{}", policy.domains[0]));
@@ -240,8 +252,8 @@ pub fn decide(packet: &[u8], peer: IpAddr, zone: &Zone, policy: &DnsConfig) -> D
                     );
                     found(&req, vec![rec], &name, qtype_s)
                 }
-                Some(_) => nodata(&req, &policy.domains[0], zone, policy, name, qtype_s),
-                None => nxdomain(&req, &policy.domains[0], zone, policy, name, qtype_s),
+                Some(_) => at.negative(ResponseCode::NoError, name, qtype_s),
+                None => at.negative(ResponseCode::NXDomain, name, qtype_s),
             };
             return Decision::Reply(reply);
         }
@@ -262,17 +274,19 @@ pub fn decide(packet: &[u8], peer: IpAddr, zone: &Zone, policy: &DnsConfig) -> D
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn answer_in_domain(
-    req: &Message,
+    at: &Asked,
     rest: &str,
-    domain: &str,
     name: &str,
     qtype: RecordType,
     peer: IpAddr,
-    zone: &Zone,
-    policy: &DnsConfig,
 ) -> Decision {
+    let Asked {
+        req,
+        domain,
+        zone,
+        policy,
+    } = *at;
     let qtype_s = qtype.to_string();
     let qname = req.queries[0].name().clone();
     let a = |ip: Ipv4Addr, ttl: u32| Record::from_rdata(qname.clone(), ttl, RData::A(A(ip)));
@@ -288,7 +302,7 @@ fn answer_in_domain(
                 let rec = Record::from_rdata(qname.clone(), policy.ttl, soa(domain, zone, policy));
                 found(req, vec![rec], name, qtype_s)
             } else {
-                nodata(req, domain, zone, policy, name.into(), qtype_s)
+                at.negative(ResponseCode::NoError, name.into(), qtype_s)
             }
         }
         [host] => {
@@ -296,23 +310,23 @@ fn answer_in_domain(
                 if wants_a {
                     found(req, vec![a(h.ip, policy.ttl)], name, qtype_s)
                 } else {
-                    nodata(req, domain, zone, policy, name.into(), qtype_s)
+                    at.negative(ResponseCode::NoError, name.into(), qtype_s)
                 }
             } else if let Some(ips) = zone.groups.get(*host) {
                 if wants_a {
                     let recs = ips.iter().map(|ip| a(*ip, policy.ttl)).collect();
                     found(req, recs, name, qtype_s)
                 } else {
-                    nodata(req, domain, zone, policy, name.into(), qtype_s)
+                    at.negative(ResponseCode::NoError, name.into(), qtype_s)
                 }
             } else {
-                nxdomain(req, domain, zone, policy, name.into(), qtype_s)
+                at.negative(ResponseCode::NXDomain, name.into(), qtype_s)
             }
         }
         [cmd, host] if Command::parse(cmd).is_some() => {
             let command = Command::parse(cmd).expect("checked");
             let Some(h) = zone.hosts.get(*host).filter(|_| *host != "pxelator") else {
-                return Decision::Reply(nxdomain(req, domain, zone, policy, name.into(), qtype_s));
+                return Decision::Reply(at.negative(ResponseCode::NXDomain, name.into(), qtype_s));
             };
             if !policy.commands.contains(&command) {
                 return Decision::Refused {
@@ -336,7 +350,7 @@ fn answer_in_domain(
             }
             if !wants_a {
                 // A resolver asks AAAA beside A: that one answers empty and does nothing.
-                return Decision::Reply(nodata(req, domain, zone, policy, name.into(), qtype_s));
+                return Decision::Reply(at.negative(ResponseCode::NoError, name.into(), qtype_s));
             }
             return Decision::Command {
                 command,
@@ -345,7 +359,7 @@ fn answer_in_domain(
                 reply: found(req, vec![a(h.ip, COMMAND_TTL)], name, qtype_s),
             };
         }
-        _ => nxdomain(req, domain, zone, policy, name.into(), qtype_s),
+        _ => at.negative(ResponseCode::NXDomain, name.into(), qtype_s),
     };
     Decision::Reply(reply)
 }
@@ -425,71 +439,37 @@ fn found(req: &Message, recs: Vec<Record>, name: &str, qtype: String) -> Answere
     }
 }
 
-fn negative(
-    req: &Message,
-    code: ResponseCode,
-    domain: &str,
-    zone: &Zone,
-    policy: &DnsConfig,
-    name: String,
-    qtype: String,
-) -> Answered {
-    let mut msg = response(req, code, true);
-    // The SOA in the authority section lets resolvers cache the negative answer (RFC 2308).
-    let apex = if reverse_v4(&name).is_some() {
-        fqdn(&name)
-    } else {
-        fqdn(domain)
-    };
-    msg.authorities.push(Record::from_rdata(
-        apex,
-        policy.ttl,
-        soa(domain, zone, policy),
-    ));
-    Answered {
-        msg,
-        name,
-        qtype,
-        limit: udp_limit(req),
+/// One query in one of our domains (or reverse zones): what its negative answers need.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    req: &'a Message,
+    domain: &'a str,
+    zone: &'a Zone,
+    policy: &'a DnsConfig,
+}
+
+impl Asked<'_> {
+    /// NXDOMAIN, or NOERROR with no records (NODATA), with the SOA in the authority section
+    /// so resolvers cache the negative answer (RFC 2308).
+    fn negative(&self, code: ResponseCode, name: String, qtype: String) -> Answered {
+        let mut msg = response(self.req, code, true);
+        let apex = if reverse_v4(&name).is_some() {
+            fqdn(&name)
+        } else {
+            fqdn(self.domain)
+        };
+        msg.authorities.push(Record::from_rdata(
+            apex,
+            self.policy.ttl,
+            soa(self.domain, self.zone, self.policy),
+        ));
+        Answered {
+            msg,
+            name,
+            qtype,
+            limit: udp_limit(self.req),
+        }
     }
-}
-
-fn nxdomain(
-    req: &Message,
-    domain: &str,
-    zone: &Zone,
-    policy: &DnsConfig,
-    name: String,
-    qtype: String,
-) -> Answered {
-    negative(
-        req,
-        ResponseCode::NXDomain,
-        domain,
-        zone,
-        policy,
-        name,
-        qtype,
-    )
-}
-
-fn nodata(
-    req: &Message,
-    domain: &str,
-    zone: &Zone,
-    policy: &DnsConfig,
-    name: String,
-    qtype: String,
-) -> Answered {
-    negative(
-        req,
-        ResponseCode::NoError,
-        domain,
-        zone,
-        policy,
-        name,
-        qtype,
-    )
 }
 
 /// What pxelator accepts over UDP (and says in its EDNS answer).
