@@ -38,6 +38,23 @@ fn shipped_unit_exposure_is_at_most_4() {
     assert!(level <= 4.0, "exposure {level} > 4.0");
 }
 
+/// systemd implements RestrictSUIDSGID= with a seccomp rule that answers ENOSYS for openat2,
+/// which /files and the network roots open files with (RESOLVE_BENEATH): the appliance's
+/// daemon then served 404 for every boot file (test-appliance, session 10).
+#[test]
+fn shipped_unit_leaves_openat2_usable() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("image/pxelator.service"),
+    )
+    .unwrap();
+    assert!(
+        !unit
+            .lines()
+            .any(|l| l.trim_start().starts_with("RestrictSUIDSGID=") && !l.contains("=no")),
+        "RestrictSUIDSGID= would make openat2 fail with ENOSYS"
+    );
+}
+
 #[test]
 fn pool_units_exposure_is_at_most_4() {
     for kind in ["mon", "mgr", "osd"] {

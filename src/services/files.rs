@@ -184,9 +184,17 @@ fn open_file(dir: &std::path::Path, rel: &str) -> Option<(std::fs::File, decide:
         ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
     ) {
         Ok(fd) => std::fs::File::from(fd),
-        // Where openat2 is refused (seen in the appliance's sandboxed unit: every file 404),
-        // the same rule by resolving the path and checking it is still below the directory.
-        Err(_) => open_checked(dir, rel)?,
+        // Where openat2 does not exist — or systemd pretends so: RestrictSUIDSGID= answers
+        // ENOSYS for it (the appliance's unit does not set it, for this reason) — the same
+        // rule by resolving the path and checking it is still below the directory.
+        Err(rustix::io::Errno::NOSYS) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                tracing::warn!("openat2 is not available (ENOSYS; RestrictSUIDSGID= in a systemd unit?): /files resolves paths itself, which a link swapped in the boot directory at the wrong moment could escape");
+            });
+            open_checked(dir, rel)?
+        }
+        Err(_) => return None,
     };
     let m = f.metadata().ok()?;
     m.is_file().then_some((
