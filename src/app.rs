@@ -636,8 +636,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         for iface in &d.interfaces {
             let s = crate::services::dns::bind(iface, d.port)
                 .with_context(|| format!("dns on {iface} port {}", d.port))?;
-            info!(iface, port = d.port, domains = ?d.domains, "dns listening");
-            dns_socks.push((iface.clone(), s));
+            let t = crate::services::dns::bind_tcp(iface, d.port)
+                .with_context(|| format!("dns (tcp) on {iface} port {}", d.port))?;
+            info!(iface, port = d.port, domains = ?d.domains, "dns listening (udp, tcp)");
+            dns_socks.push((iface.clone(), s, t));
         }
     }
     let http_listener = tokio::net::TcpListener::bind(cfg.http.listen)
@@ -717,8 +719,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             inventory: inv_rx.clone(),
             bus: bus.clone(),
         });
-        for (iface, sock) in dns_socks {
+        for (iface, sock, tcp) in dns_socks {
             tasks.spawn(svc.clone().run(iface, sock, cancel.clone()));
+            tasks.spawn(svc.clone().run_tcp(tcp, cancel.clone()));
         }
     }
     if let Some(sock) = syslog_sock {

@@ -33,6 +33,31 @@ pub fn bind(iface: &str, port: u16) -> std::io::Result<UdpSocket> {
     super::bind_udp_to_device("DNS", iface, port, false)
 }
 
+/// DNS over TCP (RFC 7766) on the same port and interface: what a resolver retries with when
+/// a UDP answer came back truncated (a large group).
+pub fn bind_tcp(iface: &str, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.bind_device(Some(iface.as_bytes())).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind DNS (TCP) to interface {iface:?}: {e}"),
+        )
+    })?;
+    s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+    s.listen(128)?;
+    s.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(s.into())
+}
+
+/// TCP connections served at once (more are closed at once), and how long one may sit idle
+/// or take to send a query or read an answer.
+pub const TCP_CONNECTIONS: usize = 64;
+/// Connections one address may hold at once (so one asker cannot take all of them).
+pub const TCP_PER_ASKER: usize = 4;
+pub const TCP_IDLE: Duration = Duration::from_secs(10);
+
 /// The zone, rebuilt from every inventory the daemon loads.
 pub fn zones(
     mut inv: watch::Receiver<Inventory>,
@@ -339,6 +364,206 @@ impl DnsService {
             }
         }
     }
+}
+
+impl DnsService {
+    /// Accepts DNS over TCP; each connection in a task of its own, [`TCP_CONNECTIONS`] at most
+    /// and [`TCP_PER_ASKER`] from one address (past either, closed at once).
+    pub async fn run_tcp(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        cancel: CancellationToken,
+    ) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(TCP_CONNECTIONS));
+        let events = Arc::new(std::sync::Mutex::new(Flood::new(
+            EVENTS_PER_SEC,
+            EVENTS_BURST,
+        )));
+        let per_asker: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
+        loop {
+            let (conn, peer) = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("dns tcp accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                continue; // dropped: closed at once
+            };
+            {
+                let mut held = per_asker
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let n = held.entry(peer.ip()).or_default();
+                if *n >= TCP_PER_ASKER {
+                    continue;
+                }
+                *n += 1;
+            }
+            let (svc, events, cancel, per_asker) = (
+                self.clone(),
+                events.clone(),
+                cancel.clone(),
+                per_asker.clone(),
+            );
+            tokio::spawn(async move {
+                let _slot = slot;
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = svc.tcp_conn(conn, peer, &events) => {}
+                }
+                let mut held = per_asker
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(n) = held.get_mut(&peer.ip()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        held.remove(&peer.ip());
+                    }
+                }
+            });
+        }
+    }
+
+    /// One connection: length-prefixed queries answered in order until it goes idle.
+    /// Answers from the zone as over UDP; outside names forwarded to the first upstream over
+    /// TCP; command names are not carried out over TCP (REFUSED: a command is one small UDP
+    /// query, where its rate limit lives).
+    async fn tcp_conn(
+        &self,
+        mut conn: tokio::net::TcpStream,
+        peer: SocketAddr,
+        events: &std::sync::Mutex<Flood>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Some(policy) = self.cfg.dns.clone() else {
+            return;
+        };
+        loop {
+            let mut len = [0u8; 2];
+            if !matches!(
+                tokio::time::timeout(TCP_IDLE, conn.read_exact(&mut len)).await,
+                Ok(Ok(_))
+            ) {
+                return;
+            }
+            let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            if !matches!(
+                tokio::time::timeout(TCP_IDLE, conn.read_exact(&mut query)).await,
+                Ok(Ok(_))
+            ) {
+                return;
+            }
+            let zone = self.zone.borrow().clone();
+            let Some(decision) = super::contain::contain(&self.bus, "dns", peer, &query, || {
+                dns::decide(&query, peer.ip(), &zone, &policy)
+            }) else {
+                return;
+            };
+            let emit = |e: Event| {
+                let ok = events
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .allow(peer.ip(), crate::clock::unix_now_ms());
+                if ok {
+                    self.bus.emit(e);
+                }
+            };
+            let answer = match decision {
+                Decision::Drop { .. } => return,
+                Decision::Reply(mut a) => {
+                    let via = if matches!(a.rcode(), "NOERROR" | "NXDOMAIN") {
+                        "inventory"
+                    } else {
+                        "error"
+                    };
+                    emit(answered(peer, &a, via));
+                    a.limit = u16::MAX;
+                    dns::encode(&a)
+                }
+                Decision::Refused { mut reply, reason } => {
+                    emit(Event::DnsRefused {
+                        peer,
+                        name: reply.name.clone(),
+                        reason,
+                    });
+                    reply.limit = u16::MAX;
+                    dns::encode(&reply)
+                }
+                Decision::Command { reply, .. } => {
+                    let r = dns::refusal(&reply);
+                    emit(Event::DnsRefused {
+                        peer,
+                        name: reply.name,
+                        reason: "command names are carried out over UDP only".into(),
+                    });
+                    dns::encode(&r)
+                }
+                Decision::Forward { name, qtype } => {
+                    match forward_tcp(&query, policy.upstreams[0]).await {
+                        Some(bytes) => {
+                            let rcode = hickory_proto::op::ResponseCode::from(
+                                0,
+                                bytes.get(3).map_or(2, |b| b & 0x0f),
+                            );
+                            emit(Event::DnsAnswered {
+                                peer,
+                                name,
+                                qtype,
+                                rcode: dns::rcode_name(rcode).into(),
+                                via: "forwarded",
+                            });
+                            bytes
+                        }
+                        None => {
+                            let mut a = servfail(&query, name, qtype);
+                            emit(answered(peer, &a, "forwarded"));
+                            a.limit = u16::MAX;
+                            dns::encode(&a)
+                        }
+                    }
+                }
+            };
+            let Ok(n) = u16::try_from(answer.len()) else {
+                return;
+            };
+            let mut out = n.to_be_bytes().to_vec();
+            out.extend_from_slice(&answer);
+            if !matches!(
+                tokio::time::timeout(TCP_IDLE, conn.write_all(&out)).await,
+                Ok(Ok(()))
+            ) {
+                return;
+            }
+        }
+    }
+}
+
+/// One query to `upstream` over TCP; its answer (with the asker's own ID, which the query
+/// already carries), or None when it does not answer within [`UPSTREAM_WAIT`] twice over.
+async fn forward_tcp(query: &[u8], upstream: SocketAddr) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let work = async {
+        let mut c = tokio::net::TcpStream::connect(upstream).await.ok()?;
+        let mut out = u16::try_from(query.len()).ok()?.to_be_bytes().to_vec();
+        out.extend_from_slice(query);
+        c.write_all(&out).await.ok()?;
+        let mut len = [0u8; 2];
+        c.read_exact(&mut len).await.ok()?;
+        let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        c.read_exact(&mut reply).await.ok()?;
+        (reply.len() >= 12 && reply[..2] == query[..2] && same_question(query, &reply))
+            .then_some(reply)
+    };
+    tokio::time::timeout(UPSTREAM_WAIT * 2, work)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// What a command does; Ok with its events, or Err with why it failed (and events so far).
