@@ -188,12 +188,7 @@ impl DnsService {
             }),
             Decision::Reply(a) => {
                 send(sock, &dns::encode(&a), peer).await;
-                let via = if matches!(a.rcode(), "NOERROR" | "NXDOMAIN") {
-                    "inventory"
-                } else {
-                    "error"
-                };
-                emit(answered(peer, &a, via));
+                emit(answered(peer, &a, zone_via(&a)));
             }
             Decision::Refused { reply, reason } => {
                 send(sock, &dns::encode(&reply), peer).await;
@@ -477,12 +472,7 @@ impl DnsService {
             let answer = match decision {
                 Decision::Drop { .. } => return,
                 Decision::Reply(mut a) => {
-                    let via = if matches!(a.rcode(), "NOERROR" | "NXDOMAIN") {
-                        "inventory"
-                    } else {
-                        "error"
-                    };
-                    emit(answered(peer, &a, via));
+                    emit(answered(peer, &a, zone_via(&a)));
                     a.limit = u16::MAX;
                     dns::encode(&a)
                 }
@@ -606,6 +596,16 @@ fn carry_out(
         next: Some(next.name().into()),
         user: format!("dns:{}", peer.ip()),
     }])
+}
+
+/// How a reply decided from the zone is recorded: an answer (or a name it does not have) is
+/// "inventory"; FORMERR, NOTIMP and the like are "error".
+fn zone_via(a: &Answered) -> &'static str {
+    if matches!(a.rcode(), "NOERROR" | "NXDOMAIN") {
+        "inventory"
+    } else {
+        "error"
+    }
 }
 
 fn answered(peer: SocketAddr, a: &Answered, via: &'static str) -> Event {
