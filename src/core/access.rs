@@ -134,6 +134,28 @@ mod tests {
             required_role("GET", "/api/audit/find", None),
             Role(super::Role::Viewer)
         );
+        // Issue 17: leases and metrics are a viewer's; a capture (the segment's traffic) an
+        // admin's, and nothing else may be done to those paths by less.
+        for p in ["/api/leases", "/metrics"] {
+            assert_eq!(
+                required_role("GET", p, None),
+                Role(super::Role::Viewer),
+                "{p}"
+            );
+            assert_eq!(
+                required_role("POST", p, None),
+                Role(super::Role::Admin),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            required_role("POST", "/api/capture", None),
+            Role(super::Role::Admin)
+        );
+        assert_eq!(
+            required_role("GET", "/api/capture", None),
+            Role(super::Role::Admin)
+        );
         let cat = |p| required_role("GET", "/api/history/cat", p);
         assert_eq!(cat(Some("machines/kiosk1.toml")), Role(super::Role::Viewer));
         assert_eq!(
