@@ -364,6 +364,20 @@ fn answer_in_domain(
     Decision::Reply(reply)
 }
 
+/// SERVFAIL for the query `query` (no upstream answered, too many waiting): its ID and
+/// question echoed as far as it decodes.
+pub fn servfail(query: &[u8], name: String, qtype: String) -> Answered {
+    match Message::from_vec(query) {
+        Ok(req) => error(&req, ResponseCode::ServFail, name, qtype),
+        Err(_) => Answered {
+            msg: Message::error_msg(0, OpCode::Query, ResponseCode::ServFail),
+            name,
+            qtype,
+            limit: 512,
+        },
+    }
+}
+
 /// `reply` of a command turned into REFUSED (the service's rate limit said no).
 pub fn refusal(reply: &Answered) -> Answered {
     let mut msg = reply.msg.clone();

@@ -23,8 +23,6 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_PENDING: usize = 4096;
 /// How long one upstream is given before the next is asked (then SERVFAIL).
 pub const UPSTREAM_WAIT: Duration = Duration::from_millis(1500);
-/// Datagrams taken at most after one wake-up before the loop looks at its other sources.
-const BATCH: usize = 64;
 /// Query events one source may have recorded a second, and in one burst.
 const EVENTS_PER_SEC: u32 = 50;
 const EVENTS_BURST: u32 = 200;
@@ -36,19 +34,7 @@ pub fn bind(iface: &str, port: u16) -> std::io::Result<UdpSocket> {
 /// DNS over TCP (RFC 7766) on the same port and interface: what a resolver retries with when
 /// a UDP answer came back truncated (a large group).
 pub fn bind_tcp(iface: &str, port: u16) -> std::io::Result<tokio::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_address(true)?;
-    s.bind_device(Some(iface.as_bytes())).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot bind DNS (TCP) to interface {iface:?}: {e}"),
-        )
-    })?;
-    s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
-    s.listen(128)?;
-    s.set_nonblocking(true)?;
-    tokio::net::TcpListener::from_std(s.into())
+    super::listen_tcp_on_device("DNS (TCP)", iface, port)
 }
 
 /// TCP connections served at once (more are closed at once), and how long one may sit idle
@@ -100,6 +86,7 @@ struct Pending {
     upstream: usize,
     deadline: Instant,
     name: String,
+    qtype: String,
 }
 
 impl DnsService {
@@ -137,12 +124,6 @@ impl DnsService {
                 r = sock.recv_from(&mut buf) => match r {
                     Ok((n, peer)) => {
                         self.query(&sock, upstream.as_ref(), &policy, &buf[..n], peer, &mut pending, &mut events, &mut commands).await;
-                        // Under load, take what else is queued before waiting on epoll again
-                        // (a bounded batch, so the upstream socket and the tick get their turn).
-                        for _ in 0..BATCH {
-                            let Ok((n, peer)) = sock.try_recv_from(&mut buf) else { break };
-                            self.query(&sock, upstream.as_ref(), &policy, &buf[..n], peer, &mut pending, &mut events, &mut commands).await;
-                        }
                     }
                     Err(e) => tracing::warn!(iface, "dns receive: {e}"),
                 },
@@ -261,7 +242,7 @@ impl DnsService {
                     return;
                 };
                 if pending.len() >= MAX_PENDING {
-                    let a = servfail(packet, name, qtype);
+                    let a = dns::servfail(packet, name, qtype);
                     send(sock, &dns::encode(&a), peer).await;
                     emit(answered(peer, &a, "forwarded"));
                     return;
@@ -281,6 +262,7 @@ impl DnsService {
                     upstream: 0,
                     deadline: Instant::now() + UPSTREAM_WAIT,
                     name,
+                    qtype,
                 };
                 forward(up, &p.query, id, policy.upstreams[0]).await;
                 pending.insert(id, p);
@@ -313,12 +295,11 @@ impl DnsService {
         out[..2].copy_from_slice(&p.id.to_be_bytes());
         send(sock, &out, p.client).await;
         if events.allow(p.client.ip(), crate::clock::unix_now_ms()) {
-            let rcode = hickory_proto::op::ResponseCode::from(0, reply[3] & 0x0f);
             self.bus.emit(Event::DnsAnswered {
                 peer: p.client,
                 name: p.name,
-                qtype: qtype_of(&p.query),
-                rcode: dns::rcode_name(rcode).into(),
+                qtype: p.qtype,
+                rcode: rcode_of(reply).into(),
                 via: "forwarded",
             });
         }
@@ -348,14 +329,16 @@ impl DnsService {
                 pending.insert(id, p);
                 continue;
             }
-            let a = servfail(&p.query, p.name, qtype_of(&p.query));
+            let a = dns::servfail(&p.query, p.name, p.qtype);
             send(sock, &dns::encode(&a), p.client).await;
             if events.allow(p.client.ip(), crate::clock::unix_now_ms()) {
-                let mut e = answered(p.client, &a, "forwarded");
-                if let Event::DnsAnswered { rcode, .. } = &mut e {
-                    *rcode = "SERVFAIL (no upstream answered)".into();
-                }
-                self.bus.emit(e);
+                self.bus.emit(Event::DnsAnswered {
+                    peer: p.client,
+                    name: a.name,
+                    qtype: a.qtype,
+                    rcode: "SERVFAIL (no upstream answered)".into(),
+                    via: "forwarded",
+                });
             }
         }
     }
@@ -375,9 +358,17 @@ impl DnsService {
             EVENTS_BURST,
         )));
         let per_asker: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             let (conn, peer) = tokio::select! {
                 _ = cancel.cancelled() => return,
+                _ = tick.tick() => {
+                    let dropped = events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain();
+                    for (ip, count) in dropped {
+                        self.bus.emit(Event::Suppressed { proto: "dns", what: "dns_answered", ip, count });
+                    }
+                    continue;
+                }
                 r = listener.accept() => match r {
                     Ok(x) => x,
                     Err(e) => {
@@ -497,21 +488,17 @@ impl DnsService {
                 Decision::Forward { name, qtype } => {
                     match forward_tcp(&query, policy.upstreams[0]).await {
                         Some(bytes) => {
-                            let rcode = hickory_proto::op::ResponseCode::from(
-                                0,
-                                bytes.get(3).map_or(2, |b| b & 0x0f),
-                            );
                             emit(Event::DnsAnswered {
                                 peer,
                                 name,
                                 qtype,
-                                rcode: dns::rcode_name(rcode).into(),
+                                rcode: rcode_of(&bytes).into(),
                                 via: "forwarded",
                             });
                             bytes
                         }
                         None => {
-                            let mut a = servfail(&query, name, qtype);
+                            let mut a = dns::servfail(&query, name, qtype);
                             emit(answered(peer, &a, "forwarded"));
                             a.limit = u16::MAX;
                             dns::encode(&a)
@@ -618,35 +605,9 @@ fn answered(peer: SocketAddr, a: &Answered, via: &'static str) -> Event {
     }
 }
 
-fn servfail(query: &[u8], name: String, qtype: String) -> Answered {
-    let (mut msg, limit) = hickory_proto::op::Message::from_vec(query)
-        .map(|q| {
-            let limit = dns::udp_limit(&q);
-            let mut m = hickory_proto::op::Message::response(q.metadata.id, q.metadata.op_code);
-            m.metadata.recursion_desired = q.metadata.recursion_desired;
-            m.add_queries(q.queries);
-            (m, limit)
-        })
-        .unwrap_or_else(|_| {
-            (
-                hickory_proto::op::Message::response(0, hickory_proto::op::OpCode::Query),
-                512,
-            )
-        });
-    msg.metadata.response_code = hickory_proto::op::ResponseCode::ServFail;
-    Answered {
-        msg,
-        name,
-        qtype,
-        limit,
-    }
-}
-
-fn qtype_of(query: &[u8]) -> String {
-    hickory_proto::op::Message::from_vec(query)
-        .ok()
-        .and_then(|m| m.queries.first().map(|q| q.query_type().to_string()))
-        .unwrap_or_default()
+/// The rcode of an upstream's answer (checked to be at least a header long), as dig shows it.
+fn rcode_of(reply: &[u8]) -> &'static str {
+    dns::rcode_name(hickory_proto::op::ResponseCode::from(0, reply[3] & 0x0f))
 }
 
 fn same_question(query: &[u8], reply: &[u8]) -> bool {
