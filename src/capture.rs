@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
-    /// Frames written, and the pcap's size in bytes.
+    /// Frames written, and the pcap's size in bytes (its header, and per frame a record
+    /// header and the frame).
     pub packets: u64,
     pub bytes: u64,
     /// Frames seen on the interface (kept or not).
@@ -36,23 +37,6 @@ pub enum CaptureError {
     },
     #[error("writing the pcap: {0}")]
     Write(String),
-}
-
-/// Counts what goes through to the pcap writer, so the size bound holds for the file.
-struct Counted<W> {
-    inner: W,
-    n: u64,
-}
-
-impl<W: Write> Write for Counted<W> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let k = self.inner.write(b)?;
-        self.n += k as u64;
-        Ok(k)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Captures on `iface` into `out` until a bound of `limits` is reached.
@@ -85,8 +69,8 @@ pub fn capture(
             })
         }
     };
-    let mut w = pcap_file::pcap::PcapWriter::new(Counted { inner: out, n: 0 })
-        .map_err(|e| CaptureError::Write(e.to_string()))?;
+    let mut w =
+        pcap_file::pcap::PcapWriter::new(out).map_err(|e| CaptureError::Write(e.to_string()))?;
     let start = Instant::now();
     let end = start + Duration::from_secs(limits.secs);
     let (mut packets, mut seen) = (0u64, 0u64);
@@ -133,13 +117,12 @@ pub fn capture(
         packets += 1;
         size += record;
     };
-    let mut counted = w.into_writer();
-    counted
+    w.into_writer()
         .flush()
         .map_err(|e| CaptureError::Write(e.to_string()))?;
     Ok(Summary {
         packets,
-        bytes: counted.n,
+        bytes: size,
         seen,
         secs: start.elapsed().as_secs_f64(),
         stopped_by,

@@ -22,6 +22,7 @@
 //! - [`events`]    — the event bus: protocol tasks publish without ever waiting; the logger subscribes.
 //! - [`audit`]     — the audit store: bus → writer (spool when the store is away) → SQLite or
 //!   MongoDB behind one trait; Mongo-style queries; CouchDB import, JSONL/BSON export.
+//! - [`deadline`]  — a child process killed (by PID) when its time is up: ssh, alert commands.
 //! - [`ssh`]       — the one ssh runner (pinned host keys, `--`, deadlines, errors naming what ran).
 //! - [`backup`]    — host-file pulls over ssh into `hosts/<host>/` (one commit per host per run),
 //!   restore from any revision or date; `backup.toml` in the conf repo says what and when.
@@ -63,6 +64,7 @@ pub mod commands;
 pub mod config;
 pub mod confrepo;
 pub mod core;
+pub mod deadline;
 pub mod events;
 pub mod fsutil;
 pub mod image;

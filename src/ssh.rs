@@ -6,9 +6,7 @@
 //! ("power-off command failed", not "remote tar failed").
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::process::{ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +151,7 @@ impl Ssh {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(SshError::Spawn)?;
-        let watchdog = Watchdog::start(&child, timeout);
+        let watchdog = crate::deadline::Watchdog::start(&child, timeout);
         let writer = stdin.map(|data| {
             let mut pipe = child.stdin.take().expect("piped");
             std::thread::spawn(move || pipe.write_all(&data))
@@ -225,51 +223,6 @@ impl Ssh {
                 stderr: stderr.trim().to_owned(),
             },
         }
-    }
-}
-
-/// Kills a child (by PID) if it is still running when the deadline passes.
-struct Watchdog {
-    done: Arc<(Mutex<bool>, Condvar)>,
-    fired: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Watchdog {
-    fn start(child: &Child, timeout: Duration) -> Watchdog {
-        let done = Arc::new((Mutex::new(false), Condvar::new()));
-        let fired = Arc::new(AtomicBool::new(false));
-        let (d, f, pid) = (done.clone(), fired.clone(), child.id());
-        let thread = std::thread::spawn(move || {
-            let (lock, cv) = &*d;
-            let g = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let (g, _) = cv
-                .wait_timeout_while(g, timeout, |finished| !*finished)
-                .unwrap_or_else(|e| e.into_inner());
-            if !*g {
-                f.store(true, Ordering::SeqCst);
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        });
-        Watchdog {
-            done,
-            fired,
-            thread,
-        }
-    }
-
-    /// Call after the child was waited for; true if the deadline killed it.
-    fn stop(self) -> bool {
-        {
-            let (lock, cv) = &*self.done;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cv.notify_all();
-        }
-        let _ = self.thread.join();
-        self.fired.load(Ordering::SeqCst)
     }
 }
 

@@ -20,6 +20,17 @@ pub enum LeaseState {
     Declined,
 }
 
+impl LeaseState {
+    /// As `pxelator leases`, `/api/leases` and `/metrics` name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LeaseState::Offered => "offered",
+            LeaseState::Bound => "bound",
+            LeaseState::Declined => "declined",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub mac: Mac,
@@ -233,11 +244,10 @@ pub fn rows(leases: &Leases, inv: &crate::inventory::Inventory, now: u64) -> Vec
             ip: l.ip,
             mac: l.mac,
             hostname: inv.by_mac(&l.mac).and_then(|m| m.hostname.clone()),
-            state: match l.state {
-                _ if l.until <= now => "expired",
-                LeaseState::Bound => "bound",
-                LeaseState::Offered => "offered",
-                LeaseState::Declined => "declined",
+            state: if l.until <= now {
+                "expired"
+            } else {
+                l.state.name()
             },
             expires: l.until,
             expires_at: crate::clock::rfc3339(l.until),

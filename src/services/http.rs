@@ -720,12 +720,7 @@ async fn metrics(State(st): State<HttpState>) -> Response {
                 .map(|s| (s, 0))
                 .collect();
         for l in db.leases.iter().filter(|l| l.until > now) {
-            let s = match l.state {
-                crate::core::leases::LeaseState::Bound => "bound",
-                crate::core::leases::LeaseState::Offered => "offered",
-                crate::core::leases::LeaseState::Declined => "declined",
-            };
-            *by.entry(s).or_default() += 1;
+            *by.entry(l.state.name()).or_default() += 1;
         }
         g.leases = by.into_iter().collect();
         for s in &st.config.dhcp.net.subnets {

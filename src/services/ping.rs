@@ -82,7 +82,8 @@ pub async fn run(
         }
         seq = seq.wrapping_add(1);
         let list = targets(&inv.borrow(), &m);
-        tracks.retain(|ip, _| list.iter().any(|t| t.ip == *ip));
+        // `list` is sorted by address.
+        tracks.retain(|ip, _| list.binary_search_by_key(ip, |t| t.ip).is_ok());
         let spread = m.interval / 2;
         let n = u32::try_from(list.len().max(1)).unwrap_or(u32::MAX);
         let mut round = tokio::task::JoinSet::new();
@@ -121,11 +122,10 @@ pub async fn run(
                 _ = cancel.cancelled() => return,
                 r = round.join_next() => r,
             };
-            let Some(Ok((t, rtt))) = got else {
-                if got.is_none() {
-                    break;
-                }
-                continue;
+            let (t, rtt) = match got {
+                None => break,
+                Some(Err(_)) => continue,
+                Some(Ok(x)) => x,
             };
             bus.emit(Event::Ping {
                 host: t.host.clone(),
@@ -234,20 +234,14 @@ fn run_command(program: &std::path::Path, t: &Target, c: &Change) -> String {
         Ok(c) => c,
         Err(e) => return format!("{}: {e}", program.display()),
     };
-    let end = std::time::Instant::now() + ALERT_DEADLINE;
-    loop {
-        match child.try_wait() {
-            Ok(Some(s)) if s.success() => return "sent".into(),
-            Ok(Some(s)) => return format!("{} exited with {s}", program.display()),
-            Ok(None) if std::time::Instant::now() < end => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return format!("{} took over {ALERT_DEADLINE:?}; killed", program.display());
-            }
-            Err(e) => return format!("{}: {e}", program.display()),
-        }
+    let watchdog = crate::deadline::Watchdog::start(&child, ALERT_DEADLINE);
+    let status = child.wait();
+    if watchdog.stop() {
+        return format!("{} took over {ALERT_DEADLINE:?}; killed", program.display());
+    }
+    match status {
+        Ok(s) if s.success() => "sent".into(),
+        Ok(s) => format!("{} exited with {s}", program.display()),
+        Err(e) => format!("{}: {e}", program.display()),
     }
 }
