@@ -319,7 +319,7 @@ impl BaseDef {
             h.update((f.content.len() as u64).to_le_bytes());
             h.update(&f.content);
         }
-        hex(&h.finalize())
+        crate::core::hex(&h.finalize())
     }
 }
 
@@ -374,10 +374,6 @@ fn read_files_on_disk(top: &Path, dir: &Path, out: &mut Vec<LaidFile>) -> Result
         }
     }
     Ok(())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// `base.toml` of a built version.
@@ -740,7 +736,7 @@ fn sha256_file(p: &Path) -> Result<String, BaseError> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex(&h.finalize()))
+    Ok(crate::core::hex(&h.finalize()))
 }
 
 type Visit<'a> = dyn FnMut(&str, &std::fs::Metadata, &Path) -> Result<(), BaseError> + 'a;

@@ -98,6 +98,26 @@ pub fn check_private(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Makes `dir` (and its parents) if missing and insists it is ours alone: mode 0700 is set on
+/// it, and a directory owned by another user is refused (what it holds — ssh control sockets —
+/// lets whoever reaches them run commands as us).
+pub fn ensure_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(format!(
+            "{} is not a directory of this user's; remove it (pxelator makes it again, mode 700)",
+            dir.display()
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// Reads a secret file (first line, without its newline), refusing one others can read.
 pub fn read_secret(path: &Path) -> Result<String, String> {
     check_private(path)?;

@@ -65,6 +65,31 @@ pub struct Ssh {
     pub user: String,
     pub key: PathBuf,
     pub known_hosts: PathBuf,
+    /// Where multiplexed connections live (a 0700 directory): with it, the first command to a
+    /// host leaves a master connection that later commands reuse for [`MUX_PERSIST_SECS`]
+    /// (no new handshake); None: a connection per command.
+    pub mux_dir: Option<PathBuf>,
+}
+
+/// How long an idle master connection stays up after its last command.
+pub const MUX_PERSIST_SECS: u32 = 300;
+
+/// What a command printed and how it ended (the command ran: ssh got in).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ran {
+    pub code: i32,
+    /// At most the asked number of bytes; `truncated` says there was more.
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub truncated: bool,
+}
+
+/// The raw end of one ssh process: what `read` returned, the exit status, stderr.
+struct Ended<T> {
+    result: std::io::Result<T>,
+    status: std::io::Result<std::process::ExitStatus>,
+    stderr: String,
+    wrote: Option<std::io::Result<()>>,
 }
 
 impl Ssh {
@@ -95,7 +120,17 @@ impl Ssh {
                 "-o",
                 "ServerAliveCountMax=4",
             ])
-            .args(["-o", "LogLevel=ERROR"])
+            .args(["-o", "LogLevel=ERROR"]);
+        if let Some(dir) = &self.mux_dir {
+            crate::fsutil::ensure_private_dir(dir).map_err(SshError::Key)?;
+            // %C: a hash of the destination, so the socket path stays short whatever the name.
+            c.arg("-o")
+                .arg(format!("ControlPath={}/%C", dir.display()))
+                .args(["-o", "ControlMaster=auto"])
+                .arg("-o")
+                .arg(format!("ControlPersist={MUX_PERSIST_SECS}"));
+        }
+        c
             // `--`: whatever the destination holds, ssh never reads it as an option.
             .arg("--")
             .arg(format!("{}@{}", self.user, self.address))
@@ -140,6 +175,60 @@ impl Ssh {
         timeout: Duration,
         read: impl FnOnce(ChildStdout) -> std::io::Result<T>,
     ) -> Result<T, SshError> {
+        let ended = self.drive(what, remote, stdin, timeout, read)?;
+        let status = ended.status.map_err(|e| self.io(what, e))?;
+        if !status.success() {
+            return Err(self.classify(what, status.code(), &ended.stderr));
+        }
+        if let Some(Err(e)) = ended.wrote {
+            return Err(self.io(what, e));
+        }
+        ended.result.map_err(|e| self.io(what, e))
+    }
+
+    /// Runs `remote` and returns how it ended whatever its exit code (`pxelator run`, recipes):
+    /// at most `max_stdout` bytes of its output (the rest is not read: the pipe is closed),
+    /// 64 KiB of stderr. Errors only when ssh did not get in (exit 255, a changed host key) or
+    /// the deadline cut it off.
+    pub fn exec(
+        &self,
+        what: &str,
+        remote: &str,
+        stdin: Option<Vec<u8>>,
+        max_stdout: u64,
+        timeout: Duration,
+    ) -> Result<Ran, SshError> {
+        let ended = self.drive(what, remote, stdin, timeout, |mut out| {
+            let mut buf = Vec::new();
+            (&mut out).take(max_stdout + 1).read_to_end(&mut buf)?;
+            Ok(buf)
+        })?;
+        let status = ended.status.map_err(|e| self.io(what, e))?;
+        match status.code() {
+            Some(255) | None => Err(self.classify(what, status.code(), &ended.stderr)),
+            Some(code) => {
+                let mut stdout = ended.result.unwrap_or_default();
+                let truncated = stdout.len() as u64 > max_stdout;
+                stdout.truncate(max_stdout as usize);
+                Ok(Ran {
+                    code,
+                    stdout,
+                    stderr: ended.stderr,
+                    truncated,
+                })
+            }
+        }
+    }
+
+    /// Spawns ssh, feeds stdin, hands stdout to `read`, kills it at the deadline.
+    fn drive<T>(
+        &self,
+        what: &str,
+        remote: &str,
+        stdin: Option<Vec<u8>>,
+        timeout: Duration,
+        read: impl FnOnce(ChildStdout) -> std::io::Result<T>,
+    ) -> Result<Ended<T>, SshError> {
         let mut child = self
             .command(remote)?
             .stdin(if stdin.is_some() {
@@ -175,14 +264,12 @@ impl Ssh {
                 secs: timeout.as_secs(),
             });
         }
-        let status = status.map_err(|e| self.io(what, e))?;
-        if !status.success() {
-            return Err(self.classify(what, status.code(), &stderr));
-        }
-        if let Some(Err(e)) = wrote {
-            return Err(self.io(what, e));
-        }
-        result.map_err(|e| self.io(what, e))
+        Ok(Ended {
+            result,
+            status,
+            stderr,
+            wrote,
+        })
     }
 
     fn io(&self, what: &str, e: std::io::Error) -> SshError {
@@ -239,6 +326,7 @@ mod tests {
             user: "root".into(),
             key: key.to_owned(),
             known_hosts: "/kh".into(),
+            mux_dir: None,
         }
     }
 

@@ -90,11 +90,9 @@ pub(crate) fn merge(a: &Settings, b: &Settings) -> Settings {
     }
 }
 
-/// Reads `backup.toml` from the conf repo (errors name `path:line`). Hosts are resolved to
-/// addresses through the inventory.
-pub fn load_plans(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Plans, BackupError> {
+/// Reads and parses `backup.toml` (committed, like the inventory; errors name `path:line`).
+fn read_backup_file(cfg: &Config) -> Result<(PathBuf, BackupFile), BackupError> {
     let file = cfg.conf_repo.join("backup.toml");
-    // Committed, like the inventory (confrepo::read_current).
     let text = match crate::confrepo::read_current(&cfg.conf_repo, "backup.toml") {
         Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
         Ok(None) => String::new(),
@@ -113,74 +111,101 @@ pub fn load_plans(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Pla
             },
             msg: e.message,
         })?;
-    let mut per_host: BTreeMap<String, Settings> = BTreeMap::new();
-    for g in parsed.group.values() {
-        for h in &g.hosts {
-            let base = per_host.get(h).cloned().unwrap_or_default();
-            per_host.insert(h.clone(), merge(&base, &g.settings));
+    Ok((file, parsed))
+}
+
+impl BackupFile {
+    /// Each listed host's settings from its groups and its own table (not yet the defaults).
+    fn per_host(&self) -> BTreeMap<String, Settings> {
+        let mut per_host: BTreeMap<String, Settings> = BTreeMap::new();
+        for g in self.group.values() {
+            for h in &g.hosts {
+                let base = per_host.get(h).cloned().unwrap_or_default();
+                per_host.insert(h.clone(), merge(&base, &g.settings));
+            }
         }
+        for (h, s) in &self.host {
+            let base = per_host.get(h).cloned().unwrap_or_default();
+            per_host.insert(h.clone(), merge(&base, s));
+        }
+        per_host
     }
-    for (h, s) in &parsed.host {
-        let base = per_host.get(h).cloned().unwrap_or_default();
-        per_host.insert(h.clone(), merge(&base, s));
-    }
-    let default_key = cfg.state_dir.join("ssh/id_ed25519");
-    let mut hosts = Vec::new();
-    for (name, s) in per_host {
-        if !name
+}
+
+/// One host's plan from its merged settings: name, user and address checked; the address
+/// defaults to the inventory's IP for a machine of that hostname, else the name.
+fn host_plan(
+    cfg: &Config,
+    file: &Path,
+    inv: &crate::inventory::Inventory,
+    name: &str,
+    s: Settings,
+) -> Result<HostPlan, BackupError> {
+    if name.is_empty()
+        || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(BackupError::Config {
+            file: file.to_owned(),
+            msg: format!("host name {name:?}: letters, digits, '-' and '.' only"),
+        });
+    }
+    let bad = |what: &str, v: &str, rule: &str| BackupError::Config {
+        file: file.to_owned(),
+        msg: format!("host {name}: {what} {v:?} {rule}"),
+    };
+    if let Some(u) = &s.user {
+        // A user name goes into `ssh USER@HOST`: never an option, never two words.
+        let ok = u.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && u.len() <= 32
+            && u.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !ok {
+            return Err(bad("user", u, "is not a user name (letters, digits, '_', '.', '-'; starting with a letter or '_')"));
+        }
+    }
+    if let Some(a) = &s.address {
+        if crate::inventory::check_hostname(a).is_err() && a.parse::<std::net::IpAddr>().is_err()
         {
-            return Err(BackupError::Config {
-                file: file.clone(),
-                msg: format!("host name {name:?}: letters, digits, '-' and '.' only"),
-            });
+            return Err(bad(
+                "address",
+                a,
+                "is neither a host name nor an IP address",
+            ));
         }
+    }
+    let address = s.address.clone().unwrap_or_else(|| {
+        inv.machines()
+            .iter()
+            .find(|m| m.hostname.as_deref() == Some(name))
+            .and_then(|m| m.ip)
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| name.to_owned())
+    });
+    Ok(HostPlan {
+        address,
+        port: s.port.unwrap_or(22),
+        user: s.user.unwrap_or_else(|| "root".into()),
+        key: s
+            .key
+            .unwrap_or_else(|| cfg.state_dir.join("ssh/id_ed25519")),
+        paths: s.paths.unwrap_or_else(|| vec!["/etc".into()]),
+        exclude: s.exclude.unwrap_or_default(),
+        include_secrets: s.include_secrets.unwrap_or_default(),
+        schedule: s.schedule,
+        name: name.to_owned(),
+    })
+}
+
+/// Reads `backup.toml` from the conf repo (errors name `path:line`). Hosts are resolved to
+/// addresses through the inventory.
+pub fn load_plans(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Plans, BackupError> {
+    let (file, parsed) = read_backup_file(cfg)?;
+    let mut hosts = Vec::new();
+    for (name, s) in parsed.per_host() {
         let s = merge(&parsed.defaults, &s);
-        let bad = |what: &str, v: &str, rule: &str| BackupError::Config {
-            file: file.clone(),
-            msg: format!("host {name}: {what} {v:?} {rule}"),
-        };
-        if let Some(u) = &s.user {
-            // A user name goes into `ssh USER@HOST`: never an option, never two words.
-            let ok = u.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && u.len() <= 32
-                && u.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-            if !ok {
-                return Err(bad("user", u, "is not a user name (letters, digits, '_', '.', '-'; starting with a letter or '_')"));
-            }
-        }
-        if let Some(a) = &s.address {
-            if crate::inventory::check_hostname(a).is_err()
-                && a.parse::<std::net::IpAddr>().is_err()
-            {
-                return Err(bad(
-                    "address",
-                    a,
-                    "is neither a host name nor an IP address",
-                ));
-            }
-        }
-        let address = s.address.clone().unwrap_or_else(|| {
-            inv.machines()
-                .iter()
-                .find(|m| m.hostname.as_deref() == Some(name.as_str()))
-                .and_then(|m| m.ip)
-                .map(|ip| ip.to_string())
-                .unwrap_or_else(|| name.clone())
-        });
-        hosts.push(HostPlan {
-            address,
-            port: s.port.unwrap_or(22),
-            user: s.user.unwrap_or_else(|| "root".into()),
-            key: s.key.unwrap_or_else(|| default_key.clone()),
-            paths: s.paths.unwrap_or_else(|| vec!["/etc".into()]),
-            exclude: s.exclude.unwrap_or_default(),
-            include_secrets: s.include_secrets.unwrap_or_default(),
-            schedule: s.schedule,
-            name,
-        });
+        hosts.push(host_plan(cfg, &file, inv, &name, s)?);
     }
     Ok(Plans {
         hosts,
@@ -191,6 +216,37 @@ pub fn load_plans(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Pla
             .max_file_mb
             .map_or(MAX_FILE_BYTES, |mb| mb.max(1).saturating_mul(1 << 20)),
     })
+}
+
+/// How to reach machines over ssh (`pxelator run`, recipes): `backup.toml`'s settings for
+/// hosts it lists (defaults, groups, host), and for the inventory's other machines its
+/// `[defaults]` with the machine's address. `names` are already hostnames.
+pub fn connections(
+    cfg: &Config,
+    inv: &crate::inventory::Inventory,
+    names: &[String],
+) -> Result<Vec<HostPlan>, BackupError> {
+    let (file, parsed) = read_backup_file(cfg)?;
+    let per_host = parsed.per_host();
+    names
+        .iter()
+        .map(|name| {
+            let own = per_host.get(name).cloned().unwrap_or_default();
+            host_plan(cfg, &file, inv, name, merge(&parsed.defaults, &own))
+        })
+        .collect()
+}
+
+/// The host names `backup.toml` lists under `[group.NAME]`, if it has that group; and every
+/// host it lists, for telling a known name from a typo.
+pub fn listed_hosts(cfg: &Config) -> Result<(BTreeMap<String, Vec<String>>, Vec<String>), BackupError> {
+    let (_, parsed) = read_backup_file(cfg)?;
+    let groups = parsed
+        .group
+        .iter()
+        .map(|(g, v)| (g.clone(), v.hosts.clone()))
+        .collect();
+    Ok((groups, parsed.per_host().into_keys().collect()))
 }
 
 /// File names never pulled unless `include_secrets` lists them (globs with at most one `*`):
@@ -254,6 +310,7 @@ impl HostPlan {
             user: self.user.clone(),
             key: self.key.clone(),
             known_hosts: known_hosts.to_owned(),
+            mux_dir: None,
         }
     }
 }

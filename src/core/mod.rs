@@ -15,7 +15,13 @@ pub mod mac;
 pub mod monitor;
 pub mod nfsroot;
 pub mod pool;
+pub mod recipe;
 pub mod reclaim;
 pub mod seen;
 pub mod slots;
 pub mod story;
+
+/// Lowercase hex of bytes (digests, ids).
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -224,7 +224,7 @@ pub fn cephx_secret(random: [u8; 16], created_secs: u32) -> String {
 pub fn uuid_v4(mut r: [u8; 16]) -> String {
     r[6] = (r[6] & 0x0f) | 0x40;
     r[8] = (r[8] & 0x3f) | 0x80;
-    let h: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    let h = super::hex(&r);
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
