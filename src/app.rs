@@ -161,6 +161,57 @@ async fn backup_scheduler(
     }
 }
 
+/// Checks recipes.toml's assignments every `interval_mins` (the first round soon after start):
+/// drift and fixes are `recipe_result` events with user `schedule`; one round at a time, off
+/// the async threads. A broken recipes.toml is logged once per distinct error.
+async fn recipe_scheduler(
+    cfg: Config,
+    bus: Bus,
+    inv: crate::services::InventoryRx,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut last: Option<i64> = None;
+    let mut warned: std::collections::HashSet<String> = Default::default();
+    loop {
+        tokio::select! { _ = cancel.cancelled() => break, _ = tick.tick() => {} }
+        let c = cfg.clone();
+        let loaded = tokio::task::spawn_blocking(move || crate::remote::load_assignments(&c)).await;
+        let a = match loaded {
+            Ok(Ok(Some(a))) if !a.assign.is_empty() => a,
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => {
+                if warned.insert(e.to_string()) {
+                    warn!("{e:#}; recipe checks wait until it is fixed");
+                }
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let now = crate::clock::unix_now() as i64;
+        if !crate::core::recipe::due(last, now, a.interval_mins()) {
+            continue;
+        }
+        last = Some(now);
+        let (c, b) = (cfg.clone(), bus.clone());
+        let inv = inv.borrow().clone();
+        let round = tokio::task::spawn_blocking(move || {
+            let rows = crate::remote::check_assignments(&c, &inv, &a, "schedule", &|e| b.emit(e));
+            let drift = rows
+                .iter()
+                .filter(|(_, h)| h.outcome != crate::core::recipe::Outcome::Ok)
+                .count();
+            (rows.len(), drift)
+        });
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = round => if let Ok((n, drift)) = r {
+                info!(checked = n, not_ok = drift, "recipes.toml checked");
+            },
+        }
+    }
+}
+
 /// The reclaimer's first check after start, then its period.
 const RECLAIM_FIRST: Duration = Duration::from_secs(10);
 const RECLAIM_EVERY: Duration = Duration::from_secs(3600);
@@ -782,6 +833,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Err(e) => warn!("{e}; backups and ssh power-off will fail until it exists"),
     }
     tasks.spawn(backup_scheduler(
+        cfg.clone(),
+        bus.clone(),
+        inv_rx.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(recipe_scheduler(
         cfg.clone(),
         bus.clone(),
         inv_rx.clone(),

@@ -24,6 +24,8 @@
 //!   MongoDB behind one trait; Mongo-style queries; CouchDB import, JSONL/BSON export.
 //! - [`deadline`]  — a child process killed (by PID) when its time is up: ssh, alert commands.
 //! - [`ssh`]       — the one ssh runner (pinned host keys, `--`, deadlines, errors naming what ran).
+//! - [`remote`]    — `pxelator run` and recipes ([`core::recipe`]) on many hosts at once over the
+//!   ssh runner with multiplexed connections; `recipes.toml` checks; recipes captured from history.
 //! - [`backup`]    — host-file pulls over ssh into `hosts/<host>/` (one commit per host per run),
 //!   restore from any revision or date; `backup.toml` in the conf repo says what and when.
 //! - [`power`]     — power on/off/reset/status: Intel AMT (WS-Management, digest auth) where a
@@ -74,6 +76,7 @@ pub mod nfsroot;
 pub mod overlay;
 pub mod pool;
 pub mod power;
+pub mod remote;
 pub mod restorevm;
 /// The wire formats, a crate of their own (`crates/proto`): nothing there can use the rest.
 pub use pxelator_proto as proto;

@@ -180,6 +180,43 @@ enum Cmd {
         #[arg(short = 'o', long)]
         output: PathBuf,
     },
+    /// Run a command on machines at once over ssh (pinned host keys; connections kept open for
+    /// the next run): `pxelator run reading-room -- uptime`. A table row per host as it
+    /// finishes (exit code, time, first lines); exit 2 if any host failed.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Machines: hostnames, MACs, IPs, groups (param group), backup.toml hosts or groups;
+        /// comma lists too.
+        #[arg(required = true)]
+        targets: Vec<String>,
+        /// Seconds each host may take; then it is cut off and reported.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Every host's whole output after the table.
+        #[arg(long)]
+        full: bool,
+        /// A JSON array (host, outcome, exit, duration_ms, stdout, stderr, error) instead.
+        #[arg(long)]
+        json: bool,
+        /// Who ran it, for the audit trail (default: the invoking user, or $SUDO_USER).
+        #[arg(long)]
+        author: Option<String>,
+        /// The command, after `--`, as you would type it to ssh.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Recipes: small sh scripts with check and apply (recipes/ in the conf repo, and built-in
+    /// ones); check, apply only where the check fails, capture one from a host file's history.
+    Recipe {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Who acts, for commits and the audit trail (default: the invoking user).
+        #[arg(long, global = true)]
+        author: Option<String>,
+        #[command(subcommand)]
+        cmd: RecipeCmd,
+    },
     /// The DHCP server's leases (address, MAC, hostname, state, expiry), from its journal.
     Leases {
         #[command(flatten)]
@@ -675,6 +712,240 @@ fn backup(config: &std::path::Path, who: Option<&str>, cmd: BackupCmd) -> anyhow
     }
     if let Some(e) = failure {
         return Err(e.into());
+    }
+    Ok(ok)
+}
+
+#[derive(Subcommand)]
+enum RecipeCmd {
+    /// The recipes there are (the conf repo's and the built-in ones) and their parameters.
+    List,
+    /// A recipe's script.
+    Show { name: String },
+    /// Check a recipe on machines: `ok` or `drift` per host (nothing is changed); exit 2 if
+    /// any host drifted or failed.
+    Check {
+        name: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+        /// A parameter, NAME=VALUE (repeat for more).
+        #[arg(long = "param")]
+        params: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check, apply where the check fails, check again: `ok`, `fixed` or `failed` per host;
+    /// exit 2 if any failed.
+    Apply {
+        name: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+        #[arg(long = "param")]
+        params: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a recipe from a file in the host-file backups: HOST:/path[@REV|@DATE] becomes
+    /// recipes/NAME.sh (a commit) that makes that file so on other machines.
+    Capture {
+        spec: String,
+        #[arg(long = "as")]
+        name: String,
+    },
+    /// Check recipes.toml's assignments now (what the daemon does on its schedule).
+    Assigned,
+}
+
+fn recipe_rows(rows: &[pxelator::remote::HostRecipe], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+    }
+    Ok(())
+}
+
+fn print_recipe_row(r: &pxelator::remote::HostRecipe) {
+    println!(
+        "{:<20} {:<7} {:>7.1}s  {}",
+        r.host,
+        r.outcome.name(),
+        r.duration_ms as f64 / 1000.0,
+        r.message.as_deref().unwrap_or("")
+    );
+}
+
+/// `recipe check|apply NAME TARGETS --param …`: rows as hosts finish (or JSON at the end);
+/// true when every host is ok (check) or ok/fixed (apply).
+fn recipe_on(
+    cfg: &Config,
+    inv: &pxelator::inventory::Inventory,
+    (name, targets, params): (&str, &[String], &[String]),
+    mode: pxelator::core::recipe::Mode,
+    json: bool,
+    user: &str,
+    emit: &(dyn Fn(pxelator::core::event::Event) + Sync),
+) -> anyhow::Result<bool> {
+    use pxelator::core::recipe::{self, Mode, Outcome};
+    use pxelator::remote as r;
+    let rec = r::load_recipe(cfg, name)?;
+    let given = recipe::parse_params(params).map_err(anyhow::Error::msg)?;
+    // Parameters are checked before any host is reached.
+    recipe::bind(&rec, &given).map_err(anyhow::Error::msg)?;
+    let hosts = r::connect(cfg, inv, &r::resolve(cfg, inv, targets)?)?;
+    let rows = r::recipe_run(&hosts, &rec, &given, mode, user, emit, &|row| {
+        if !json {
+            print_recipe_row(row)
+        }
+    })?;
+    recipe_rows(&rows, json)?;
+    Ok(rows.iter().all(|h| match mode {
+        Mode::Check => h.outcome == Outcome::Ok,
+        Mode::Apply => matches!(h.outcome, Outcome::Ok | Outcome::Fixed),
+    }))
+}
+
+/// `pxelator run`: the live table (or JSON), the run_finished event into the audit store;
+/// true when every host exited 0.
+fn run_cmd(
+    config: &std::path::Path,
+    targets: &[String],
+    command: &[String],
+    timeout: std::time::Duration,
+    (full, json): (bool, bool),
+    a: &pxelator::confrepo::Author,
+) -> anyhow::Result<bool> {
+    use pxelator::remote as r;
+    let cfg = Config::load(config)?;
+    let inv = pxelator::confrepo::current_inventory(&cfg).0;
+    let hosts = r::connect(&cfg, &inv, &r::resolve(&cfg, &inv, targets)?)?;
+    let events = std::sync::Mutex::new(Vec::new());
+    let emit = |e: pxelator::core::event::Event| events.lock().expect("events").push(e);
+    if !json {
+        println!(
+            "{:<20} {:<16} {:>5} {:>8}  OUTPUT",
+            "HOST", "RESULT", "EXIT", "TIME"
+        );
+    }
+    let rows = r::run(
+        &hosts,
+        &command.join(" "),
+        timeout,
+        &format!("{} <{}>", a.name, a.email),
+        &emit,
+        &|h| {
+            if !json {
+                println!(
+                    "{:<20} {:<16} {:>5} {:>7.2}s  {}",
+                    h.host,
+                    h.outcome,
+                    h.exit.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                    h.duration_ms as f64 / 1000.0,
+                    h.first_lines(2)
+                );
+            }
+        },
+    );
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if full {
+        for h in &rows {
+            println!("\n== {} ({}) ==", h.host, h.outcome);
+            print!("{}", h.stdout);
+            if !h.stderr.is_empty() {
+                print!("-- stderr --\n{}", h.stderr);
+            }
+            if h.truncated {
+                println!("-- cut after {} bytes --", r::MAX_OUTPUT);
+            }
+        }
+    }
+    if let Some(au) = &cfg.audit {
+        pxelator::audit::record_events(au, &events.into_inner().expect("events"))?;
+    }
+    Ok(rows.iter().all(|h| h.outcome == "ok"))
+}
+
+fn recipe_cmd(
+    config: &std::path::Path,
+    a: &pxelator::confrepo::Author,
+    cmd: RecipeCmd,
+) -> anyhow::Result<bool> {
+    use pxelator::core::recipe::{Mode, Outcome};
+    use pxelator::remote as r;
+    let cfg = Config::load(config)?;
+    let inv = pxelator::confrepo::current_inventory(&cfg).0;
+    let user = format!("{} <{}>", a.name, a.email);
+    let events = std::sync::Mutex::new(Vec::new());
+    let emit = |e: pxelator::core::event::Event| events.lock().expect("events").push(e);
+    let ok = match cmd {
+        RecipeCmd::List => {
+            for (rec, from) in r::list_recipes(&cfg)? {
+                println!("{:<24} {:<10} {}", rec.name, from, rec.about);
+                for p in &rec.params {
+                    let d = p
+                        .default
+                        .as_deref()
+                        .map(|d| format!(" (default {d})"))
+                        .unwrap_or_default();
+                    println!("{:<24}   --param {}=…  {}{d}", "", p.name, p.about);
+                }
+            }
+            true
+        }
+        RecipeCmd::Show { name } => {
+            print!("{}", r::load_recipe(&cfg, &name)?.script);
+            true
+        }
+        RecipeCmd::Check {
+            name,
+            targets,
+            params,
+            json,
+        } => recipe_on(
+            &cfg,
+            &inv,
+            (&name, &targets, &params),
+            Mode::Check,
+            json,
+            &user,
+            &emit,
+        )?,
+        RecipeCmd::Apply {
+            name,
+            targets,
+            params,
+            json,
+        } => recipe_on(
+            &cfg,
+            &inv,
+            (&name, &targets, &params),
+            Mode::Apply,
+            json,
+            &user,
+            &emit,
+        )?,
+        RecipeCmd::Capture { spec, name } => {
+            let c = r::capture(&cfg, &spec, &name, a, &emit)?;
+            println!("{c}");
+            true
+        }
+        RecipeCmd::Assigned => {
+            let Some(asg) = r::load_assignments(&cfg)? else {
+                anyhow::bail!(
+                    "no recipes.toml in {}: nothing is assigned",
+                    cfg.conf_repo.display()
+                );
+            };
+            let rows = r::check_assignments(&cfg, &inv, &asg, &user, &emit);
+            for (rec, h) in &rows {
+                print!("{rec:<20} ");
+                print_recipe_row(h);
+            }
+            rows.iter()
+                .all(|(_, h)| matches!(h.outcome, Outcome::Ok | Outcome::Fixed))
+        }
+    };
+    if let Some(au) = &cfg.audit {
+        pxelator::audit::record_events(au, &events.into_inner().expect("events"))?;
     }
     Ok(ok)
 }
@@ -1800,6 +2071,27 @@ fn main() -> ExitCode {
             config: ConfigArg { path: config },
             json,
         } => exit_code(leases(&config, json)),
+        Cmd::Run {
+            config: ConfigArg { path: config },
+            targets,
+            timeout,
+            full,
+            json,
+            author: who,
+            command,
+        } => exit_code(run_cmd(
+            &config,
+            &targets,
+            &command,
+            std::time::Duration::from_secs(timeout.max(1)),
+            (full, json),
+            &author(who.as_deref()),
+        )),
+        Cmd::Recipe {
+            config: ConfigArg { path: config },
+            author: who,
+            cmd,
+        } => exit_code(recipe_cmd(&config, &author(who.as_deref()), cmd)),
         Cmd::Capture {
             config: ConfigArg { path: config },
             iface,

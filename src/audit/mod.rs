@@ -263,6 +263,9 @@ pub fn source_of(e: &Event) -> &'static str {
         Event::DnsAnswered { .. } | Event::DnsCommand { .. } | Event::DnsRefused { .. } => "dns",
         Event::Ping { .. } | Event::MachineState { .. } | Event::AlertSent { .. } => "monitor",
         Event::CaptureTaken { .. } => "capture",
+        Event::RunFinished { .. } | Event::RecipeResult { .. } | Event::RecipeCaptured { .. } => {
+            "remote"
+        }
         Event::HttpServed { .. } | Event::AuthFailed { .. } | Event::BootScriptRefused { .. } => {
             "http"
         }

@@ -166,8 +166,7 @@ fn host_plan(
         }
     }
     if let Some(a) = &s.address {
-        if crate::inventory::check_hostname(a).is_err() && a.parse::<std::net::IpAddr>().is_err()
-        {
+        if crate::inventory::check_hostname(a).is_err() && a.parse::<std::net::IpAddr>().is_err() {
             return Err(bad(
                 "address",
                 a,
@@ -237,16 +236,24 @@ pub fn connections(
         .collect()
 }
 
-/// The host names `backup.toml` lists under `[group.NAME]`, if it has that group; and every
-/// host it lists, for telling a known name from a typo.
-pub fn listed_hosts(cfg: &Config) -> Result<(BTreeMap<String, Vec<String>>, Vec<String>), BackupError> {
+/// What `backup.toml` names: its `[group.NAME]`s with their hosts, and every host it lists.
+#[derive(Debug, Default)]
+pub struct Listed {
+    pub groups: BTreeMap<String, Vec<String>>,
+    pub hosts: Vec<String>,
+}
+
+/// The groups and hosts of `backup.toml`, for `run` and recipes' targets.
+pub fn listed_hosts(cfg: &Config) -> Result<Listed, BackupError> {
     let (_, parsed) = read_backup_file(cfg)?;
-    let groups = parsed
-        .group
-        .iter()
-        .map(|(g, v)| (g.clone(), v.hosts.clone()))
-        .collect();
-    Ok((groups, parsed.per_host().into_keys().collect()))
+    Ok(Listed {
+        groups: parsed
+            .group
+            .iter()
+            .map(|(g, v)| (g.clone(), v.hosts.clone()))
+            .collect(),
+        hosts: parsed.per_host().into_keys().collect(),
+    })
 }
 
 /// File names never pulled unless `include_secrets` lists them (globs with at most one `*`):

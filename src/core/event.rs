@@ -477,6 +477,32 @@ pub enum Event {
     PoolProblem {
         message: String,
     },
+    /// `pxelator run`: one command on machines at once; who ran it and how each host ended.
+    RunFinished {
+        user: String,
+        command: String,
+        targets: Vec<String>,
+        results: Vec<RunResult>,
+        duration_ms: u64,
+    },
+    /// A recipe checked (and, in apply mode, applied) on one host: `outcome` ok, drift, fixed
+    /// or failed; `user` is the admin, or `schedule` for the daemon's assignment checks.
+    RecipeResult {
+        recipe: String,
+        host: String,
+        mode: String,
+        outcome: String,
+        user: String,
+        message: Option<String>,
+        duration_ms: u64,
+    },
+    /// `recipe capture`: a recipe made from a host file's history, committed.
+    RecipeCaptured {
+        recipe: String,
+        from: String,
+        user: String,
+        commit: Option<String>,
+    },
     InventoryLoaded {
         machines: usize,
         profiles: usize,
@@ -525,6 +551,9 @@ impl Event {
             Event::Ping { .. } => "ping",
             Event::MachineState { .. } => "machine_state",
             Event::AlertSent { .. } => "alert_sent",
+            Event::RunFinished { .. } => "run_finished",
+            Event::RecipeResult { .. } => "recipe_result",
+            Event::RecipeCaptured { .. } => "recipe_captured",
             Event::DnsAnswered { .. } => "dns_answered",
             Event::DnsCommand { .. } => "dns_command",
             Event::DnsRefused { .. } => "dns_refused",
@@ -564,4 +593,14 @@ impl Event {
             Event::InventoryProblem { .. } => "inventory_problem",
         }
     }
+}
+
+/// How one host of a `pxelator run` ended: `outcome` ok (exit 0), failed (another exit),
+/// unreachable, timeout or host_key_changed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunResult {
+    pub host: String,
+    pub outcome: String,
+    pub exit: Option<i32>,
+    pub duration_ms: u64,
 }

@@ -132,9 +132,8 @@ pub fn parse(name: &str, script: &str) -> Result<Recipe, String> {
             }
         }
     }
-    let about = about.ok_or_else(|| {
-        format!("recipe {name}: no `# recipe: what it makes so` line at its top")
-    })?;
+    let about = about
+        .ok_or_else(|| format!("recipe {name}: no `# recipe: what it makes so` line at its top"))?;
     for f in ["check", "apply"] {
         let defined = script.lines().any(|l| {
             let l = l.trim_start();
@@ -181,7 +180,10 @@ pub fn bind(
             ));
         }
         if v.contains('\0') {
-            return Err(format!("recipe {}: parameter {k} holds a NUL byte", recipe.name));
+            return Err(format!(
+                "recipe {}: parameter {k} holds a NUL byte",
+                recipe.name
+            ));
         }
     }
     let mut out = BTreeMap::new();
@@ -416,9 +418,21 @@ mod tests {
             ("Bad", LINE, "lowercase"),
             ("x", "check() { :; }\napply() { :; }\n", "no `# recipe:"),
             ("x", "# recipe: y\ncheck() { :; }\n", "no `apply()"),
-            ("x", "# recipe: y\n# param PATH: no\ncheck() { :; }\napply() { :; }\n", "line 2: parameter name \"PATH\""),
-            ("x", "# recipe: y\n# param pxl_sum: no\ncheck() { :; }\napply() { :; }\n", "pxl_"),
-            ("x", "# recipe: y\n# default z: 1\ncheck() { :; }\napply() { :; }\n", "line 2: a default for \"z\""),
+            (
+                "x",
+                "# recipe: y\n# param PATH: no\ncheck() { :; }\napply() { :; }\n",
+                "line 2: parameter name \"PATH\"",
+            ),
+            (
+                "x",
+                "# recipe: y\n# param pxl_sum: no\ncheck() { :; }\napply() { :; }\n",
+                "pxl_",
+            ),
+            (
+                "x",
+                "# recipe: y\n# default z: 1\ncheck() { :; }\napply() { :; }\n",
+                "line 2: a default for \"z\"",
+            ),
         ] {
             let e = parse(name, script).unwrap_err();
             assert!(e.contains(want), "{e}");
@@ -431,9 +445,15 @@ mod tests {
         let b = bind(&r, &given(&[("file", "/etc/motd")])).unwrap();
         assert_eq!(b["line"], "hello");
         let e = bind(&r, &BTreeMap::new()).unwrap_err();
-        assert!(e.contains("parameter file has no value") && e.contains("--param file="), "{e}");
+        assert!(
+            e.contains("parameter file has no value") && e.contains("--param file="),
+            "{e}"
+        );
         let e = bind(&r, &given(&[("file", "/x"), ("fiel", "y")])).unwrap_err();
-        assert!(e.contains("no parameter \"fiel\" (it has: file, line)"), "{e}");
+        assert!(
+            e.contains("no parameter \"fiel\" (it has: file, line)"),
+            "{e}"
+        );
         assert!(parse_params(&["a=1=2".into()]).unwrap()["a"] == "1=2");
         assert!(parse_params(&["a".into()]).is_err());
     }
@@ -445,7 +465,10 @@ mod tests {
         let evil = "it's $(touch /tmp/pxl-pwned) `id` \"; exit 0\n; rm -rf /";
         let b = bind(&r, &given(&[("file", "/nonexistent"), ("line", evil)])).unwrap();
         let mut s = remote_script(&r, &b, Mode::Check);
-        s = s.replace("if ( check )", "printf '%s' \"$line\"; exit 0\nif ( check )");
+        s = s.replace(
+            "if ( check )",
+            "printf '%s' \"$line\"; exit 0\nif ( check )",
+        );
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(&s)
@@ -459,7 +482,10 @@ mod tests {
         assert_eq!(outcome(Mode::Check, 0).0, Outcome::Ok);
         assert_eq!(outcome(Mode::Check, 10).0, Outcome::Drift);
         assert_eq!(outcome(Mode::Apply, 12).0, Outcome::Fixed);
-        assert_eq!(outcome(Mode::Apply, 13).1.unwrap(), "applied, but the check still fails");
+        assert_eq!(
+            outcome(Mode::Apply, 13).1.unwrap(),
+            "applied, but the check still fails"
+        );
         // A drift code in apply mode, or anything else, is a failure.
         assert_eq!(outcome(Mode::Apply, 10).0, Outcome::Failed);
         assert_eq!(outcome(Mode::Check, 2).0, Outcome::Failed);
@@ -488,21 +514,36 @@ mod tests {
         assert_eq!(run(Mode::Apply), Outcome::Ok);
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "first\nhello\n");
         // An apply that does not satisfy its check is a failure, not "fixed".
-        let liar = parse("liar", "# recipe: x\ncheck() { false; }\napply() { true; }\n").unwrap();
+        let liar = parse(
+            "liar",
+            "# recipe: x\ncheck() { false; }\napply() { true; }\n",
+        )
+        .unwrap();
         let o = std::process::Command::new("sh")
             .arg("-c")
             .arg(remote_script(&liar, &BTreeMap::new(), Mode::Apply))
             .output()
             .unwrap();
-        assert_eq!(outcome(Mode::Apply, o.status.code().unwrap()).0, Outcome::Failed);
+        assert_eq!(
+            outcome(Mode::Apply, o.status.code().unwrap()).0,
+            Outcome::Failed
+        );
     }
 
     #[test]
     fn a_captured_file_recipe_writes_the_same_bytes() {
         let d = tempfile::tempdir().unwrap();
-        let content: Vec<u8> = (0..=255u8).chain(b"line\n'$(x)'\nPXELATOR_CONTENT\n".iter().copied()).collect();
+        let content: Vec<u8> = (0..=255u8)
+            .chain(b"line\n'$(x)'\nPXELATOR_CONTENT\n".iter().copied())
+            .collect();
         let target = d.path().join("sub/etc/file.conf");
-        let text = file_recipe("kiosk1:/etc/file.conf@HEAD", "/etc/file.conf", Some(0o640), &content).unwrap();
+        let text = file_recipe(
+            "kiosk1:/etc/file.conf@HEAD",
+            "/etc/file.conf",
+            Some(0o640),
+            &content,
+        )
+        .unwrap();
         let r = parse("file-conf", &text).unwrap();
         let b = bind(&r, &given(&[("path", target.to_str().unwrap())])).unwrap();
         assert_eq!(b["mode"], "640");
@@ -518,7 +559,10 @@ mod tests {
         assert_eq!(sh(Mode::Apply), (Outcome::Fixed, None));
         assert_eq!(std::fs::read(&target).unwrap(), content);
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o7777, 0o640);
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
         assert_eq!(sh(Mode::Apply).0, Outcome::Ok);
         assert!(file_recipe("s", "relative", None, b"x").is_err());
         assert!(file_recipe("s", "/x", None, &vec![0; MAX_CAPTURED_BYTES + 1]).is_err());

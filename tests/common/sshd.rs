@@ -54,6 +54,12 @@ fn spawn_sshd(cfg: &Path, log: &Path, port: u16) -> Child {
 
 /// An sshd on 127.0.0.1 with its own host key, accepting `authorized`.
 pub fn start_sshd(dir: &Path, authorized: &Path) -> Sshd {
+    start_sshd_with(dir, authorized, "")
+}
+
+/// [`start_sshd`] with `extra` sshd_config lines (e.g. `SetEnv PXL_HOST=h1`, so commands can
+/// tell the loopback "hosts" apart).
+pub fn start_sshd_with(dir: &Path, authorized: &Path, extra: &str) -> Sshd {
     std::fs::create_dir_all(dir).unwrap();
     // sshd's privilege separation directory.
     std::fs::create_dir_all("/run/sshd").unwrap();
@@ -65,9 +71,10 @@ pub fn start_sshd(dir: &Path, authorized: &Path) -> Sshd {
         format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/host_key\nPidFile {0}/sshd.pid\n\
              AuthorizedKeysFile {1}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nMaxStartups 100\n",
+             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nMaxStartups 100\n{2}",
             dir.display(),
-            authorized.display()
+            authorized.display(),
+            extra
         ),
     )
     .unwrap();
