@@ -754,6 +754,13 @@ enum RecipeCmd {
     },
     /// Check recipes.toml's assignments now (what the daemon does on its schedule).
     Assigned,
+    /// The newest result of each recipe on each machine (the daemon's checks and admins' runs),
+    /// from the audit store; all machines, or the ones named.
+    Status {
+        targets: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn recipe_rows(rows: &[pxelator::remote::HostRecipe], json: bool) -> anyhow::Result<()> {
@@ -926,6 +933,25 @@ fn recipe_cmd(
         RecipeCmd::Capture { spec, name } => {
             let c = r::capture(&cfg, &spec, &name, a, &emit)?;
             println!("{c}");
+            true
+        }
+        RecipeCmd::Status { targets, json } => {
+            let rows = r::recipe_status(&cfg, &inv, &targets)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for l in &rows {
+                    println!(
+                        "{:<20} {:<20} {:<7} {:<29} {:<10} {}",
+                        l.host,
+                        l.recipe,
+                        l.outcome,
+                        l.time,
+                        l.user,
+                        l.message.as_deref().unwrap_or("")
+                    );
+                }
+            }
             true
         }
         RecipeCmd::Assigned => {

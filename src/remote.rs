@@ -480,6 +480,42 @@ pub fn capture(
     })
 }
 
+/// Results kept per host by `recipe status`: the newest this many recipe_result events.
+pub const STATUS_EVENTS: u64 = 2000;
+
+/// The audit filter for recipe results of `hosts` (all hosts when empty).
+pub fn status_filter(hosts: &[String]) -> serde_json::Value {
+    if hosts.is_empty() {
+        serde_json::json!({"kind": "recipe_result"})
+    } else {
+        serde_json::json!({"kind": "recipe_result", "host": {"$in": hosts}})
+    }
+}
+
+/// `recipe status [TARGETS]`: the newest result of each recipe on each host, from the audit
+/// store (the daemon's scheduled checks and admins' runs alike).
+pub fn recipe_status(
+    cfg: &Config,
+    inv: &Inventory,
+    targets: &[String],
+) -> anyhow::Result<Vec<recipe::Latest>> {
+    let hosts = if targets.is_empty() {
+        Vec::new()
+    } else {
+        resolve(cfg, inv, targets)?
+    };
+    let audit = cfg
+        .audit
+        .as_ref()
+        .context("the audit store is off ([audit] enabled = false): results are kept there")?;
+    let events = crate::audit::open_store(audit)?.find(
+        &status_filter(&hosts),
+        Some(&serde_json::json!({"time": -1})),
+        Some(STATUS_EVENTS),
+    )?;
+    Ok(recipe::latest(&events))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

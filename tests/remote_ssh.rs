@@ -13,7 +13,9 @@ use std::time::Duration;
 
 mod common;
 use common::sshd::*;
-use common::{free_port, git, loopback_config_with, px_as, text, within, Daemon};
+use common::{
+    free_port, git, loopback_config_with, px_as, request, text, user_with_token, within, Daemon,
+};
 
 fn px(cfg: &Path, args: &[&str]) -> Output {
     px_as(cfg, "remote-admin", args)
@@ -271,6 +273,20 @@ fn run_and_recipes_against_real_sshd() {
         before,
         "a repeat run logged in again instead of reusing the master"
     );
+    // What a host prints is bounded (1 MiB kept, the rest not read), and said so.
+    let o = px(
+        &cfg,
+        &[
+            "run",
+            "h1",
+            "--json",
+            "--",
+            "head -c 3000000 /dev/zero | tr '\\0' x",
+        ],
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["stdout"].as_str().unwrap().len(), 1 << 20);
+    assert_eq!(rows[0]["truncated"], true);
 
     // Recipes: the built-in line-in-file on h1, check → apply → check.
     let motd1 = files.join("h1/motd");
@@ -465,6 +481,7 @@ fn run_and_recipes_against_real_sshd() {
         "recipes: the motd line on the reading room",
     );
     std::fs::write(files.join("h3/motd"), "Welcome to h3\n").unwrap();
+    let token = user_with_token(&cfg, "vic", "viewer", "vic-password-1");
     let mut daemon = Daemon::start(&cfg, &base.join("daemon.log"));
     let scheduled = |e: &serde_json::Value| e["user"] == "schedule" && e["recipe"] == "lab-motd";
     let found = within(Duration::from_secs(60), || {
@@ -475,11 +492,40 @@ fn run_and_recipes_against_real_sshd() {
             >= 3
     });
     let daemon_log = std::fs::read_to_string(base.join("daemon.log")).unwrap_or_default();
+    // The machine page shows each recipe's newest result.
+    let page = request(
+        http,
+        "GET",
+        "/ui/machines/h3",
+        &[("Authorization", &format!("Bearer {token}"))],
+        "",
+    );
     daemon.terminate(Duration::from_secs(10));
     assert!(
         found.is_some(),
         "no scheduled recipe checks; daemon log:\n{daemon_log}"
     );
+    let page = page.expect("machine page");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let recipes = page
+        .body
+        .split("id=\"recipes\"")
+        .nth(1)
+        .expect("a Recipes section");
+    assert!(
+        recipes.contains("lab-motd") && recipes.contains("drift") && recipes.contains("schedule"),
+        "{recipes}"
+    );
+    let o = px(&cfg, &["recipe", "status", "reading-room"]);
+    let st = text(&o);
+    assert!(o.status.success(), "{st}");
+    assert!(
+        row(&st, "h3").contains("lab-motd")
+            && row(&st, "h3").contains("drift")
+            && row(&st, "h3").contains("schedule"),
+        "{st}"
+    );
+    assert!(row(&st, "h2").contains(" ok "), "{st}");
     let sched: Vec<_> = events(&cfg, "recipe_result")
         .into_iter()
         .filter(scheduled)

@@ -396,6 +396,47 @@ pub fn file_recipe(
     ))
 }
 
+/// The last result of each recipe on a host, as `recipe status` and the machine page show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latest {
+    pub host: String,
+    pub recipe: String,
+    pub outcome: String,
+    pub mode: String,
+    /// RFC 3339, as the audit store gives it.
+    pub time: String,
+    /// The admin, or `schedule`.
+    pub user: String,
+    pub message: Option<String>,
+}
+
+/// The newest `recipe_result` per host and recipe, from audit documents sorted newest first;
+/// sorted by host, then recipe. Documents of another shape are skipped.
+pub fn latest(events: &[serde_json::Value]) -> Vec<Latest> {
+    let mut out: Vec<Latest> = Vec::new();
+    for e in events {
+        let s = |k: &str| e.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let (Some(host), Some(recipe), Some(outcome)) = (s("host"), s("recipe"), s("outcome"))
+        else {
+            continue;
+        };
+        if out.iter().any(|l| l.host == host && l.recipe == recipe) {
+            continue;
+        }
+        out.push(Latest {
+            host,
+            recipe,
+            outcome,
+            mode: s("mode").unwrap_or_default(),
+            time: s("time").unwrap_or_default(),
+            user: s("user").unwrap_or_default(),
+            message: s("message"),
+        });
+    }
+    out.sort_by(|a, b| (&a.host, &a.recipe).cmp(&(&b.host, &b.recipe)));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,6 +457,8 @@ mod tests {
         assert_eq!(r.params[1].default.as_deref(), Some("hello"));
         for (name, script, want) in [
             ("Bad", LINE, "lowercase"),
+            ("../../etc/passwd", LINE, "lowercase"),
+            ("-rf", LINE, "lowercase"),
             ("x", "check() { :; }\napply() { :; }\n", "no `# recipe:"),
             ("x", "# recipe: y\ncheck() { :; }\n", "no `apply()"),
             (
@@ -566,6 +609,24 @@ mod tests {
         assert_eq!(sh(Mode::Apply).0, Outcome::Ok);
         assert!(file_recipe("s", "relative", None, b"x").is_err());
         assert!(file_recipe("s", "/x", None, &vec![0; MAX_CAPTURED_BYTES + 1]).is_err());
+    }
+
+    #[test]
+    fn the_newest_result_per_host_and_recipe_wins() {
+        let ev = |h: &str, r: &str, o: &str, t: &str| serde_json::json!({"kind": "recipe_result", "host": h, "recipe": r, "outcome": o, "time": t, "user": "schedule", "mode": "check"});
+        let newest_first = [
+            ev("k2", "motd", "drift", "3"),
+            ev("k1", "motd", "fixed", "2"),
+            ev("k1", "motd", "drift", "1"),
+            ev("k1", "ntp", "ok", "1"),
+            serde_json::json!({"kind": "recipe_result"}),
+        ];
+        let l = latest(&newest_first);
+        let got: Vec<String> = l
+            .iter()
+            .map(|x| format!("{} {} {} {}", x.host, x.recipe, x.outcome, x.time))
+            .collect();
+        assert_eq!(got, ["k1 motd fixed 2", "k1 ntp ok 1", "k2 motd drift 3"]);
     }
 
     #[test]

@@ -320,6 +320,17 @@ async fn machine_view(
         Err(e) => (Vec::new(), Some(format!("audit store: {e}"))),
     };
     let boots = crate::core::story::boots(&events, 5);
+    let recipes = match &machine.hostname {
+        Some(h) => newest_events(
+            st,
+            crate::remote::status_filter(std::slice::from_ref(h)),
+            200,
+        )
+        .await
+        .map(|e| crate::core::recipe::latest(&e))
+        .unwrap_or_default(),
+        None => Vec::new(),
+    };
     events.truncate(EVENTS_PAGE);
     let (events, ev_err): (Vec<serde_json::Value>, _) = match before {
         None => (events, ev_err),
@@ -350,6 +361,7 @@ async fn machine_view(
         times,
         events,
         history,
+        recipes,
         boots,
         can_edit: who.role >= Role::Operator,
         is_admin: who.role >= Role::Admin,

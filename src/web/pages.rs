@@ -213,6 +213,8 @@ pub struct MachineView {
     /// Recent audit events (newest first), as stored.
     pub events: Vec<serde_json::Value>,
     pub history: Vec<LogEntry>,
+    /// The newest result of each recipe on it (recipes.toml checks, admins' runs).
+    pub recipes: Vec<crate::core::recipe::Latest>,
     /// Its recent boots, newest first.
     pub boots: Vec<Boot>,
     pub can_edit: bool,
@@ -344,6 +346,18 @@ pub fn machine(f: &Frame, v: &MachineView, now_ms: i64) -> Markup {
                 h2 { "Host files" }
                 p { a #backups href=(format!("/ui/machines/{name}/backups")) { "Backups of its files: pulls, changes, restore" } }
                 p { a #root href=(format!("/ui/machines/{name}/root")) { "Its network root: what it changed, snapshots, reset" } }
+            }
+            @if !v.recipes.is_empty() {
+                h2 #recipes { "Recipes" }
+                table { thead { tr { th scope="col" { "Recipe" } th scope="col" { "Result" } th scope="col" { "When" } th scope="col" { "By" } th scope="col" { "Why" } } }
+                    tbody { @for r in &v.recipes { tr {
+                        td { code { (r.recipe) } }
+                        td { span class=(if r.outcome == "ok" || r.outcome == "fixed" { "state s-up" } else { "state s-unknown" }) { (r.outcome) } }
+                        td { (r.time) }
+                        td { (r.user) }
+                        td { (r.message.as_deref().unwrap_or("")) }
+                    } } }
+                }
             }
             h2 { "Boot story" }
             @if v.boots.is_empty() { p.muted { "no boot recorded" } }
@@ -743,6 +757,16 @@ mod tests {
                 serde_json::json!({"time": "2026", "kind": "syslog", "message": "<script>alert(1)</script>"}),
             ],
             history: vec![],
+            // A recipe's message is the host's own output: text, never markup.
+            recipes: vec![crate::core::recipe::Latest {
+                host: "k1".into(),
+                recipe: "motd".into(),
+                outcome: "drift".into(),
+                mode: "check".into(),
+                time: "2026".into(),
+                user: "schedule".into(),
+                message: Some("<script>alert(2)</script>".into()),
+            }],
             boots: vec![],
             can_edit: true,
             is_admin: false,
@@ -756,6 +780,10 @@ mod tests {
         let html = machine(&f, &v, 1000).into_string();
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(
+            html.contains("id=\"recipes\"")
+                && html.contains("&lt;script&gt;alert(2)&lt;/script&gt;")
+        );
         assert!(html.contains("a=1&amp;b=&lt;2&gt;"));
         assert!(html.contains("value=\"tok&quot;en\""));
         assert!(html.contains("<title>&lt;t&gt; — pxelator</title>"));
@@ -816,6 +844,7 @@ mod tests {
             state: State::Unknown,
             events: vec![],
             history: vec![],
+            recipes: vec![],
             boots: vec![],
             can_edit: false,
             is_admin: false,
