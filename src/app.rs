@@ -161,7 +161,8 @@ async fn backup_scheduler(
     }
 }
 
-/// Checks recipes.toml's assignments every `interval_mins` (the first round soon after start):
+/// Checks recipes.toml's assignments every `interval_mins` (the first round soon after start,
+/// and again whenever a commit changes them):
 /// drift and fixes are `recipe_result` events with user `schedule`; one round at a time, off
 /// the async threads. A broken recipes.toml is logged once per distinct error.
 async fn recipe_scheduler(
@@ -172,6 +173,8 @@ async fn recipe_scheduler(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut last: Option<i64> = None;
+    // A changed recipes.toml (a new commit) is checked at once, not at the next interval.
+    let mut checked: Option<crate::core::recipe::Assignments> = None;
     let mut warned: std::collections::HashSet<String> = Default::default();
     loop {
         tokio::select! { _ = cancel.cancelled() => break, _ = tick.tick() => {} }
@@ -189,10 +192,11 @@ async fn recipe_scheduler(
             Err(_) => continue,
         };
         let now = crate::clock::unix_now() as i64;
-        if !crate::core::recipe::due(last, now, a.interval_mins()) {
+        if checked.as_ref() == Some(&a) && !crate::core::recipe::due(last, now, a.interval_mins()) {
             continue;
         }
         last = Some(now);
+        checked = Some(a.clone());
         let (c, b) = (cfg.clone(), bus.clone());
         let inv = inv.borrow().clone();
         let round = tokio::task::spawn_blocking(move || {

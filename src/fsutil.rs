@@ -140,6 +140,31 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// The ssh control-socket directory: made 0700, tightened if opened up, refused when
+    /// someone else owns it (or it is a link to somewhere else).
+    #[test]
+    fn private_dirs_are_ours_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("ssh/mux");
+        ensure_private_dir(&m).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&m), 0o700);
+        std::fs::set_permissions(&m, std::fs::Permissions::from_mode(0o777)).unwrap();
+        ensure_private_dir(&m).unwrap();
+        assert_eq!(mode(&m), 0o700);
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&m, &link).unwrap();
+        assert!(ensure_private_dir(&link)
+            .unwrap_err()
+            .contains("not a directory of this user's"));
+        if nix::unistd::geteuid().is_root() {
+            let other = d.path().join("other");
+            std::fs::create_dir(&other).unwrap();
+            nix::unistd::chown(&other, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            assert!(ensure_private_dir(&other).is_err());
+        }
+    }
+
     #[test]
     fn secrets_others_can_read_are_refused_and_private_writes_are_0600() {
         let d = tempfile::tempdir().unwrap();

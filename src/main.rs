@@ -885,8 +885,16 @@ fn recipe_cmd(
     let emit = |e: pxelator::core::event::Event| events.lock().expect("events").push(e);
     let ok = match cmd {
         RecipeCmd::List => {
-            for (rec, from) in r::list_recipes(&cfg)? {
-                println!("{:<24} {:<10} {}", rec.name, from, rec.about);
+            let listed = r::list_recipes(&cfg)?;
+            for l in &listed {
+                let rec = match &l.recipe {
+                    Ok(rec) => rec,
+                    Err(e) => {
+                        println!("{:<24} {:<10} UNUSABLE: {e}", l.name, l.from);
+                        continue;
+                    }
+                };
+                println!("{:<24} {:<10} {}", l.name, l.from, rec.about);
                 for p in &rec.params {
                     let d = p
                         .default
@@ -896,7 +904,7 @@ fn recipe_cmd(
                     println!("{:<24}   --param {}=…  {}{d}", "", p.name, p.about);
                 }
             }
-            true
+            listed.iter().all(|l| l.recipe.is_ok())
         }
         RecipeCmd::Show { name } => {
             print!("{}", r::load_recipe(&cfg, &name)?.script);

@@ -239,29 +239,43 @@ pub fn load_recipe(cfg: &Config, name: &str) -> anyhow::Result<Recipe> {
     recipe::parse(name, &text).map_err(anyhow::Error::msg)
 }
 
-/// Every recipe: the site's (conf repo, committed) and the built-in ones it does not replace,
-/// with where each comes from.
-pub fn list_recipes(cfg: &Config) -> anyhow::Result<Vec<(Recipe, &'static str)>> {
+/// One entry of `recipe list`: where it comes from, and the recipe or why it cannot be used
+/// (a broken site recipe is listed with its error, not hidden, and does not hide the others).
+pub struct Listed {
+    pub name: String,
+    pub from: &'static str,
+    pub recipe: Result<Recipe, String>,
+}
+
+/// Every recipe: the site's (conf repo, committed) and the built-in ones it does not replace.
+pub fn list_recipes(cfg: &Config) -> anyhow::Result<Vec<Listed>> {
     let mut out = Vec::new();
-    let mut site = Vec::new();
     let repo = crate::confrepo::ConfRepo::open(&cfg.conf_repo)?;
     if let Some((repo, head)) = repo.and_then(|r| r.head().transpose().map(|h| (r, h))) {
         for (path, _) in repo.files(head?, "recipes/")? {
-            if let Some(n) = path
+            let Some(n) = path
                 .strip_prefix("recipes/")
                 .and_then(|p| p.strip_suffix(".sh"))
-            {
-                site.push(n.to_owned());
-                out.push((load_recipe(cfg, n)?, "conf repo"));
-            }
+            else {
+                continue;
+            };
+            out.push(Listed {
+                name: n.to_owned(),
+                from: "conf repo",
+                recipe: load_recipe(cfg, n).map_err(|e| format!("{e:#}")),
+            });
         }
     }
     for (n, t) in BUILTIN {
-        if !site.iter().any(|s| s == n) {
-            out.push((recipe::parse(n, t).map_err(anyhow::Error::msg)?, "built in"));
+        if !out.iter().any(|l| l.name == *n) {
+            out.push(Listed {
+                name: (*n).to_owned(),
+                from: "built in",
+                recipe: recipe::parse(n, t),
+            });
         }
     }
-    out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 

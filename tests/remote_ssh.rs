@@ -620,5 +620,74 @@ fn run_and_recipes_against_real_sshd() {
         text(&o)
     );
     assert_eq!(events(&cfg, "recipe_captured").len(), 1);
+
+    // Hostile names and paths are refused where they enter, naming what is wrong.
+    for (args, want) in [
+        (
+            vec![
+                "recipe",
+                "capture",
+                "h2:/etc/../../root/.ssh/id_ed25519",
+                "--as",
+                "x",
+            ],
+            "without `..`",
+        ),
+        (
+            vec!["recipe", "capture", "../h2:/etc/motd", "--as", "x"],
+            "../h2",
+        ),
+        (
+            vec!["recipe", "capture", &spec, "--as", "../../evil"],
+            "recipe name",
+        ),
+        (
+            vec!["recipe", "capture", &spec, "--as", "line-in-file"],
+            "built-in recipe",
+        ),
+        (
+            vec!["recipe", "check", "../../etc/passwd", "h1"],
+            "recipe name",
+        ),
+        (
+            vec!["run", "h1;reboot", "--", "true"],
+            "is no machine, group or backup.toml host",
+        ),
+    ] {
+        let o = px(&cfg, &args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(want), "{args:?}: {}", text(&o));
+    }
+    // A broken recipes.toml is an error naming the file and line; a broken site recipe is
+    // listed as unusable, and the others still are.
+    commit_file(
+        &repo,
+        "recipes.toml",
+        "[[assign]]\nrecipe = \"lab-motd\"\nto = [\"h1\"]\nbogus = 1\n",
+        "a typo",
+    );
+    let o = px(&cfg, &["recipe", "assigned"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("recipes.toml:4") && text(&o).contains("bogus"),
+        "{}",
+        text(&o)
+    );
+    commit_file(
+        &repo,
+        "recipes/broken.sh",
+        "check() { true; }\n",
+        "a recipe without its header",
+    );
+    let o = px(&cfg, &["recipe", "list"]);
+    let l = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{l}");
+    assert!(
+        l.contains("broken")
+            && l.contains("UNUSABLE")
+            && l.contains("no `# recipe:")
+            && l.contains("lab-motd"),
+        "{l}"
+    );
     drop(hung);
 }
