@@ -716,6 +716,19 @@ fn backup(config: &std::path::Path, who: Option<&str>, cmd: BackupCmd) -> anyhow
     Ok(ok)
 }
 
+/// A recipe, the machines it runs on, its parameters.
+#[derive(clap::Args)]
+struct RecipeOn {
+    name: String,
+    #[arg(required = true)]
+    targets: Vec<String>,
+    /// A parameter, NAME=VALUE (repeat for more).
+    #[arg(long = "param")]
+    params: Vec<String>,
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum RecipeCmd {
     /// The recipes there are (the conf repo's and the built-in ones) and their parameters.
@@ -724,27 +737,10 @@ enum RecipeCmd {
     Show { name: String },
     /// Check a recipe on machines: `ok` or `drift` per host (nothing is changed); exit 2 if
     /// any host drifted or failed.
-    Check {
-        name: String,
-        #[arg(required = true)]
-        targets: Vec<String>,
-        /// A parameter, NAME=VALUE (repeat for more).
-        #[arg(long = "param")]
-        params: Vec<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Check(RecipeOn),
     /// Check, apply where the check fails, check again: `ok`, `fixed` or `failed` per host;
     /// exit 2 if any failed.
-    Apply {
-        name: String,
-        #[arg(required = true)]
-        targets: Vec<String>,
-        #[arg(long = "param")]
-        params: Vec<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Apply(RecipeOn),
     /// Make a recipe from a file in the host-file backups: HOST:/path[@REV|@DATE] becomes
     /// recipes/NAME.sh (a commit) that makes that file so on other machines.
     Capture {
@@ -785,19 +781,19 @@ fn print_recipe_row(r: &pxelator::remote::HostRecipe) {
 fn recipe_on(
     cfg: &Config,
     inv: &pxelator::inventory::Inventory,
-    (name, targets, params): (&str, &[String], &[String]),
+    on: &RecipeOn,
     mode: pxelator::core::recipe::Mode,
-    json: bool,
     user: &str,
     emit: &(dyn Fn(pxelator::core::event::Event) + Sync),
 ) -> anyhow::Result<bool> {
     use pxelator::core::recipe::{self, Mode, Outcome};
     use pxelator::remote as r;
-    let rec = r::load_recipe(cfg, name)?;
-    let given = recipe::parse_params(params).map_err(anyhow::Error::msg)?;
+    let json = on.json;
+    let rec = r::load_recipe(cfg, &on.name)?;
+    let given = recipe::parse_params(&on.params).map_err(anyhow::Error::msg)?;
     // Parameters are checked before any host is reached.
     recipe::bind(&rec, &given).map_err(anyhow::Error::msg)?;
-    let hosts = r::connect(cfg, inv, &r::resolve(cfg, inv, targets)?)?;
+    let hosts = r::connect(cfg, inv, &r::resolve(cfg, inv, &on.targets)?)?;
     let rows = r::recipe_run(&hosts, &rec, &given, mode, user, emit, &|row| {
         if !json {
             print_recipe_row(row)
@@ -910,34 +906,8 @@ fn recipe_cmd(
             print!("{}", r::load_recipe(&cfg, &name)?.script);
             true
         }
-        RecipeCmd::Check {
-            name,
-            targets,
-            params,
-            json,
-        } => recipe_on(
-            &cfg,
-            &inv,
-            (&name, &targets, &params),
-            Mode::Check,
-            json,
-            &user,
-            &emit,
-        )?,
-        RecipeCmd::Apply {
-            name,
-            targets,
-            params,
-            json,
-        } => recipe_on(
-            &cfg,
-            &inv,
-            (&name, &targets, &params),
-            Mode::Apply,
-            json,
-            &user,
-            &emit,
-        )?,
+        RecipeCmd::Check(on) => recipe_on(&cfg, &inv, &on, Mode::Check, &user, &emit)?,
+        RecipeCmd::Apply(on) => recipe_on(&cfg, &inv, &on, Mode::Apply, &user, &emit)?,
         RecipeCmd::Capture { spec, name } => {
             let c = r::capture(&cfg, &spec, &name, a, &emit)?;
             println!("{c}");

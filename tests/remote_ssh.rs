@@ -570,22 +570,17 @@ fn run_and_recipes_against_real_sshd() {
         "{subject}"
     );
     let app3 = files.join("h3/app.conf");
-    let o = px(
-        &cfg,
-        &[
-            "recipe",
-            "apply",
-            "app-conf",
-            "h3",
-            "--param",
-            &format!("path={}", app3.display()),
-        ],
-    );
-    assert!(
-        o.status.success() && row(&text(&o), "h3").contains("fixed"),
-        "{}",
-        text(&o)
-    );
+    let path3 = format!("path={}", app3.display());
+    let apply3 = || {
+        let o = px(
+            &cfg,
+            &["recipe", "apply", "app-conf", "h3", "--param", &path3],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        row(&text(&o), "h3").to_owned()
+    };
+    let r = apply3();
+    assert!(r.contains("fixed"), "{r}");
     // Checked over ssh: h3's file now has h2's bytes and mode.
     let o = px(
         &cfg,
@@ -603,22 +598,8 @@ fn run_and_recipes_against_real_sshd() {
         format!("{}640\n", String::from_utf8_lossy(conf))
     );
     assert_eq!(std::fs::read(&app3).unwrap(), conf);
-    let o = px(
-        &cfg,
-        &[
-            "recipe",
-            "apply",
-            "app-conf",
-            "h3",
-            "--param",
-            &format!("path={}", app3.display()),
-        ],
-    );
-    assert!(
-        o.status.success() && row(&text(&o), "h3").contains(" ok "),
-        "{}",
-        text(&o)
-    );
+    let r = apply3();
+    assert!(r.contains(" ok "), "a second apply: {r}");
     assert_eq!(events(&cfg, "recipe_captured").len(), 1);
 
     // Hostile names and paths are refused where they enter, naming what is wrong.
