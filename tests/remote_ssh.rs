@@ -293,19 +293,15 @@ fn run_and_recipes_against_real_sshd() {
     let file_param = format!("file={}", motd1.display());
     let line = "Ask at the desk for help";
     let line_param = format!("line={line}");
-    let o = px(
-        &cfg,
-        &[
-            "recipe",
-            "check",
-            "line-in-file",
-            "h1",
-            "--param",
-            &file_param,
-            "--param",
-            &line_param,
-        ],
-    );
+    // `recipe VERB line-in-file h1 --param …` with these params.
+    let on_h1 = |verb: &str, params: &[&str]| {
+        let mut args = vec!["recipe", verb, "line-in-file", "h1"];
+        for p in params {
+            args.extend(["--param", p]);
+        }
+        px(&cfg, &args)
+    };
+    let o = on_h1("check", &[&file_param, &line_param]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(row(&text(&o), "h1").contains("drift"), "{}", text(&o));
     assert_eq!(
@@ -313,37 +309,13 @@ fn run_and_recipes_against_real_sshd() {
         "Welcome to h1\n",
         "check changed the file"
     );
-    let o = px(
-        &cfg,
-        &[
-            "recipe",
-            "apply",
-            "line-in-file",
-            "h1",
-            "--param",
-            &file_param,
-            "--param",
-            &line_param,
-        ],
-    );
+    let o = on_h1("apply", &[&file_param, &line_param]);
     assert!(
         o.status.success() && row(&text(&o), "h1").contains("fixed"),
         "{}",
         text(&o)
     );
-    let o = px(
-        &cfg,
-        &[
-            "recipe",
-            "check",
-            "line-in-file",
-            "h1",
-            "--param",
-            &file_param,
-            "--param",
-            &line_param,
-        ],
-    );
+    let o = on_h1("check", &[&file_param, &line_param]);
     assert!(
         o.status.success() && row(&text(&o), "h1").contains("ok"),
         "{}",
@@ -355,57 +327,21 @@ fn run_and_recipes_against_real_sshd() {
     );
 
     // Parameters are checked before any host is reached, and are data, never code.
-    let o = px(
-        &cfg,
-        &[
-            "recipe",
-            "apply",
-            "line-in-file",
-            "h1",
-            "--param",
-            &file_param,
-        ],
-    );
+    let o = on_h1("apply", &[&file_param]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o).contains("parameter line has no value"),
         "{}",
         text(&o)
     );
-    let o = px(
-        &cfg,
-        &[
-            "recipe",
-            "apply",
-            "line-in-file",
-            "h1",
-            "--param",
-            &file_param,
-            "--param",
-            &line_param,
-            "--param",
-            "lien=x",
-        ],
-    );
+    let o = on_h1("apply", &[&file_param, &line_param, "lien=x"]);
     assert!(text(&o).contains("no parameter \"lien\""), "{}", text(&o));
     let pwned = base.join("pwned");
     let evil = format!(
         "x'; touch {0}; echo '$(touch {0})`touch {0}`",
         pwned.display()
     );
-    let o = px(
-        &cfg,
-        &[
-            "recipe",
-            "apply",
-            "line-in-file",
-            "h1",
-            "--param",
-            &file_param,
-            "--param",
-            &format!("line={evil}"),
-        ],
-    );
+    let o = on_h1("apply", &[&file_param, &format!("line={evil}")]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!pwned.exists(), "a parameter value ran as a command");
     assert!(std::fs::read_to_string(&motd1)
