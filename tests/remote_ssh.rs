@@ -436,7 +436,6 @@ fn run_and_recipes_against_real_sshd() {
         &[("Authorization", &format!("Bearer {token}"))],
         "",
     );
-    daemon.terminate(Duration::from_secs(10));
     assert!(
         found.is_some(),
         "no scheduled recipe checks; daemon log:\n{daemon_log}"
@@ -479,6 +478,48 @@ fn run_and_recipes_against_real_sshd() {
         std::fs::read_to_string(files.join("h3/motd")).unwrap(),
         "Welcome to h3\n",
         "apply = false, yet the daemon changed h3"
+    );
+    // Assigned with apply = true (a commit the daemon sees without waiting for the interval):
+    // the daemon fixes h3, and only h3 needed it.
+    commit_file(
+        &repo,
+        "recipes.toml",
+        &format!("interval_mins = 60\n[[assign]]\nrecipe = \"lab-motd\"\nto = [\"reading-room\"]\napply = true\nparams = {{ base = \"{}\", line = \"{line}\" }}\n", files.display()),
+        "recipes: fix the motd line where it drifts",
+    );
+    let fixed = within(Duration::from_secs(60), || {
+        events(&cfg, "recipe_result")
+            .iter()
+            .any(|e| scheduled(e) && e["host"] == "h3" && e["outcome"] == "fixed")
+    });
+    let daemon_log = std::fs::read_to_string(base.join("daemon.log")).unwrap_or_default();
+    daemon.terminate(Duration::from_secs(10));
+    assert!(
+        fixed.is_some(),
+        "the daemon did not fix h3; its log:\n{daemon_log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(files.join("h3/motd")).unwrap(),
+        format!("Welcome to h3\n{line}\n")
+    );
+    let applied: Vec<_> = events(&cfg, "recipe_result")
+        .into_iter()
+        .filter(|e| scheduled(e) && e["mode"] == "apply")
+        .map(|e| {
+            format!(
+                "{}={}",
+                e["host"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        applied.contains(&"h3=fixed".to_owned())
+            && applied.contains(&"h1=ok".to_owned())
+            && !applied
+                .iter()
+                .any(|a| a.starts_with("h1=fixed") || a.starts_with("h2=fixed")),
+        "{applied:?}"
     );
 
     // From history to recipe: h2's app.conf, pulled by a backup, made into a recipe applied on h3.
