@@ -747,6 +747,10 @@ enum RecipeCmd {
         spec: String,
         #[arg(long = "as")]
         name: String,
+        /// Take the file from the host's network-root overlay as it is now (a file it changed),
+        /// not from its backups.
+        #[arg(long)]
+        overlay: bool,
     },
     /// Check recipes.toml's assignments now (what the daemon does on its schedule).
     Assigned,
@@ -908,8 +912,17 @@ fn recipe_cmd(
         }
         RecipeCmd::Check(on) => recipe_on(&cfg, &inv, &on, Mode::Check, &user, &emit)?,
         RecipeCmd::Apply(on) => recipe_on(&cfg, &inv, &on, Mode::Apply, &user, &emit)?,
-        RecipeCmd::Capture { spec, name } => {
-            let c = r::capture(&cfg, &spec, &name, a, &emit)?;
+        RecipeCmd::Capture {
+            spec,
+            name,
+            overlay,
+        } => {
+            let from = if overlay {
+                r::CaptureFrom::Overlay
+            } else {
+                r::CaptureFrom::Backups
+            };
+            let c = r::capture(&cfg, &spec, from, &name, a, &emit)?;
             println!("{c}");
             true
         }

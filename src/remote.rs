@@ -431,12 +431,48 @@ pub fn check_assignments(
     out
 }
 
+/// Where `recipe capture` takes the file from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureFrom {
+    /// Host-file backups (`hosts/HOST/…` in the conf repo), at a revision or date.
+    Backups,
+    /// The host's network-root overlay as it is now (a file the host changed or made).
+    Overlay,
+}
+
+/// A file the host changed in its network root's overlay (its upper directory): content (at
+/// most [`recipe::MAX_CAPTURED_BYTES`] + 1 bytes read) and mode. Opened beneath the upper
+/// directory without following links; a deletion (whiteout) or a directory is refused.
+fn overlay_file(cfg: &Config, host: &str, rel: &str) -> anyhow::Result<(Vec<u8>, u32)> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let d = crate::nfsroot::host_dirs(&cfg.state_dir, host);
+    if crate::nfsroot::host_base(&cfg.state_dir, host).is_none() {
+        bail!(
+            "{host} has no overlay (under {}): only a host booting a network root has one",
+            d.dir.display()
+        );
+    }
+    let f = crate::overlay::open_beneath(&d.upper, rel).map_err(|e| {
+        anyhow::anyhow!("{host}:/{rel} is not a change in {host}'s overlay ({e}); `pxelator overlay diff {host}` lists them")
+    })?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        bail!("{host}:/{rel} in {host}'s overlay is not a file (a deletion or a directory)");
+    }
+    let mut content = Vec::new();
+    f.take(recipe::MAX_CAPTURED_BYTES as u64 + 1)
+        .read_to_end(&mut content)?;
+    Ok((content, meta.mode() & 0o7777))
+}
+
 /// `recipe capture HOST:/path[@REV] --as NAME`: the file as pulled by host-file backups (at
-/// REV, default HEAD; mode from the host's .meta) made into `recipes/NAME.sh` in the conf repo,
-/// committed by `author`.
+/// REV, default HEAD; mode from the host's .meta), or as the host's overlay holds it now, made
+/// into `recipes/NAME.sh` in the conf repo, committed by `author`.
 pub fn capture(
     cfg: &Config,
     spec: &str,
+    from: CaptureFrom,
     name: &str,
     author: &crate::confrepo::Author,
     emit: &dyn Fn(Event),
@@ -446,7 +482,6 @@ pub fn capture(
         bail!("{name} is a built-in recipe's name; choose another with --as");
     }
     let (target, rev) = crate::confrepo::split_at_rev(spec);
-    let rev = rev.unwrap_or("HEAD");
     let (host, path) = target
         .split_once(':')
         .context("expected HOST:/path[@REV|@DATE], e.g. kiosk1:/etc/motd@2026-11-20")?;
@@ -457,16 +492,29 @@ pub fn capture(
     let repo = crate::confrepo::ConfRepo::open(&cfg.conf_repo)?
         .with_context(|| format!("{} is not a git repository", cfg.conf_repo.display()))?;
     let rel = path.trim_start_matches('/');
-    let content = repo
-        .cat(&format!("hosts/{host}/{rel}"), rev)
-        .with_context(|| {
-            format!("{host}:{path}@{rev} is not in the host-file backups (`pxelator backup status`; backup.toml lists what is pulled)")
-        })?;
-    let meta = repo
-        .cat(&format!("hosts/{host}.meta"), rev)
-        .unwrap_or_default();
-    let mode =
-        crate::backup::mode_and_owner(&String::from_utf8_lossy(&meta), path).map(|(m, _, _)| m);
+    let (rev, content, mode) = match from {
+        CaptureFrom::Backups => {
+            let rev = rev.unwrap_or("HEAD");
+            let content = repo
+                .cat(&format!("hosts/{host}/{rel}"), rev)
+                .with_context(|| {
+                    format!("{host}:{path}@{rev} is not in the host-file backups (`pxelator backup status`; backup.toml lists what is pulled)")
+                })?;
+            let meta = repo
+                .cat(&format!("hosts/{host}.meta"), rev)
+                .unwrap_or_default();
+            let mode = crate::backup::mode_and_owner(&String::from_utf8_lossy(&meta), path)
+                .map(|(m, _, _)| m);
+            (rev, content, mode)
+        }
+        CaptureFrom::Overlay => {
+            if let Some(r) = rev {
+                bail!("a network root's overlay has no revisions (@{r}): capture it as it is now, without @");
+            }
+            let (content, mode) = overlay_file(cfg, host, rel)?;
+            ("overlay", content, Some(mode))
+        }
+    };
     let text = recipe::file_recipe(&format!("{host}:{path}@{rev}"), path, mode, &content)
         .map_err(anyhow::Error::msg)?;
     recipe::parse(name, &text).map_err(anyhow::Error::msg)?;

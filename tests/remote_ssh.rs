@@ -487,10 +487,17 @@ fn run_and_recipes_against_real_sshd() {
         &format!("interval_mins = 60\n[[assign]]\nrecipe = \"lab-motd\"\nto = [\"reading-room\"]\napply = true\nparams = {{ base = \"{}\", line = \"{line}\" }}\n", files.display()),
         "recipes: fix the motd line where it drifts",
     );
+    // The round's three results (each host's is recorded as it finishes).
     let fixed = within(Duration::from_secs(60), || {
-        events(&cfg, "recipe_result")
+        let ev = events(&cfg, "recipe_result");
+        let round: Vec<_> = ev
             .iter()
-            .any(|e| scheduled(e) && e["host"] == "h3" && e["outcome"] == "fixed")
+            .filter(|e| scheduled(e) && e["mode"] == "apply")
+            .collect();
+        round.len() >= 3
+            && round
+                .iter()
+                .any(|e| e["host"] == "h3" && e["outcome"] == "fixed")
     });
     let daemon_log = std::fs::read_to_string(base.join("daemon.log")).unwrap_or_default();
     daemon.terminate(Duration::from_secs(10));
@@ -578,6 +585,63 @@ fn run_and_recipes_against_real_sshd() {
     let r = apply3();
     assert!(r.contains(" ok "), "a second apply: {r}");
     assert_eq!(events(&cfg, "recipe_captured").len(), 1);
+
+    // From a network root's overlay: the kiosk.conf h3 changed in its root (its upper
+    // directory, as the daemon keeps it) becomes a recipe that makes h1's the same.
+    let upper = base.join("state/overlays/h3/upper/etc");
+    std::fs::create_dir_all(&upper).unwrap();
+    std::fs::write(base.join("state/overlays/h3/base"), "kbase-v1\n").unwrap();
+    let kiosk = b"homepage=https://library.example/\n";
+    std::fs::write(upper.join("kiosk.conf"), kiosk).unwrap();
+    std::fs::set_permissions(
+        upper.join("kiosk.conf"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", upper.join("shadow-link")).unwrap();
+    let o = px(
+        &cfg,
+        &[
+            "recipe",
+            "capture",
+            "h3:/etc/kiosk.conf",
+            "--overlay",
+            "--as",
+            "kiosk-conf",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let k1 = files.join("h1/kiosk.conf");
+    let o = px(
+        &cfg,
+        &[
+            "recipe",
+            "apply",
+            "kiosk-conf",
+            "h1",
+            "--param",
+            &format!("path={}", k1.display()),
+        ],
+    );
+    assert!(
+        o.status.success() && row(&text(&o), "h1").contains("fixed"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(&k1).unwrap(), kiosk);
+    assert_eq!(
+        std::fs::metadata(&k1).unwrap().permissions().mode() & 0o7777,
+        0o600
+    );
+    for (spec, want) in [
+        ("h3:/etc/shadow-link", "is not a change in h3's overlay"),
+        ("h3:/etc/kiosk.conf@HEAD", "has no revisions"),
+        ("h1:/etc/kiosk.conf", "h1 has no overlay"),
+    ] {
+        let o = px(&cfg, &["recipe", "capture", spec, "--overlay", "--as", "y"]);
+        assert_eq!(o.status.code(), Some(1), "{spec}: {}", text(&o));
+        assert!(text(&o).contains(want), "{spec}: {}", text(&o));
+    }
 
     // Hostile names and paths are refused where they enter, naming what is wrong.
     for (args, want) in [
