@@ -797,7 +797,7 @@ fn recipe_on(
     let given = recipe::parse_params(&on.params).map_err(anyhow::Error::msg)?;
     // Parameters are checked before any host is reached.
     recipe::bind(&rec, &given).map_err(anyhow::Error::msg)?;
-    let hosts = r::connect(cfg, inv, &r::resolve(cfg, inv, &on.targets)?)?;
+    let hosts = r::targets(cfg, inv, &on.targets)?;
     let rows = r::recipe_run(&hosts, &rec, &given, mode, user, emit, &|row| {
         if !json {
             print_recipe_row(row)
@@ -823,7 +823,7 @@ fn run_cmd(
     use pxelator::remote as r;
     let cfg = Config::load(config)?;
     let inv = pxelator::confrepo::current_inventory(&cfg).0;
-    let hosts = r::connect(&cfg, &inv, &r::resolve(&cfg, &inv, targets)?)?;
+    let hosts = r::targets(&cfg, &inv, targets)?;
     let events = std::sync::Mutex::new(Vec::new());
     let emit = |e: pxelator::core::event::Event| events.lock().expect("events").push(e);
     if !json {

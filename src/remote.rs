@@ -42,8 +42,11 @@ pub const BUILTIN: &[(&str, &str)] = &[
 /// The host names `specs` name: each a hostname, MAC or IP of the inventory, a group (machines
 /// whose param `group` is it), or a host or `[group.NAME]` of backup.toml; comma lists allowed.
 /// In the order given, each once.
-pub fn resolve(cfg: &Config, inv: &Inventory, specs: &[String]) -> anyhow::Result<Vec<String>> {
-    let listed = crate::backup::listed_hosts(cfg)?;
+pub fn resolve(
+    settings: &crate::backup::SshSettings,
+    inv: &Inventory,
+    specs: &[String],
+) -> anyhow::Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for spec in specs.iter().flat_map(|s| s.split(',')).map(str::trim) {
         if spec.is_empty() {
@@ -53,13 +56,13 @@ pub fn resolve(cfg: &Config, inv: &Inventory, specs: &[String]) -> anyhow::Resul
             ms.iter()
                 .map(|m| {
                     m.hostname.clone().with_context(|| {
-                        format!("machine {} ({spec}) has no hostname; give it one with `pxelator host edit {} --hostname NAME`", m.mac, m.mac)
+                        format!("machine {} ({spec}) has no hostname; give it one with `pxelator host edit {} --name NAME`", m.mac, m.mac)
                     })
                 })
                 .collect::<anyhow::Result<_>>()?
-        } else if let Some(hosts) = listed.groups.get(spec) {
-            hosts.clone()
-        } else if listed.hosts.iter().any(|h| h == spec) {
+        } else if let Some(hosts) = settings.group(spec) {
+            hosts.to_vec()
+        } else if settings.lists(spec) {
             vec![spec.to_owned()]
         } else {
             bail!("{spec:?} is no machine, group or backup.toml host (see `pxelator host list`)");
@@ -76,12 +79,16 @@ pub fn resolve(cfg: &Config, inv: &Inventory, specs: &[String]) -> anyhow::Resul
     Ok(out)
 }
 
-/// How to reach each of `names` (backup.toml's settings, else the inventory's address and the
-/// default key), with multiplexed connections.
-pub fn connect(cfg: &Config, inv: &Inventory, names: &[String]) -> anyhow::Result<Vec<Ssh>> {
+/// The machines `specs` name ([`resolve`]) and how to reach each (backup.toml's settings, else
+/// the inventory's address and the default key), with multiplexed connections; backup.toml is
+/// read once for both.
+pub fn targets(cfg: &Config, inv: &Inventory, specs: &[String]) -> anyhow::Result<Vec<Ssh>> {
+    let settings = crate::backup::SshSettings::load(cfg)?;
+    let names = resolve(&settings, inv, specs)?;
     let known = crate::backup::known_hosts(cfg);
     let mux = cfg.state_dir.join("ssh/mux");
-    Ok(crate::backup::connections(cfg, inv, names)?
+    Ok(settings
+        .connections(cfg, inv, &names)?
         .iter()
         .map(|p: &HostPlan| Ssh {
             mux_dir: Some(mux.clone()),
@@ -390,8 +397,7 @@ pub fn check_assignments(
     for asg in &a.assign {
         let mode = if asg.apply { Mode::Apply } else { Mode::Check };
         let prepared = load_recipe(cfg, &asg.recipe).and_then(|r| {
-            let names = resolve(cfg, inv, &asg.to)?;
-            let hosts = connect(cfg, inv, &names)?;
+            let hosts = targets(cfg, inv, &asg.to)?;
             recipe::bind(&r, &asg.params).map_err(anyhow::Error::msg)?;
             Ok((r, hosts))
         });
@@ -564,7 +570,7 @@ pub fn recipe_status(
     let hosts = if targets.is_empty() {
         Vec::new()
     } else {
-        resolve(cfg, inv, targets)?
+        resolve(&crate::backup::SshSettings::load(cfg)?, inv, targets)?
     };
     let audit = cfg
         .audit

@@ -217,43 +217,58 @@ pub fn load_plans(cfg: &Config, inv: &crate::inventory::Inventory) -> Result<Pla
     })
 }
 
-/// How to reach machines over ssh (`pxelator run`, recipes): `backup.toml`'s settings for
-/// hosts it lists (defaults, groups, host), and for the inventory's other machines its
-/// `[defaults]` with the machine's address. `names` are already hostnames.
-pub fn connections(
-    cfg: &Config,
-    inv: &crate::inventory::Inventory,
-    names: &[String],
-) -> Result<Vec<HostPlan>, BackupError> {
-    let (file, parsed) = read_backup_file(cfg)?;
-    let per_host = parsed.per_host();
-    names
-        .iter()
-        .map(|name| {
-            let own = per_host.get(name).cloned().unwrap_or_default();
-            host_plan(cfg, &file, inv, name, merge(&parsed.defaults, &own))
-        })
-        .collect()
+/// `backup.toml` read once as the ssh settings of `pxelator run` and recipes: which hosts and
+/// groups it names, and how to reach any machine.
+pub struct SshSettings {
+    file: PathBuf,
+    parsed: BackupFile,
 }
 
-/// What `backup.toml` names: its `[group.NAME]`s with their hosts, and every host it lists.
-#[derive(Debug, Default)]
-pub struct Listed {
-    pub groups: BTreeMap<String, Vec<String>>,
-    pub hosts: Vec<String>,
-}
+impl SshSettings {
+    pub fn load(cfg: &Config) -> Result<SshSettings, BackupError> {
+        let (file, parsed) = read_backup_file(cfg)?;
+        Ok(SshSettings { file, parsed })
+    }
 
-/// The groups and hosts of `backup.toml`, for `run` and recipes' targets.
-pub fn listed_hosts(cfg: &Config) -> Result<Listed, BackupError> {
-    let (_, parsed) = read_backup_file(cfg)?;
-    Ok(Listed {
-        groups: parsed
-            .group
+    /// Its `[group.NAME]`s with their hosts.
+    pub fn group(&self, name: &str) -> Option<&[String]> {
+        self.parsed.group.get(name).map(|g| g.hosts.as_slice())
+    }
+
+    /// Does it list this host (in a group or its own table)?
+    pub fn lists(&self, host: &str) -> bool {
+        self.parsed.host.contains_key(host)
+            || self
+                .parsed
+                .group
+                .values()
+                .any(|g| g.hosts.iter().any(|h| h == host))
+    }
+
+    /// How to reach `names` (already hostnames): the settings for hosts it lists (defaults,
+    /// groups, host), and for the inventory's other machines its `[defaults]` with the
+    /// machine's address.
+    pub fn connections(
+        &self,
+        cfg: &Config,
+        inv: &crate::inventory::Inventory,
+        names: &[String],
+    ) -> Result<Vec<HostPlan>, BackupError> {
+        let per_host = self.parsed.per_host();
+        names
             .iter()
-            .map(|(g, v)| (g.clone(), v.hosts.clone()))
-            .collect(),
-        hosts: parsed.per_host().into_keys().collect(),
-    })
+            .map(|name| {
+                let own = per_host.get(name).cloned().unwrap_or_default();
+                host_plan(
+                    cfg,
+                    &self.file,
+                    inv,
+                    name,
+                    merge(&self.parsed.defaults, &own),
+                )
+            })
+            .collect()
+    }
 }
 
 /// File names never pulled unless `include_secrets` lists them (globs with at most one `*`):
