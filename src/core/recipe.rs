@@ -443,6 +443,25 @@ mod tests {
 
     const LINE: &str = "# recipe: a line in a file\n# param file: the file\n# param line: the line\n# default line: hello\ncheck() { grep -qxF -- \"$line\" \"$file\"; }\napply() { printf '%s\\n' \"$line\" >> \"$file\"; }\n";
 
+    /// A script run by a real sh here, as the host's `sh -s` would.
+    fn sh(script: &str) -> std::process::Output {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap()
+    }
+
+    /// The wrapper script of `r` in `mode` run by a real sh, and what its exit code means.
+    fn run_script(
+        r: &Recipe,
+        params: &BTreeMap<String, String>,
+        mode: Mode,
+    ) -> (Outcome, Option<String>) {
+        let o = sh(&remote_script(r, params, mode));
+        outcome(mode, o.status.code().unwrap())
+    }
+
     fn given(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
         kv.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -512,12 +531,7 @@ mod tests {
             "if ( check )",
             "printf '%s' \"$line\"; exit 0\nif ( check )",
         );
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&s)
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), evil);
+        assert_eq!(String::from_utf8_lossy(&sh(&s).stdout), evil);
     }
 
     #[test]
@@ -543,14 +557,7 @@ mod tests {
         std::fs::write(&f, "first\n").unwrap();
         let r = parse("line-in-file", LINE).unwrap();
         let b = bind(&r, &given(&[("file", f.to_str().unwrap())])).unwrap();
-        let run = |mode| {
-            let o = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(remote_script(&r, &b, mode))
-                .output()
-                .unwrap();
-            outcome(mode, o.status.code().unwrap()).0
-        };
+        let run = |mode| run_script(&r, &b, mode).0;
         assert_eq!(run(Mode::Check), Outcome::Drift);
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "first\n");
         assert_eq!(run(Mode::Apply), Outcome::Fixed);
@@ -562,13 +569,8 @@ mod tests {
             "# recipe: x\ncheck() { false; }\napply() { true; }\n",
         )
         .unwrap();
-        let o = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(remote_script(&liar, &BTreeMap::new(), Mode::Apply))
-            .output()
-            .unwrap();
         assert_eq!(
-            outcome(Mode::Apply, o.status.code().unwrap()).0,
+            run_script(&liar, &BTreeMap::new(), Mode::Apply).0,
             Outcome::Failed
         );
     }
@@ -590,14 +592,7 @@ mod tests {
         let r = parse("file-conf", &text).unwrap();
         let b = bind(&r, &given(&[("path", target.to_str().unwrap())])).unwrap();
         assert_eq!(b["mode"], "640");
-        let sh = |mode| {
-            let o = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(remote_script(&r, &b, mode))
-                .output()
-                .unwrap();
-            outcome(mode, o.status.code().unwrap())
-        };
+        let sh = |mode| run_script(&r, &b, mode);
         assert_eq!(sh(Mode::Check).0, Outcome::Drift);
         assert_eq!(sh(Mode::Apply), (Outcome::Fixed, None));
         assert_eq!(std::fs::read(&target).unwrap(), content);
